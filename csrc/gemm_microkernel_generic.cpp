@@ -1,0 +1,23 @@
+// The portable micro-kernel: plain C++ the compiler vectorises with whatever
+// SIMD the build targets by default (SSE2 on x86-64, NEON on ARM64).
+#include "gemm_microkernel.h"
+
+namespace fz {
+
+namespace {
+constexpr int MR = 4, NR = 16;
+
+void microkernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                         bool accumulate) {
+    float acc[MR][NR] = {};
+    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR)
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + acc[i][j];
+}
+}  // namespace
+
+const MicroKernel kMicroKernelGeneric = {"generic", MR, NR, 128, 256, 4096, microkernel_generic};
+
+}  // namespace fz

@@ -1,0 +1,3 @@
+"""Datasets as NumPy arrays, like keras.datasets: mnist and fashion_mnist."""
+
+from . import fashion_mnist, mnist

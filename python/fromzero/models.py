@@ -1,0 +1,434 @@
+"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+
+One training step (``_train_step``) is the whole textbook algorithm:
+
+    1. forward:   y = layer_n(... layer_1(x))
+    2. loss:      L = loss(y_true, y) and ∂L/∂y (for softmax + cross-entropy
+                  directly ∂L/∂logits = (p − onehot) / batch)
+    3. backward:  each layer, last to first, turns ∂L/∂output into
+                  ∂L/∂input and fills its grads
+    4. update:    θ ← optimizer step(θ, ∂L/∂θ) for every parameter
+
+Every array a step touches is allocated once per batch shape and reused.
+"""
+
+import json
+import math
+import os
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import _core, callbacks as callbacks_module, layers as layers_module, losses, metrics as metrics_module
+from . import optimizers, utils
+
+FORMAT_NAME = "fromzero.Sequential"
+FORMAT_VERSION = 1
+
+
+def _as_inputs(x, what="x"):
+    """Any array-like of numbers as float32 C-contiguous (batch, ...), copied only if needed."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{what} must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"{what} must have a batch axis and at least one feature axis, "
+                         f"got shape {arr.shape}")
+    if len(arr) == 0:
+        raise ValueError(f"{what} is empty (shape {arr.shape})")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Sequential:
+    def __init__(self, layers=None, name=None):
+        self.name = name or "sequential"
+        self._layers = []
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self.input_shape = None
+        self._buffers = utils.Buffers()
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------ structure
+
+    def add(self, layer):
+        if not isinstance(layer, layers_module.Layer):
+            raise TypeError(f"Sequential.add expects a fromzero layer, got {type(layer).__name__}")
+        self._layers.append(layer)
+        self.input_shape = None  # shapes are inferred again on next use
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def build(self, input_shape):
+        """Create every layer's weights for inputs of `input_shape` (no batch axis)."""
+        if not self._layers:
+            raise ValueError("the model has no layers: add some before using it")
+        shape = tuple(int(d) for d in input_shape)
+        for layer in self._layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.output_shape(shape)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        # No layer before the first one with weights needs ∂L/∂input.
+        needed = False
+        for layer in self._layers:
+            layer.input_grad_needed = needed
+            needed = needed or bool(layer.params)
+
+    def output_shape(self):
+        shape = self.input_shape
+        for layer in self._layers:
+            shape = layer.output_shape(shape)
+        return shape
+
+    def _ensure_built(self, x):
+        if self.input_shape is None:
+            self.build(x.shape[1:])
+        elif x.shape[1:] != self.input_shape and math.prod(x.shape[1:]) != math.prod(self.input_shape):
+            raise ValueError(f"{self.name}: expected inputs of shape (batch, "
+                             f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
+
+    # ------------------------------------------------------------ low level
+
+    def forward(self, x, training=False):
+        for layer in self._layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self._layers):
+            if dy is None:
+                break
+            dy = layer.backward(dy)
+        return dy
+
+    @property
+    def trainable_params(self):
+        return [p for layer in self._layers if layer.trainable for p in layer.params]
+
+    @property
+    def trainable_grads(self):
+        return [g for layer in self._layers if layer.trainable for g in layer.grads]
+
+    # ------------------------------------------------------------ training
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        if loss is None:
+            raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+
+    def _check_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"{what}: the model must be compiled first: call model.compile("
+                               f"optimizer='adam', loss='sparse_categorical_crossentropy')")
+
+    def _fused_softmax(self):
+        """Softmax output + cross-entropy on probabilities: train through ∂L/∂logits = p − t."""
+        return self.loss.fuses_with_softmax and getattr(self._layers[-1], "outputs_softmax", False)
+
+    def _regularization_loss(self):
+        return sum(getattr(layer, "regularization_loss", lambda: 0.0)() for layer in self._layers)
+
+    def _train_step(self, x, targets, fused, grads_and_params):
+        """Forward, loss, backward, update for one batch. Returns (loss sum, predictions)."""
+        y = self.forward(x, training=True)
+        row_loss = self._buffers.get("row_loss", (len(y),))
+        grad = self._buffers.get("dy", y.shape)
+        last = self._layers[-1]
+        if fused:
+            total = self.loss.value(y, targets, row_loss)
+            dy = last.backward_from_logits(self.loss.softmax_gradient(y, targets, out=grad))
+        else:
+            total = self.loss.value_and_gradient(y, targets, row_loss, grad)
+            dy = last.backward(grad)
+        for layer in reversed(self._layers[:-1]):
+            if dy is None:
+                break
+            dy = layer.backward(dy)
+        self.optimizer.apply_gradients(grads_and_params)
+        return total, y
+
+    def _prepare(self, x, y, what):
+        """Inputs and targets as the kernels want them, after every check."""
+        x = _as_inputs(x, f"{what}: x")
+        if np.ndim(y) == 0 or len(y) != len(x):
+            raise ValueError(f"{what}: x has {len(x)} samples but y has "
+                             f"{'no length' if np.ndim(y) == 0 else len(y)}")
+        self._ensure_built(x)
+        out_shape = self.output_shape()
+        if len(out_shape) != 1:
+            raise ValueError(f"{what}: the model's output must be (batch, outputs), "
+                             f"got (batch, {', '.join(map(str, out_shape))}); add a Flatten")
+        return x, self.loss.prepare_targets(y, (len(x),) + tuple(out_shape))
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
+            validation_data=None, shuffle=True, callbacks=None):
+        """Train for `epochs` passes over (x, y) in shuffled minibatches; returns a History."""
+        self._check_compiled("fit")
+        batch_size = _check_positive_int("batch_size", batch_size)
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        x, targets = self._prepare(x, y, "fit")
+        val = None
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            val = self._prepare(*validation_data, "fit: validation_data")
+        elif validation_split > 0:
+            # As Keras: the last fraction of the data, taken before shuffling.
+            n_val = int(len(x) * validation_split)
+            if n_val == 0 or n_val == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no "
+                                 f"{'validation' if n_val == 0 else 'training'} samples "
+                                 f"out of {len(x)}")
+            val = (x[-n_val:], targets[-n_val:])
+            x, targets = x[:-n_val], targets[:-n_val]
+
+        history = callbacks_module.History()
+        callback_list = [history] + list(callbacks or [])
+        for cb in callback_list:
+            cb.set_model(self)
+        fused = self._fused_softmax()
+        grads_and_params = list(zip(self.trainable_grads, self.trainable_params))
+        has_regularizer = self._regularization_loss() != 0.0
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        self.stop_training = False
+        for cb in callback_list:
+            cb.on_train_begin()
+        for epoch in range(epochs):
+            for cb in callback_list:
+                cb.on_epoch_begin(epoch)
+            for m in self.metrics:
+                m.reset_state()
+            order = (_core.random_permutation(n, utils.next_seed()) if shuffle
+                     else np.arange(n, dtype=np.int64))
+            bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
+                       disable=verbose != 1, file=sys.stdout, mininterval=0.2, leave=True)
+            loss_sum, seen = 0.0, 0
+            for step in range(steps):
+                index = order[step * batch_size:(step + 1) * batch_size]
+                xb = _core.gather_rows(x, index, self._buffers.get("x", (len(index),) + x.shape[1:]))
+                tb = _core.gather_rows(targets, index, self._buffers.get(
+                    "t", (len(index),) + targets.shape[1:], targets.dtype))
+                total, pred = self._train_step(xb, tb, fused, grads_and_params)
+                if has_regularizer:
+                    total += self._regularization_loss() * len(index)
+                if not math.isfinite(total):
+                    # Keras's TerminateOnNaN: running on would only spread NaN into every weight.
+                    print(f"Batch {step}: invalid loss {total}, terminating training", file=sys.stderr)
+                    self.stop_training = True
+                    loss_sum, seen = total, 1
+                    break
+                loss_sum += total
+                seen += len(index)
+                for m in self.metrics:
+                    m.update_state(tb, pred)
+                bar.update(1)
+                if step % 25 == 0 or step == steps - 1:
+                    bar.set_postfix_str(self._format_logs(loss_sum / seen), refresh=False)
+                for cb in callback_list[1:]:
+                    cb.on_train_batch_end(step, {"loss": loss_sum / seen})
+                if self.stop_training:
+                    break
+            logs = {"loss": loss_sum / seen}
+            logs.update({m.name: m.result() for m in self.metrics})
+            if val is not None:
+                val_logs = self._evaluate_prepared(*val, batch_size)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            bar.set_postfix_str(_format(logs), refresh=True)
+            bar.close()
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - {_format(logs)}")
+            for cb in callback_list:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callback_list:
+            cb.on_train_end()
+        return history
+
+    def _format_logs(self, loss):
+        logs = {"loss": loss}
+        logs.update({m.name: m.result() for m in self.metrics})
+        return _format(logs)
+
+    # ------------------------------------------------------------ inference
+
+    def _evaluate_prepared(self, x, targets, batch_size, verbose=0):
+        for m in self.metrics:
+            m.reset_state()
+        total = 0.0
+        steps = range(0, len(x), batch_size)
+        for start in tqdm(steps, desc="Evaluate", unit="batch", disable=verbose != 1,
+                          file=sys.stdout, mininterval=0.2):
+            xb, tb = x[start:start + batch_size], targets[start:start + batch_size]
+            pred = self.forward(xb, training=False)
+            total += self.loss.value(pred, tb, self._buffers.get("row_loss", (len(xb),)))
+            for m in self.metrics:
+                m.update_state(tb, pred)
+        logs = {"loss": total / len(x) + self._regularization_loss()}
+        logs.update({m.name: m.result() for m in self.metrics})
+        return logs
+
+    def evaluate(self, x, y, batch_size=32, verbose=1):
+        """The mean loss on (x, y), or [loss, metric, ...] when metrics were compiled."""
+        self._check_compiled("evaluate")
+        batch_size = _check_positive_int("batch_size", batch_size)
+        logs = self._evaluate_prepared(*self._prepare(x, y, "evaluate"), batch_size, verbose)
+        if verbose == 1:
+            print(_format(logs))
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs for x, a float32 array of shape (len(x), outputs...)."""
+        batch_size = _check_positive_int("batch_size", batch_size)
+        x = _as_inputs(x, "predict: x")
+        self._ensure_built(x)
+        out = np.empty((len(x),) + tuple(self.output_shape()), dtype=np.float32)
+        for start in tqdm(range(0, len(x), batch_size), desc="Predict", unit="batch",
+                          disable=verbose != 1, file=sys.stdout):
+            out[start:start + batch_size] = self.forward(x[start:start + batch_size]).reshape(
+                (-1,) + out.shape[1:])
+        return out
+
+    # ------------------------------------------------------------ weights, files
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self._layers)
+
+    def get_weights(self):
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.params) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"set_weights: the model has {expected} weight arrays, got {len(weights)}")
+        i = 0
+        for layer in self._layers:
+            layer.set_weights(weights[i:i + len(layer.params)])
+            i += len(layer.params)
+
+    def summary(self, print_fn=print):
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shape = self.input_shape
+        for layer in self._layers:
+            shape = layer.output_shape(shape) if shape is not None else None
+            out = "?" if shape is None else str((None,) + tuple(shape))
+            rows.append((f"{layer.name} ({type(layer).__name__})", out, f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "─" * sum(widths)
+        print_fn(f'Model: "{self.name}"')
+        print_fn(line)
+        for i, row in enumerate(rows):
+            print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            if i == 0:
+                print_fn(line)
+        print_fn(line)
+        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        print_fn(f"Total params: {self.count_params():,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+
+    def get_config(self):
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [{"class": type(l).__name__, "config": l.get_config(),
+                        "trainable": l.trainable} for l in self._layers],
+            "compile": None if self.loss is None else {
+                "optimizer": self.optimizer.get_config(),
+                "loss": self.loss.get_config(),
+                "metrics": [m.name for m in self.metrics],
+            },
+        }
+
+    def save(self, path):
+        """Save architecture, compile settings and weights to one .npz file.
+
+        The architecture is JSON inside the archive, the weights are plain
+        arrays: loading never unpickles (so never runs code). The file is
+        written beside `path` under a temporary name and renamed over it, so a
+        crash mid-save leaves the old file intact.
+        """
+        arrays = {"config": np.array(json.dumps(self.get_config()))}
+        arrays.update({f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def _format(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+def load_model(path):
+    """A Sequential saved by model.save(path), compiled again if it was compiled."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "config" not in archive.files:
+                raise ValueError("no 'config' entry: not a fromzero model file")
+            config = json.loads(str(archive["config"]))
+            if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+                raise ValueError("not a fromzero model file")
+            if config.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format version {config.get('format_version')} is not "
+                                 f"supported (this fromzero reads {FORMAT_VERSION})")
+            weights = [archive[f"weight_{i}"] for i in range(len(archive.files) - 1)]
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot load model from {path}: {e}") from e
+
+    layers = []
+    for entry in config["layers"]:
+        cls = layers_module.LAYERS.get(entry.get("class"))
+        if cls is None:
+            raise ValueError(f"cannot load model from {path}: unknown layer {entry.get('class')!r}")
+        layer = cls(**entry["config"])
+        layer.trainable = bool(entry.get("trainable", True))
+        layers.append(layer)
+    model = Sequential(layers, name=config.get("name"))
+    if config.get("input_shape") is not None:
+        model.build(tuple(config["input_shape"]))
+    try:
+        model.set_weights(weights)
+    except ValueError as e:
+        raise ValueError(f"cannot load model from {path}: weights do not fit the architecture: {e}") from e
+    if config.get("compile"):
+        c = config["compile"]
+        model.compile(optimizers.from_config(c["optimizer"]), losses.from_config(c["loss"]),
+                      c["metrics"])
+    return model

@@ -1,0 +1,61 @@
+"""Weight penalties against overfitting: they add a cost for large weights.
+
+    L1(l):  penalty = l · Σ|W|     gradient  l · sign(W)
+    L2(l):  penalty = l · Σ W²     gradient  2 l · W      (Keras's default l = 0.01)
+The penalty is added to the loss and its gradient to ∂L/∂W, so gradient
+descent shrinks the weights a little at every step ("weight decay").
+"""
+
+import numpy as np
+
+from . import utils
+
+
+class Regularizer:
+    def __init__(self, l1=0.0, l2=0.0):
+        for name, v in (("l1", l1), ("l2", l2)):
+            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+                raise ValueError(f"{type(self).__name__}: {name} must be a number >= 0, got {v!r}")
+        self.l1, self.l2 = float(l1), float(l2)
+
+    def __call__(self, w):
+        return self.l1 * float(np.abs(w).sum()) + self.l2 * float(np.square(w, dtype=np.float64).sum())
+
+    def add_gradient(self, w, grad):
+        """grad += ∂penalty/∂w, in place."""
+        if self.l1:
+            grad += self.l1 * np.sign(w)
+        if self.l2:
+            grad += (2 * self.l2) * w
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(Regularizer):
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1)
+
+
+class L2(Regularizer):
+    def __init__(self, l2=0.01):
+        super().__init__(l2=l2)
+
+
+class L1L2(Regularizer):
+    pass
+
+
+def get(spec):
+    """None, a Regularizer, a name ("l1", "l2", "l1_l2") with Keras's defaults,
+    or a saved config {"l1": ..., "l2": ...}."""
+    if spec is None or isinstance(spec, Regularizer):
+        return spec
+    if isinstance(spec, dict):
+        return L1L2(**spec)
+    names = {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(0.01, 0.01)}
+    return utils.lookup("regularizer", spec, names)()
+
+
+def serialize(reg):
+    return None if reg is None else reg.get_config()

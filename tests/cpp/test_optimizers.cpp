@@ -1,1 +1,252 @@
+// test_optimizers.cpp — each update rule pinned by steps worked out by hand from
+// Keras 3's formulas (the literals below), and the fast kernels against the
+// reference loops on awkward and large sizes with 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "optimizers.h"
 #include "test_util.h"
+
+namespace fz::testing {
+namespace {
+
+using Vec = std::vector<float>;
+
+// Every hand-computed case starts from these three weights and applies g1, then
+// g2. The third weight has a zero gradient, so only weight decay moves it.
+const Vec kP0 = {1.0f, -0.5f, 2.0f};
+const Vec kG1 = {0.5f, -2.0f, 0.0f};
+const Vec kG2 = {0.25f, 1.0f, 0.0f};
+
+// Float steps of the size used here are exact to a few ulps.
+void expect_values(const Vec& actual, const Vec& expected) {
+    expect_close(actual, expected, 1e-6f, 1e-7f);
+}
+
+// lr = 0.1: p ← p − lr·g = [1 − 0.05, −0.5 + 0.2, 2].
+TEST(Sgd, PlainStep) {
+    Vec p = kP0;
+    sgd_update(p.data(), kG1.data(), nullptr, 3, 0.1f, 0.0f, false, 0.0f);
+    expect_values(p, {0.95f, -0.3f, 2.0f});
+}
+
+// m1 = −lr·g1 = [−0.05, 0.2, 0];               p1 = p0 + m1 = [0.95, −0.3, 2]
+// m2 = 0.9·m1 − lr·g2 = [−0.07, 0.08, 0];      p2 = p1 + m2 = [0.88, −0.22, 2]
+TEST(Sgd, MomentumTwoSteps) {
+    Vec p = kP0, m(3, 0.0f);
+    sgd_update(p.data(), kG1.data(), m.data(), 3, 0.1f, 0.9f, false, 0.0f);
+    expect_values(m, {-0.05f, 0.2f, 0.0f});
+    expect_values(p, {0.95f, -0.3f, 2.0f});
+    sgd_update(p.data(), kG2.data(), m.data(), 3, 0.1f, 0.9f, false, 0.0f);
+    expect_values(m, {-0.07f, 0.08f, 0.0f});
+    expect_values(p, {0.88f, -0.22f, 2.0f});
+}
+
+// Same m as above, but p ← p + 0.9·m − lr·g:
+// p1 = [1 − 0.045 − 0.05, −0.5 + 0.18 + 0.2, 2]       = [0.905, −0.12, 2]
+// p2 = [0.905 − 0.063 − 0.025, −0.12 + 0.072 − 0.1, 2] = [0.817, −0.148, 2]
+TEST(Sgd, NesterovTwoSteps) {
+    Vec p = kP0, m(3, 0.0f);
+    sgd_update(p.data(), kG1.data(), m.data(), 3, 0.1f, 0.9f, true, 0.0f);
+    expect_values(m, {-0.05f, 0.2f, 0.0f});
+    expect_values(p, {0.905f, -0.12f, 2.0f});
+    sgd_update(p.data(), kG2.data(), m.data(), 3, 0.1f, 0.9f, true, 0.0f);
+    expect_values(m, {-0.07f, 0.08f, 0.0f});
+    expect_values(p, {0.817f, -0.148f, 2.0f});
+}
+
+// wd = 0.5, lr = 0.1: p shrinks by lr·wd = 5% before the step.
+// plain:    [0.95 − 0.05, −0.475 + 0.2, 1.9]                 = [0.9, −0.275, 1.9]
+// momentum: p1 as plain; p2 = 0.95·p1 + m2 = [0.855 − 0.07, −0.26125 + 0.08, 1.805]
+TEST(Sgd, WeightDecayComesFirst) {
+    Vec p = kP0;
+    sgd_update(p.data(), kG1.data(), nullptr, 3, 0.1f, 0.0f, false, 0.5f);
+    expect_values(p, {0.9f, -0.275f, 1.9f});
+
+    Vec m(3, 0.0f);
+    p = kP0;
+    sgd_update(p.data(), kG1.data(), m.data(), 3, 0.1f, 0.9f, false, 0.5f);
+    expect_values(p, {0.9f, -0.275f, 1.9f});
+    sgd_update(p.data(), kG2.data(), m.data(), 3, 0.1f, 0.9f, false, 0.5f);
+    expect_values(m, {-0.07f, 0.08f, 0.0f});
+    expect_values(p, {0.785f, -0.18125f, 1.805f});
+}
+
+// lr = 0.1, β1 = 0.9, β2 = 0.999, ε = 1e-7.
+// t = 1: m = 0.1·g1 = [0.05, −0.2, 0], v = 0.001·g1² = [0.00025, 0.004, 0],
+//        α̂ = 0.1·√0.001 / 0.1 = 0.0316227766,
+//        p = 1 − α̂·0.05 / (√0.00025 + ε) = 1 − 0.0316227766·0.05 / 0.0158114883 = 0.9000006325
+//            −0.5 + α̂·0.2 / (√0.004 + ε) = −0.4000001581;  2 − α̂·0 / ε = 2.
+// t = 2: m = 0.9·m + 0.1·g2 = [0.07, −0.08, 0], v = 0.999·v + 0.001·g2² = [0.00031225, 0.004996, 0],
+//        α̂ = 0.1·√(1 − 0.999²) / (1 − 0.9²) = 0.0235316725,
+//        p = 0.9000006325 − α̂·0.07 / (√0.00031225 + ε) = 0.8067831961
+//            −0.4000001581 + α̂·0.08 / (√0.004996 + ε) = −0.3733664918.
+TEST(Adam, TwoSteps) {
+    Vec p = kP0, m(3, 0.0f), v(3, 0.0f);
+    adam_update(p.data(), kG1.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-7f, 1, 0.0f);
+    expect_values(m, {0.05f, -0.2f, 0.0f});
+    // 1 − β2 is 0.00099998713 with β2 = 0.999f rounded to float, 1.3e-5 off 0.001.
+    expect_close(v, {0.00025f, 0.004f, 0.0f}, 2e-5f, 0.0f);
+    expect_values(p, {0.9000006325f, -0.4000001581f, 2.0f});
+    adam_update(p.data(), kG2.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-7f, 2, 0.0f);
+    expect_values(m, {0.07f, -0.08f, 0.0f});
+    expect_close(v, {0.00031225f, 0.004996f, 0.0f}, 2e-5f, 0.0f);
+    expect_values(p, {0.8067831961f, -0.3733664918f, 2.0f});
+}
+
+// ε = 0.1 is added to √v, not under the root: 1 − α̂·0.05 / (0.0158113883 + 0.1) = 0.9863472941
+// (√(v + ε) would give 0.9950...), and −0.5 + α̂·0.2 / (0.0632455532 + 0.1) = −0.4612574113.
+TEST(Adam, EpsilonIsAddedToTheRoot) {
+    Vec p = kP0, m(3, 0.0f), v(3, 0.0f);
+    adam_update(p.data(), kG1.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 0.1f, 1, 0.0f);
+    expect_values(p, {0.9863472941f, -0.4612574113f, 2.0f});
+}
+
+// AdamW, wd = 0.1: p shrinks by lr·wd = 1% first, then the t = 1 step above:
+// [0.99 − 0.0999993675, −0.495 + 0.0999998419, 1.98].
+TEST(Adam, DecoupledWeightDecay) {
+    Vec p = kP0, m(3, 0.0f), v(3, 0.0f);
+    adam_update(p.data(), kG1.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-7f, 1, 0.1f);
+    expect_values(p, {0.8900006325f, -0.3950001581f, 1.98f});
+}
+
+// lr = 0.01, ρ = 0.9, ε = 1e-7.
+// step 1: v = 0.1·g1² = [0.025, 0.4, 0]; Δ = 0.01·g1 / √(v + ε) = [0.0316227134, −0.0316227726, 0]
+//         p = [0.9683772866, −0.4683772274, 2]
+// step 2: v = 0.9·v + 0.1·g2² = [0.02875, 0.46, 0]; Δ = [0.0147441700, 0.0147441939, 0]
+//         p = [0.9536331167, −0.4831214214, 2]
+TEST(RMSprop, TwoSteps) {
+    Vec p = kP0, v(3, 0.0f);
+    rmsprop_update(p.data(), kG1.data(), v.data(), nullptr, 3, 0.01f, 0.9f, 0.0f, 1e-7f, 0.0f);
+    expect_values(v, {0.025f, 0.4f, 0.0f});
+    expect_values(p, {0.9683772866f, -0.4683772274f, 2.0f});
+    rmsprop_update(p.data(), kG2.data(), v.data(), nullptr, 3, 0.01f, 0.9f, 0.0f, 1e-7f, 0.0f);
+    expect_values(v, {0.02875f, 0.46f, 0.0f});
+    expect_values(p, {0.9536331167f, -0.4831214214f, 2.0f});
+}
+
+// momentum = 0.9: mom1 = Δ1, p1 as above; mom2 = 0.9·mom1 + Δ2 = [0.0432046120, −0.0137163014, 0]
+// p2 = p1 − mom2 = [0.9251726746, −0.4546609260, 2].
+TEST(RMSprop, MomentumTwoSteps) {
+    Vec p = kP0, v(3, 0.0f), mom(3, 0.0f);
+    rmsprop_update(p.data(), kG1.data(), v.data(), mom.data(), 3, 0.01f, 0.9f, 0.9f, 1e-7f, 0.0f);
+    expect_values(mom, {0.0316227134f, -0.0316227726f, 0.0f});
+    expect_values(p, {0.9683772866f, -0.4683772274f, 2.0f});
+    rmsprop_update(p.data(), kG2.data(), v.data(), mom.data(), 3, 0.01f, 0.9f, 0.9f, 1e-7f, 0.0f);
+    expect_values(mom, {0.0432046120f, -0.0137163014f, 0.0f});
+    expect_values(p, {0.9251726746f, -0.4546609260f, 2.0f});
+}
+
+// ε = 0.01 goes under the root: 1 − 0.005 / √0.035 = 0.9732738758
+// (√v + ε would give 0.9702...), −0.5 + 0.02 / √0.41 = −0.4687652476.
+TEST(RMSprop, EpsilonIsUnderTheRoot) {
+    Vec p = kP0, v(3, 0.0f);
+    rmsprop_update(p.data(), kG1.data(), v.data(), nullptr, 3, 0.01f, 0.9f, 0.0f, 0.01f, 0.0f);
+    expect_values(p, {0.9732738758f, -0.4687652476f, 2.0f});
+}
+
+// wd = 0.5, lr = 0.01: p shrinks by 0.5% first: [0.995 − 0.0316227134, −0.4975 + 0.0316227726, 1.99].
+TEST(RMSprop, WeightDecayComesFirst) {
+    Vec p = kP0, v(3, 0.0f);
+    rmsprop_update(p.data(), kG1.data(), v.data(), nullptr, 3, 0.01f, 0.9f, 0.0f, 1e-7f, 0.5f);
+    expect_values(p, {0.9633772866f, -0.4658772274f, 1.99f});
+}
+
+// The optimizer state: parameters, one or two state arrays (unused ones stay 0).
+struct State {
+    Vec p, s1, s2;
+};
+
+// One configuration, run with the fast kernel or the reference. A null state
+// array where the header allows it also checks that it is never touched.
+using Step = std::function<void(bool fast, State&, const Vec& g, int64_t t)>;
+
+const std::vector<std::pair<std::string, Step>>& all_variants() {
+    static const std::vector<std::pair<std::string, Step>> variants = {
+        {"sgd",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? sgd_update : reference::sgd_update)(s.p.data(), g.data(), nullptr,
+                                                         static_cast<int64_t>(g.size()), 0.05f,
+                                                         0.0f, false, 0.0f);
+         }},
+        {"sgd weight_decay",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? sgd_update : reference::sgd_update)(s.p.data(), g.data(), nullptr,
+                                                         static_cast<int64_t>(g.size()), 0.05f,
+                                                         0.0f, false, 0.01f);
+         }},
+        {"sgd momentum",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? sgd_update : reference::sgd_update)(s.p.data(), g.data(), s.s1.data(),
+                                                         static_cast<int64_t>(g.size()), 0.05f,
+                                                         0.9f, false, 0.0f);
+         }},
+        {"sgd nesterov weight_decay",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? sgd_update : reference::sgd_update)(s.p.data(), g.data(), s.s1.data(),
+                                                         static_cast<int64_t>(g.size()), 0.05f,
+                                                         0.9f, true, 0.01f);
+         }},
+        {"adam",
+         [](bool fast, State& s, const Vec& g, int64_t t) {
+             (fast ? adam_update : reference::adam_update)(
+                 s.p.data(), g.data(), s.s1.data(), s.s2.data(), static_cast<int64_t>(g.size()),
+                 0.001f, 0.9f, 0.999f, 1e-7f, t, 0.0f);
+         }},
+        // β2 this close to 1 makes 1 − β2^t tiny: α̂ must be formed in double.
+        {"adam beta2=0.99999",
+         [](bool fast, State& s, const Vec& g, int64_t t) {
+             (fast ? adam_update : reference::adam_update)(
+                 s.p.data(), g.data(), s.s1.data(), s.s2.data(), static_cast<int64_t>(g.size()),
+                 0.1f, 0.9f, 0.99999f, 1e-7f, t, 0.0f);
+         }},
+        {"adamw",
+         [](bool fast, State& s, const Vec& g, int64_t t) {
+             (fast ? adam_update : reference::adam_update)(
+                 s.p.data(), g.data(), s.s1.data(), s.s2.data(), static_cast<int64_t>(g.size()),
+                 0.001f, 0.9f, 0.999f, 1e-7f, t, 0.004f);
+         }},
+        {"rmsprop",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? rmsprop_update : reference::rmsprop_update)(
+                 s.p.data(), g.data(), s.s1.data(), nullptr, static_cast<int64_t>(g.size()), 0.001f,
+                 0.9f, 0.0f, 1e-7f, 0.0f);
+         }},
+        {"rmsprop momentum weight_decay",
+         [](bool fast, State& s, const Vec& g, int64_t) {
+             (fast ? rmsprop_update : reference::rmsprop_update)(
+                 s.p.data(), g.data(), s.s1.data(), s.s2.data(), static_cast<int64_t>(g.size()),
+                 0.001f, 0.9f, 0.9f, 1e-7f, 0.004f);
+         }},
+    };
+    return variants;
+}
+
+// Three steps from random weights, with a fresh random gradient at each step.
+TEST(Optimizers, MatchReferenceOnAwkwardAndLargeSizes) {
+    std::vector<int64_t> sizes = kAwkwardSizes;
+    sizes.push_back(100003);  // prime, and several chunks of the parallel grain
+    for (const auto& [name, step] : all_variants()) {
+        for (const int64_t n : sizes) {
+            const State start{random_vector(n, 1), Vec(n, 0.0f), Vec(n, 0.0f)};
+            State want = start;
+            for (int64_t t = 1; t <= 3; ++t) step(false, want, random_vector(n, 10 + t), t);
+            for (const int threads : kThreadCounts) {
+                SCOPED_TRACE(name + " n=" + std::to_string(n) + " threads " +
+                             std::to_string(threads));
+                ThreadCountGuard guard(threads);
+                State got = start;
+                for (int64_t t = 1; t <= 3; ++t) step(true, got, random_vector(n, 10 + t), t);
+                expect_close(got.p, want.p, 1e-5f, 1e-7f);
+                expect_close(got.s1, want.s1, 1e-5f, 1e-7f);
+                expect_close(got.s2, want.s2, 1e-5f, 1e-7f);
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace fz::testing

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs them all: the C++ GoogleTest suite
+# (built with CMake, run through ctest) and the Python suite (pytest).
+# Usage: bash tests/run_all.sh      (from anywhere; needs pip, cmake, a C++17 compiler)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# GoogleTest comes from Debian's libgtest-dev. Install it when we can, and
+# otherwise stop with a clear message: the C++ tests are never silently skipped.
+if ! find /usr/lib /usr/local/lib /usr/share -name GTestConfig.cmake 2>/dev/null | grep -q .; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing GoogleTest (libgtest-dev)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgtest-dev >/dev/null
+  else
+    echo "error: GoogleTest is missing: run 'sudo apt-get install libgtest-dev' and try again" >&2
+    exit 1
+  fi
+fi
+
+echo "== installing fromzero with its test extras"
+python3 -m pip install --quiet ".[test]"
+
+echo "== C++ tests (GoogleTest through ctest)"
+cmake -S . -B build/cpp-tests -DFROMZERO_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/cpp-tests --parallel 2
+ctest --test-dir build/cpp-tests --output-on-failure --parallel 2
+
+echo "== Python tests (pytest)"
+python3 -m pytest tests

@@ -42,6 +42,8 @@ double categorical_crossentropy_from_logits(const float* logits, const float* ta
 // row sum S_i = Σ_k p_ik, then clipped:
 //   row_loss_i = -Σ_j t_ij log(clip(p_ij / S_i))
 //   grad_ij    = grad_scale * (-t_ij / p_ij + Σ_k t_ik / S_i)
+// (the derivative of the clipped function: clipped entries contribute
+// neither their -t/p term nor their t to the sum)
 double categorical_crossentropy(const float* probs, const float* targets, float* row_loss,
                                 float* grad, int64_t rows, int64_t cols, float grad_scale);
 

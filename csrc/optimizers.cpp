@@ -16,9 +16,10 @@ namespace {
 // Updates are memory-bound and cheap per element: a thread pays off only past ~16K.
 constexpr int64_t kGrain = 1 << 14;
 
-// One chunk's loop: f(i, p_i) with p_i the weight after decay. Everything is
-// passed by value, so GCC can see that no scalar aliases the arrays and
-// vectorises f's body; reached through the shared closure it would not.
+// One chunk's loop: f(i, p_i) with p_i the weight after decay. Everything
+// arrives by value, so GCC sees that no scalar (lr, β, ...) aliases the arrays
+// and vectorises f's body. Read through the closure the threads share, those
+// floats could alias p[i] and most of these loops stay scalar.
 template <class F>
 void update_chunk(float* p, int64_t lo, int64_t hi, bool decay, float lr_wd, F f) {
     if (decay) {

@@ -14,6 +14,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -22,6 +23,8 @@
 #include <vector>
 
 #include "activations.h"
+#include "conv.h"
+#include "dense.h"
 #include "gemm.h"
 #include "losses.h"
 #include "optimizers.h"
@@ -177,6 +180,89 @@ py::array_t<float> matmul(const py::handle& a_in, const py::handle& b_in, bool t
             N, ep);
     }
     return c;
+}
+
+// ---------------------------------------------------------------- Dense layer
+
+void require_shape(const py::array& a, const Shape& shape, const char* fn, const char* name) {
+    if (shape_of(a) != shape)
+        fail(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) + ", got " +
+             shape_str(shape_of(a)));
+}
+
+// y = f(x·W + b), one call (csrc/dense.h). z receives x·W + b for GELU.
+py::array_t<float> dense_forward(const py::handle& x_in, const py::handle& w_in,
+                                 const std::optional<py::handle>& b_in, Activation act,
+                                 float alpha, std::optional<py::array> out,
+                                 std::optional<py::array> z_out) {
+    const char* fn = "dense_forward";
+    FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
+    const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
+    if (W.shape(0) != in)
+        fail(std::string(fn) + ": x has shape " + shape_str(shape_of(x)) + " but kernel has shape " +
+             shape_str(shape_of(W)) + ": expected " + std::to_string(W.shape(0)) + " input features");
+    std::optional<FloatArray> b;
+    if (b_in && !b_in->is_none()) {
+        b = as_float(*b_in, fn, "bias");
+        require_shape(*b, {units}, fn, "bias");
+    }
+    py::array_t<float> y = output(out, {batch, units}, fn, "out");
+    std::optional<py::array_t<float>> z;
+    if (fz::activation_backward_needs_input(act)) {
+        if (!z_out) fail(std::string(fn) + ": this activation needs z_out for its backward pass");
+        z = output(z_out, {batch, units}, fn, "z_out");
+    }
+    if (overlaps(y, x) || overlaps(y, W)) fail(std::string(fn) + ": out must not overlap x or kernel");
+    const float* xp = x.data();
+    const float* wp = W.data();
+    const float* bp = b ? b->data() : nullptr;
+    float* yp = y.mutable_data();
+    float* zp = z ? z->mutable_data() : nullptr;
+    py::gil_scoped_release nogil;
+    fz::dense_forward(xp, wp, bp, yp, zp, batch, in, units, act, alpha);
+    return y;
+}
+
+// From dy: dz = dy ⊙ f'(z) into dz_out, then db, dW (when given) and dx (when
+// given, else None is returned), one call (csrc/dense.h).
+py::object dense_backward(const py::handle& x_in, const py::handle& w_in,
+                          const std::optional<py::handle>& z_in, const py::handle& y_in,
+                          const py::handle& dy_in, Activation act, float alpha, py::array dz_out,
+                          std::optional<py::array> dw_out, std::optional<py::array> db_out,
+                          std::optional<py::array> dx_out) {
+    const char* fn = "dense_backward";
+    FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
+    const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
+    require_shape(W, {in, units}, fn, "kernel");
+    FloatArray y = as_float(y_in, fn, "y"), dy = as_float(dy_in, fn, "dy");
+    require_shape(y, {batch, units}, fn, "y");
+    require_shape(dy, {batch, units}, fn, "dy");
+    std::optional<FloatArray> z;
+    if (fz::activation_backward_needs_input(act)) {
+        if (!z_in || z_in->is_none()) fail(std::string(fn) + ": this activation needs z");
+        z = as_float(*z_in, fn, "z");
+        require_shape(*z, {batch, units}, fn, "z");
+    }
+    py::array_t<float> dz = state(dz_out, {batch, units}, fn, "dz_out");
+    std::optional<py::array_t<float>> dW, db, dx;
+    if (dw_out) dW = state(*dw_out, {in, units}, fn, "dw_out");
+    if (db_out) db = state(*db_out, {units}, fn, "db_out");
+    if (dx_out) dx = state(*dx_out, {batch, in}, fn, "dx_out");
+    const float* xp = x.data();
+    const float* wp = W.data();
+    const float* zp = z ? z->data() : nullptr;
+    const float* yp = y.data();
+    const float* dyp = dy.data();
+    float* dzp = dz.mutable_data();
+    float* dwp = dW ? dW->mutable_data() : nullptr;
+    float* dbp = db ? db->mutable_data() : nullptr;
+    float* dxp = dx ? dx->mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        fz::dense_backward(xp, wp, zp, yp, dyp, dzp, dwp, dbp, dxp, batch, in, units, act, alpha);
+    }
+    if (dx) return *dx;
+    return py::none();
 }
 
 // ---------------------------------------------------------------- activations
@@ -391,72 +477,99 @@ py::array gather_rows(const py::array& src, const py::handle& index_in, std::opt
 }
 
 // ---------------------------------------------------------------- optimizers
+//
+// One optimizer step updates every parameter array in one call: all arrays are
+// checked first, then the GIL is released once and each array is updated.
 
-void check_update_args(const py::array& p, const FloatArray& g, const char* fn, float lr) {
-    require_same_shape(g, p, fn, "grad", "param");
+struct UpdateTensors {
+    std::vector<FloatArray> grads;  // the converted gradients, alive while kernels run
+    std::vector<float*> params;
+    std::vector<int64_t> sizes;
+    std::vector<std::vector<float*>> slots;  // slots[s][t]: state array s of parameter t
+};
+
+// Checks params[t] (writable float32 arrays), grads[t] (same shapes) and each
+// slot list (state arrays shaped like the parameters); `slots` pairs a name
+// with a list, or with None for a slot this update does not use.
+UpdateTensors collect_update(const char* fn, const py::sequence& params, const py::sequence& grads,
+                             const std::vector<std::pair<const char*, py::object>>& slots,
+                             float lr) {
     if (!std::isfinite(lr) || lr < 0) fail(std::string(fn) + ": learning_rate must be finite and >= 0");
+    const size_t count = py::len(params);
+    if (py::len(grads) != count)
+        fail(std::string(fn) + ": got " + std::to_string(count) + " parameters but " +
+             std::to_string(py::len(grads)) + " gradients");
+    UpdateTensors u;
+    u.slots.resize(slots.size());
+    for (size_t t = 0; t < count; ++t) {
+        const std::string where = " " + std::to_string(t);
+        if (!py::isinstance<py::array>(params[t]))
+            throw py::type_error(std::string(fn) + ": parameter" + where + " must be a numpy array");
+        const auto param = py::reinterpret_borrow<py::array>(params[t]);
+        auto p = state(param, shape_of(param), fn, "parameter");
+        FloatArray g = as_float(grads[t], fn, "gradient");
+        require_same_shape(g, p, fn, ("gradient" + where).c_str(), ("parameter" + where).c_str());
+        u.params.push_back(p.mutable_data());
+        u.sizes.push_back(p.size());
+        u.grads.push_back(g);
+        for (size_t s = 0; s < slots.size(); ++s) {
+            if (slots[s].second.is_none()) continue;
+            const py::sequence list = slots[s].second.cast<py::sequence>();
+            if (py::len(list) != count)
+                fail(std::string(fn) + ": " + slots[s].first + " must hold one array per parameter");
+            if (!py::isinstance<py::array>(list[t]))
+                throw py::type_error(std::string(fn) + ": " + slots[s].first + where + " must be a numpy array");
+            u.slots[s].push_back(state(py::reinterpret_borrow<py::array>(list[t]), shape_of(p), fn,
+                                       slots[s].first).mutable_data());
+        }
+    }
+    return u;
 }
 
-void sgd_update(py::array param, const py::handle& grad_in, std::optional<py::array> momentum_buf,
+float* slot_or_null(const UpdateTensors& u, size_t s, size_t t) {
+    return u.slots[s].empty() ? nullptr : u.slots[s][t];
+}
+
+void sgd_update(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
                 float lr, float momentum, bool nesterov, float weight_decay) {
     const char* fn = "sgd_update";
-    auto p = state(param, shape_of(param), fn, "param");
-    FloatArray g = as_float(grad_in, fn, "grad");
-    check_update_args(p, g, fn, lr);
     require_finite_param(momentum, fn, "momentum", 0.0, 1.0);
-    std::optional<py::array_t<float>> m;
-    if (momentum > 0) {
-        if (!momentum_buf) fail("sgd_update: momentum > 0 needs a momentum buffer");
-        m = state(*momentum_buf, shape_of(p), fn, "momentum buffer");
-    }
-    float* pp = p.mutable_data();
-    const float* gp = g.data();
-    float* mp = m ? m->mutable_data() : nullptr;
-    const int64_t n = p.size();
+    if (momentum > 0 && momentum_buffers.is_none())
+        fail("sgd_update: momentum > 0 needs momentum buffers");
+    UpdateTensors u = collect_update(fn, params, grads, {{"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    fz::sgd_update(pp, gp, mp, n, lr, momentum, nesterov, weight_decay);
+    for (size_t t = 0; t < u.params.size(); ++t)
+        fz::sgd_update(u.params[t], u.grads[t].data(), slot_or_null(u, 0, t), u.sizes[t], lr,
+                       momentum, nesterov, weight_decay);
 }
 
-void adam_update(py::array param, const py::handle& grad_in, py::array m_in, py::array v_in,
-                 float lr, float beta1, float beta2, float epsilon, int64_t t, float weight_decay) {
+void adam_update(const py::sequence& params, const py::sequence& grads, const py::sequence& m,
+                 const py::sequence& v, float lr, float beta1, float beta2, float epsilon,
+                 int64_t step, float weight_decay) {
     const char* fn = "adam_update";
-    auto p = state(param, shape_of(param), fn, "param");
-    FloatArray g = as_float(grad_in, fn, "grad");
-    check_update_args(p, g, fn, lr);
-    auto m = state(m_in, shape_of(p), fn, "m"), v = state(v_in, shape_of(p), fn, "v");
     require_finite_param(beta1, fn, "beta_1", 0.0, 1.0);
     require_finite_param(beta2, fn, "beta_2", 0.0, 1.0);
-    if (t < 1) fail("adam_update: step t must be >= 1, got " + std::to_string(t));
-    float* pp = p.mutable_data();
-    const float* gp = g.data();
-    float* mp = m.mutable_data();
-    float* vp = v.mutable_data();
-    const int64_t n = p.size();
+    if (step < 1) fail("adam_update: step must be >= 1, got " + std::to_string(step));
+    UpdateTensors u = collect_update(fn, params, grads, {{"m", m}, {"v", v}}, lr);
     py::gil_scoped_release nogil;
-    fz::adam_update(pp, gp, mp, vp, n, lr, beta1, beta2, epsilon, t, weight_decay);
+    for (size_t t = 0; t < u.params.size(); ++t)
+        fz::adam_update(u.params[t], u.grads[t].data(), u.slots[0][t], u.slots[1][t], u.sizes[t],
+                        lr, beta1, beta2, epsilon, step, weight_decay);
 }
 
-void rmsprop_update(py::array param, const py::handle& grad_in, py::array v_in,
-                    std::optional<py::array> momentum_buf, float lr, float rho, float momentum,
+void rmsprop_update(const py::sequence& params, const py::sequence& grads, const py::sequence& v,
+                    const py::object& momentum_buffers, float lr, float rho, float momentum,
                     float epsilon, float weight_decay) {
     const char* fn = "rmsprop_update";
-    auto p = state(param, shape_of(param), fn, "param");
-    FloatArray g = as_float(grad_in, fn, "grad");
-    check_update_args(p, g, fn, lr);
-    auto v = state(v_in, shape_of(p), fn, "v");
     require_finite_param(rho, fn, "rho", 0.0, 1.0);
-    std::optional<py::array_t<float>> mom;
-    if (momentum > 0) {
-        if (!momentum_buf) fail("rmsprop_update: momentum > 0 needs a momentum buffer");
-        mom = state(*momentum_buf, shape_of(p), fn, "momentum buffer");
-    }
-    float* pp = p.mutable_data();
-    const float* gp = g.data();
-    float* vp = v.mutable_data();
-    float* mp = mom ? mom->mutable_data() : nullptr;
-    const int64_t n = p.size();
+    if (momentum > 0 && momentum_buffers.is_none())
+        fail("rmsprop_update: momentum > 0 needs momentum buffers");
+    UpdateTensors u =
+        collect_update(fn, params, grads, {{"v", v}, {"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    fz::rmsprop_update(pp, gp, vp, mp, n, lr, rho, momentum, epsilon, weight_decay);
+    for (size_t t = 0; t < u.params.size(); ++t)
+        fz::rmsprop_update(u.params[t], u.grads[t].data(), u.slots[0][t], slot_or_null(u, 1, t),
+                           u.sizes[t], lr, rho, momentum, epsilon, weight_decay);
 }
 
 // ---------------------------------------------------------------- randomness
@@ -503,6 +616,378 @@ py::array_t<int64_t> random_permutation(int64_t n, uint64_t seed) {
     return out;
 }
 
+// ---------------------------------------------------------------- convolution, pooling, batch norm
+//
+// Images are NHWC float32 (csrc/conv.h). Sizes come in as (height, width)
+// pairs and padding as "valid" or "same"; every size is checked, and a window
+// that does not fit its input is a ValueError naming both, before any kernel runs.
+
+using Pair = std::array<int64_t, 2>;
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+std::string pair_str(Pair p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+
+fz::Padding parse_padding(const std::string& padding, const char* fn) {
+    if (padding == "valid") return fz::Padding::valid;
+    if (padding == "same") return fz::Padding::same;
+    fail(std::string(fn) + ": padding must be 'valid' or 'same', got '" + padding + "'");
+}
+
+// A 4-D shape (batch, height, width, channels) with a non-empty image.
+void require_image_shape(const Shape& s, const char* fn, const char* name) {
+    if (s.size() != 4)
+        fail(std::string(fn) + ": " + name + " must be 4-D (batch, height, width, channels), got shape " +
+             shape_str(s) + (s.size() == 3 ? "; add a channel axis, e.g. x.reshape(*x.shape, 1)" : ""));
+    if (s[0] < 0 || s[1] < 1 || s[2] < 1 || s[3] < 1)
+        fail(std::string(fn) + ": " + name + " must have height, width and channels >= 1, got shape " +
+             shape_str(s));
+}
+
+FloatArray as_images(const py::handle& obj, const char* fn, const char* name) {
+    FloatArray a = as_float(obj, fn, name);
+    require_image_shape(shape_of(a), fn, name);
+    return a;
+}
+
+// The geometry of a `window` sliding with `strides` over images of `input`
+// shape; `what` names the window in messages ("kernel", "pool_size").
+fz::Window2d window_geometry(const Shape& input, Pair window, Pair strides,
+                             const std::string& padding, const char* fn, const char* what) {
+    if (window[0] < 1 || window[1] < 1)
+        fail(std::string(fn) + ": " + what + " must be >= 1, got " + pair_str(window));
+    if (strides[0] < 1 || strides[1] < 1)
+        fail(std::string(fn) + ": strides must be >= 1, got " + pair_str(strides));
+    const fz::Window2d g = fz::make_window2d(input[0], input[1], input[2], input[3], window[0],
+                                             window[1], strides[0], strides[1],
+                                             parse_padding(padding, fn));
+    if (g.ho < 1 || g.wo < 1)
+        fail(std::string(fn) + ": a " + what + " of " + pair_str(window) +
+             " does not fit in images of " + std::to_string(input[1]) + "x" +
+             std::to_string(input[2]) + " with padding='valid' (the output would be " +
+             std::to_string(g.ho) + "x" + std::to_string(g.wo) +
+             "); use padding='same' or a smaller window");
+    return g;
+}
+
+Shape image_shape(const fz::Window2d& g, int64_t channels) { return {g.n, g.ho, g.wo, channels}; }
+
+// A caller's int32 output array (max pooling's argmax), or a fresh one.
+py::array_t<int32_t> index_output(const std::optional<py::array>& out, const Shape& shape,
+                                  const char* fn, const char* name) {
+    if (!out) return py::array_t<int32_t>(shape);
+    if (!py::isinstance<py::array_t<int32_t>>(*out) || !(out->flags() & py::array::c_style) ||
+        !out->writeable() || shape_of(*out) != shape)
+        fail(std::string(fn) + ": " + name + " must be a writable C-contiguous int32 array of shape " +
+             shape_str(shape) + ", got " + std::string(py::str(out->dtype())) + " " +
+             shape_str(shape_of(*out)));
+    return py::reinterpret_borrow<py::array_t<int32_t>>(*out);
+}
+
+void require_disjoint(const py::array& out, const py::array& in, const char* fn, const char* out_name,
+                      const char* in_name) {
+    if (overlaps(out, in))
+        fail(std::string(fn) + ": " + out_name + " must not overlap " + in_name);
+}
+
+// y = act(conv(x, kernel) + bias). Returns (y, cols); cols = im2col(x), the
+// (N·Ho·Wo, kh·kw·C) matrix conv2d_backward needs (pass it back as `cols` to
+// reuse the memory on the next call).
+py::tuple conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
+                         const std::optional<py::handle>& bias_in, Pair strides,
+                         const std::string& padding, Activation act, float alpha,
+                         std::optional<py::array> cols_out, std::optional<py::array> out) {
+    const char* fn = "conv2d_forward";
+    FloatArray x = as_images(x_in, fn, "x");
+    FloatArray kernel = as_float(kernel_in, fn, "kernel");
+    if (kernel.ndim() != 4)
+        fail(std::string(fn) + ": kernel must be 4-D (kh, kw, in_channels, filters), got shape " +
+             shape_str(shape_of(kernel)));
+    if (kernel.shape(2) != x.shape(3))
+        fail(std::string(fn) + ": kernel has shape " + shape_str(shape_of(kernel)) + " for " +
+             std::to_string(kernel.shape(2)) + " input channels but x has shape " +
+             shape_str(shape_of(x)) + " with " + std::to_string(x.shape(3)));
+    if (act == Activation::softmax)
+        fail(std::string(fn) + ": the epilogue applies elementwise activations only; use softmax afterwards");
+    const int64_t filters = kernel.shape(3);
+    if (filters < 1) fail(std::string(fn) + ": kernel has no filters: shape " + shape_str(shape_of(kernel)));
+    const fz::Window2d g = window_geometry(shape_of(x), {kernel.shape(0), kernel.shape(1)}, strides,
+                                           padding, fn, "kernel");
+    std::optional<FloatArray> bias;
+    if (bias_in && !bias_in->is_none()) {
+        bias = as_float(*bias_in, fn, "bias");
+        require_shape(*bias, {filters}, fn, "bias");
+    }
+    py::array_t<float> y = output(out, image_shape(g, filters), fn, "out");
+    py::array_t<float> cols = output(cols_out, {g.positions(), g.patch()}, fn, "cols");
+    for (const py::array& in : {py::array(x), py::array(kernel)}) {
+        require_disjoint(y, in, fn, "out", "the inputs");
+        require_disjoint(cols, in, fn, "cols", "the inputs");
+    }
+    require_disjoint(y, cols, fn, "out", "cols");
+    const float* xp = x.data();
+    const float* kp = kernel.data();
+    const float* bp = bias ? bias->data() : nullptr;
+    float* cp = cols.mutable_data();
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fz::conv2d_forward(g, xp, kp, bp, filters, act, alpha, cp, yp);
+    }
+    return py::make_tuple(y, cols);
+}
+
+// From dz = ∂L/∂(conv + bias) (the activation's derivative already applied):
+// returns (dx, dkernel, dbias), each None when not asked for — dx when
+// need_dx is false (a first layer), dkernel and dbias when need_dparams is
+// false (a frozen layer), dbias when use_bias is false.
+py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
+                          const py::handle& cols_in, const std::vector<int64_t>& input_shape,
+                          Pair strides, const std::string& padding, bool use_bias, bool need_dx,
+                          bool need_dparams, std::optional<py::array> dx_out,
+                          std::optional<py::array> dkernel_out, std::optional<py::array> dbias_out,
+                          std::optional<py::array> dcols_out) {
+    const char* fn = "conv2d_backward";
+    const Shape in_shape(input_shape.begin(), input_shape.end());
+    require_image_shape(in_shape, fn, "input_shape");
+    FloatArray kernel = as_float(kernel_in, fn, "kernel");
+    if (kernel.ndim() != 4 || kernel.shape(2) != in_shape[3] || kernel.shape(3) < 1)
+        fail(std::string(fn) + ": kernel must have shape (kh, kw, " + std::to_string(in_shape[3]) +
+             ", filters) for input_shape " + shape_str(in_shape) + ", got " + shape_str(shape_of(kernel)));
+    const int64_t filters = kernel.shape(3);
+    const fz::Window2d g = window_geometry(in_shape, {kernel.shape(0), kernel.shape(1)}, strides,
+                                           padding, fn, "kernel");
+    FloatArray dz = as_float(dz_in, fn, "dz"), cols = as_float(cols_in, fn, "cols");
+    require_shape(dz, image_shape(g, filters), fn, "dz");
+    require_shape(cols, {g.positions(), g.patch()}, fn, "cols");
+    std::optional<py::array_t<float>> dx, dkernel, dbias, dcols;
+    if (need_dx) {
+        dx = output(dx_out, in_shape, fn, "dx_out");
+        dcols = output(dcols_out, {g.positions(), g.patch()}, fn, "dcols");
+        for (const py::array& in : {py::array(dz), py::array(kernel), py::array(cols)})
+            require_disjoint(*dx, in, fn, "dx_out", "the inputs");
+        require_disjoint(*dcols, dz, fn, "dcols", "dz");
+        require_disjoint(*dcols, kernel, fn, "dcols", "kernel");
+    }
+    if (need_dparams) {
+        dkernel = output(dkernel_out, shape_of(kernel), fn, "dkernel_out");
+        if (use_bias) dbias = output(dbias_out, {filters}, fn, "dbias_out");
+    }
+    const float* dzp = dz.data();
+    const float* kp = kernel.data();
+    const float* cp = cols.data();
+    float* dxp = dx ? dx->mutable_data() : nullptr;
+    float* dcp = dcols ? dcols->mutable_data() : nullptr;
+    float* dkp = dkernel ? dkernel->mutable_data() : nullptr;
+    float* dbp = dbias ? dbias->mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        fz::conv2d_backward(g, cp, kp, dzp, filters, dkp, dbp, dcp, dxp);
+    }
+    const auto or_none = [](const std::optional<py::array_t<float>>& a) -> py::object {
+        return a ? py::object(*a) : py::object(py::none());
+    };
+    return py::make_tuple(or_none(dx), or_none(dkernel), or_none(dbias));
+}
+
+// Returns (y, argmax); argmax holds, per output, the offset inside its image
+// of the input that won, for max_pool2d_backward.
+py::tuple max_pool2d_forward(const py::handle& x_in, Pair pool_size, Pair strides,
+                             const std::string& padding, std::optional<py::array> out,
+                             std::optional<py::array> argmax_out) {
+    const char* fn = "max_pool2d_forward";
+    FloatArray x = as_images(x_in, fn, "x");
+    const fz::Window2d g = window_geometry(shape_of(x), pool_size, strides, padding, fn, "pool_size");
+    if (g.h * g.w * g.c > INT32_MAX)
+        fail(std::string(fn) + ": images of shape " + shape_str(shape_of(x)) +
+             " have too many values for int32 argmax offsets");
+    py::array_t<float> y = output(out, image_shape(g, g.c), fn, "out");
+    py::array_t<int32_t> argmax = index_output(argmax_out, image_shape(g, g.c), fn, "argmax");
+    require_disjoint(y, x, fn, "out", "x");
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    int32_t* ap = argmax.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fz::max_pool2d_forward(g, xp, yp, ap);
+    }
+    return py::make_tuple(y, argmax);
+}
+
+py::array_t<float> max_pool2d_backward(const py::handle& dy_in, const py::handle& argmax_in,
+                                       const std::vector<int64_t>& input_shape, Pair pool_size,
+                                       Pair strides, const std::string& padding,
+                                       std::optional<py::array> out) {
+    const char* fn = "max_pool2d_backward";
+    const Shape in_shape(input_shape.begin(), input_shape.end());
+    require_image_shape(in_shape, fn, "input_shape");
+    const fz::Window2d g = window_geometry(in_shape, pool_size, strides, padding, fn, "pool_size");
+    FloatArray dy = as_float(dy_in, fn, "dy");
+    require_shape(dy, image_shape(g, g.c), fn, "dy");
+    py::array argmax_arr = py::array::ensure(argmax_in);
+    if (!argmax_arr || (argmax_arr.dtype().kind() != 'i' && argmax_arr.dtype().kind() != 'u'))
+        throw py::type_error(std::string(fn) + ": argmax must be an integer array");
+    IntArray argmax = IntArray::ensure(argmax_arr);
+    require_shape(argmax, image_shape(g, g.c), fn, "argmax");
+    // Every offset is checked: a wrong one would write outside its image.
+    const int64_t image = g.h * g.w * g.c;
+    const int32_t* ap = argmax.data();
+    for (py::ssize_t k = 0; k < argmax.size(); ++k)
+        if (ap[k] < 0 || ap[k] >= image)
+            fail(std::string(fn) + ": argmax value " + std::to_string(ap[k]) + " at flat index " +
+                 std::to_string(k) + " is outside [0, " + std::to_string(image) + ")");
+    py::array_t<float> dx = output(out, in_shape, fn, "out");
+    require_disjoint(dx, dy, fn, "out", "dy");
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::max_pool2d_backward(g, dyp, ap, dxp);
+    return dx;
+}
+
+py::array_t<float> avg_pool2d_forward(const py::handle& x_in, Pair pool_size, Pair strides,
+                                      const std::string& padding, std::optional<py::array> out) {
+    const char* fn = "avg_pool2d_forward";
+    FloatArray x = as_images(x_in, fn, "x");
+    const fz::Window2d g = window_geometry(shape_of(x), pool_size, strides, padding, fn, "pool_size");
+    py::array_t<float> y = output(out, image_shape(g, g.c), fn, "out");
+    require_disjoint(y, x, fn, "out", "x");
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::avg_pool2d_forward(g, xp, yp);
+    return y;
+}
+
+py::array_t<float> avg_pool2d_backward(const py::handle& dy_in, const std::vector<int64_t>& input_shape,
+                                       Pair pool_size, Pair strides, const std::string& padding,
+                                       std::optional<py::array> out) {
+    const char* fn = "avg_pool2d_backward";
+    const Shape in_shape(input_shape.begin(), input_shape.end());
+    require_image_shape(in_shape, fn, "input_shape");
+    const fz::Window2d g = window_geometry(in_shape, pool_size, strides, padding, fn, "pool_size");
+    FloatArray dy = as_float(dy_in, fn, "dy");
+    require_shape(dy, image_shape(g, g.c), fn, "dy");
+    py::array_t<float> dx = output(out, in_shape, fn, "out");
+    require_disjoint(dx, dy, fn, "out", "dy");
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::avg_pool2d_backward(g, dyp, dxp);
+    return dx;
+}
+
+// (N, H, W, C) → (N, C), the mean over each image.
+py::array_t<float> global_avg_pool2d_forward(const py::handle& x_in, std::optional<py::array> out) {
+    const char* fn = "global_avg_pool2d_forward";
+    FloatArray x = as_images(x_in, fn, "x");
+    const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+    py::array_t<float> y = output(out, {n, c}, fn, "out");
+    require_disjoint(y, x, fn, "out", "x");
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::global_avg_pool2d_forward(xp, yp, n, h, w, c);
+    return y;
+}
+
+py::array_t<float> global_avg_pool2d_backward(const py::handle& dy_in,
+                                              const std::vector<int64_t>& input_shape,
+                                              std::optional<py::array> out) {
+    const char* fn = "global_avg_pool2d_backward";
+    const Shape in_shape(input_shape.begin(), input_shape.end());
+    require_image_shape(in_shape, fn, "input_shape");
+    FloatArray dy = as_float(dy_in, fn, "dy");
+    require_shape(dy, {in_shape[0], in_shape[3]}, fn, "dy");
+    py::array_t<float> dx = output(out, in_shape, fn, "out");
+    require_disjoint(dx, dy, fn, "out", "dy");
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::global_avg_pool2d_backward(dyp, dxp, in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
+    return dx;
+}
+
+// x: (..., C), normalised per channel (the last axis) over all other axes.
+// moving_mean and moving_var are state arrays, updated in place when training.
+// Returns (y, mean, inv_std), the statistics used, for batch_norm_backward.
+py::tuple batch_norm_forward(const py::handle& x_in, const py::handle& gamma_in,
+                             const py::handle& beta_in, py::array moving_mean_in,
+                             py::array moving_var_in, bool training, float momentum, float epsilon,
+                             std::optional<py::array> out, std::optional<py::array> mean_out,
+                             std::optional<py::array> inv_std_out) {
+    const char* fn = "batch_norm_forward";
+    FloatArray x = as_float(x_in, fn, "x");
+    if (x.ndim() < 2 || x.size() == 0)
+        fail(std::string(fn) + ": x must have a batch axis and a channel axis and not be empty, got shape " +
+             shape_str(shape_of(x)));
+    const int64_t channels = x.shape(x.ndim() - 1), rows = x.size() / channels;
+    require_finite_param(momentum, fn, "momentum", 0.0, 1.0);
+    if (!(epsilon > 0.0f) || !std::isfinite(epsilon))
+        fail(std::string(fn) + ": epsilon must be finite and > 0, got " + std::to_string(epsilon));
+    FloatArray gamma = as_float(gamma_in, fn, "gamma"), beta = as_float(beta_in, fn, "beta");
+    require_shape(gamma, {channels}, fn, "gamma");
+    require_shape(beta, {channels}, fn, "beta");
+    auto moving_mean = state(moving_mean_in, {channels}, fn, "moving_mean");
+    auto moving_var = state(moving_var_in, {channels}, fn, "moving_var");
+    py::array_t<float> y = output(out, shape_of(x), fn, "out");
+    py::array_t<float> mean = output(mean_out, {channels}, fn, "mean");
+    py::array_t<float> inv_std = output(inv_std_out, {channels}, fn, "inv_std");
+    require_disjoint(y, x, fn, "out", "x");
+    const float* xp = x.data();
+    const float* gp = gamma.data();
+    const float* bp = beta.data();
+    float* mmp = moving_mean.mutable_data();
+    float* mvp = moving_var.mutable_data();
+    float* meanp = mean.mutable_data();
+    float* isp = inv_std.mutable_data();
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fz::batch_norm_forward(xp, gp, bp, mmp, mvp, training, momentum, epsilon, meanp, isp, yp,
+                               rows, channels);
+    }
+    return py::make_tuple(y, mean, inv_std);
+}
+
+// Returns (dx, dgamma, dbeta); mean and inv_std come from batch_norm_forward
+// with the same `training`.
+py::tuple batch_norm_backward(const py::handle& x_in, const py::handle& gamma_in,
+                              const py::handle& mean_in, const py::handle& inv_std_in,
+                              const py::handle& dy_in, bool training, std::optional<py::array> out,
+                              std::optional<py::array> dgamma_out,
+                              std::optional<py::array> dbeta_out) {
+    const char* fn = "batch_norm_backward";
+    FloatArray x = as_float(x_in, fn, "x"), dy = as_float(dy_in, fn, "dy");
+    if (x.ndim() < 2 || x.size() == 0)
+        fail(std::string(fn) + ": x must have a batch axis and a channel axis and not be empty, got shape " +
+             shape_str(shape_of(x)));
+    require_same_shape(dy, x, fn, "dy", "x");
+    const int64_t channels = x.shape(x.ndim() - 1), rows = x.size() / channels;
+    FloatArray gamma = as_float(gamma_in, fn, "gamma"), mean = as_float(mean_in, fn, "mean"),
+               inv_std = as_float(inv_std_in, fn, "inv_std");
+    require_shape(gamma, {channels}, fn, "gamma");
+    require_shape(mean, {channels}, fn, "mean");
+    require_shape(inv_std, {channels}, fn, "inv_std");
+    py::array_t<float> dx = output(out, shape_of(x), fn, "out");
+    py::array_t<float> dgamma = output(dgamma_out, {channels}, fn, "dgamma");
+    py::array_t<float> dbeta = output(dbeta_out, {channels}, fn, "dbeta");
+    require_disjoint(dx, x, fn, "out", "x");
+    require_disjoint(dx, dy, fn, "out", "dy");
+    const float* xp = x.data();
+    const float* gp = gamma.data();
+    const float* mp = mean.data();
+    const float* sp = inv_std.data();
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    float* dgp = dgamma.mutable_data();
+    float* dbp = dbeta.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fz::batch_norm_backward(xp, gp, mp, sp, dyp, training, dxp, dgp, dbp, rows, channels);
+    }
+    return py::make_tuple(dx, dgamma, dbeta);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -533,6 +1018,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("transpose_b") = false, py::arg("bias") = none,
           py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
           py::arg("out") = none, py::arg("accumulate") = false, py::arg("reference") = false);
+    m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("kernel"), py::arg("bias"),
+          py::arg("activation"), py::arg("alpha") = 0.0f, py::arg("out") = none,
+          py::arg("z_out") = none);
+    m.def("dense_backward", &dense_backward, py::arg("x"), py::arg("kernel"), py::arg("z"),
+          py::arg("y"), py::arg("dy"), py::arg("activation"), py::arg("alpha"), py::arg("dz_out"),
+          py::arg("dw_out") = none, py::arg("db_out") = none, py::arg("dx_out") = none);
     m.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("x"),
           py::arg("alpha") = 0.0f, py::arg("out") = none);
     m.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("x"),
@@ -569,17 +1060,50 @@ PYBIND11_MODULE(_core, m) {
     m.def("count_correct", &count_correct, py::arg("scores"), py::arg("labels"));
     m.def("gather_rows", &gather_rows, py::arg("src"), py::arg("index"), py::arg("out") = none);
 
-    m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"),
+    // Optimizers take lists: params[t] is updated in place from grads[t].
+    m.def("sgd_update", &sgd_update, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
           py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"));
-    m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
+    m.def("adam_update", &adam_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
           py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
           py::arg("step"), py::arg("weight_decay"));
-    m.def("rmsprop_update", &rmsprop_update, py::arg("param"), py::arg("grad"), py::arg("v"),
-          py::arg("momentum_buffer"), py::arg("learning_rate"), py::arg("rho"), py::arg("momentum"),
+    m.def("rmsprop_update", &rmsprop_update, py::arg("params"), py::arg("grads"), py::arg("v"),
+          py::arg("momentum_buffers"), py::arg("learning_rate"), py::arg("rho"), py::arg("momentum"),
           py::arg("epsilon"), py::arg("weight_decay"));
 
     m.def("dropout_forward", &dropout_forward, py::arg("x"), py::arg("rate"), py::arg("seed"),
           py::arg("out") = none, py::arg("mask") = none);
     m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("out") = none);
     m.def("random_permutation", &random_permutation, py::arg("n"), py::arg("seed"));
+
+    // Convolution, pooling, batch norm on NHWC images (csrc/conv.h).
+    m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("kernel"), py::arg("bias") = none,
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
+          py::arg("cols") = none, py::arg("out") = none);
+    m.def("conv2d_backward", &conv2d_backward, py::arg("dz"), py::arg("kernel"), py::arg("cols"),
+          py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("use_bias") = true, py::arg("need_dx") = true, py::arg("need_dparams") = true,
+          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none,
+          py::arg("dcols") = none);
+    m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("pool_size"),
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none,
+          py::arg("argmax") = none);
+    m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("argmax"),
+          py::arg("input_shape"), py::arg("pool_size"), py::arg("strides"),
+          py::arg("padding") = "valid", py::arg("out") = none);
+    m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("x"), py::arg("pool_size"),
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none);
+    m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("input_shape"),
+          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid",
+          py::arg("out") = none);
+    m.def("global_avg_pool2d_forward", &global_avg_pool2d_forward, py::arg("x"), py::arg("out") = none);
+    m.def("global_avg_pool2d_backward", &global_avg_pool2d_backward, py::arg("dy"),
+          py::arg("input_shape"), py::arg("out") = none);
+    m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+          py::arg("moving_mean"), py::arg("moving_var"), py::arg("training"),
+          py::arg("momentum") = 0.99f, py::arg("epsilon") = 1e-3f, py::arg("out") = none,
+          py::arg("mean") = none, py::arg("inv_std") = none);
+    m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gamma"),
+          py::arg("mean"), py::arg("inv_std"), py::arg("dy"), py::arg("training"),
+          py::arg("out") = none, py::arg("dgamma") = none, py::arg("dbeta") = none);
 }

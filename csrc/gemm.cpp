@@ -1,19 +1,26 @@
 // gemm.cpp — the portable GEMM algorithm, BLIS style: pack, block, loop.
 //
+// Threads first split C into one block each (gemm_with_kernel), then every
+// thread runs the serial BLIS loop nest on its block (gemm_block):
+//
 //   for jc in N by NC:                 columns of C and B
 //     for pc in K by KC:               the shared dimension
-//       pack op(B)[pc:+KC, jc:+NC]     into NR-wide panels (fits in L3/L2)
+//       pack op(B)[pc:+KC, jc:+NC]     into NR-wide panels
 //       for ic in M by MC:
 //         pack op(A)[ic:+MC, pc:+KC]   into MR-tall panels (fits in L2)
-//         for each MR×NR tile (jr, ir), in parallel:
+//         for each MR×NR tile (jr, ir):
 //           micro-kernel: tile += A panel · B panel   (B panel stays in L1)
 //           after the last pc: epilogue (bias, activation) on the hot tile
 //
-// Packing copies each block once into the exact order the micro-kernel reads,
-// so the inner loop walks memory sequentially, and it is also where the
-// transposes happen: op(A) and op(B) are read in place, never copied whole.
-// Threads split the tiles of C, so each C element is owned by one thread and
-// summed in the same order whatever the thread count (bit-reproducible).
+// Packing copies a block once into the exact order the micro-kernel reads, so
+// the inner loop walks memory sequentially; it is also where the transposes
+// happen (op(A) and op(B) are read in place, never copied whole). Packing
+// pays for itself only when a panel is reused by many tiles, so small and
+// skinny problems (a Dense layer on a batch of 32) read full panels straight
+// from the caller's matrices and pack only the ragged edge panels.
+//
+// Each element of C belongs to one thread and is summed over k in the same
+// order whatever the thread count, so results are bit-reproducible.
 #include "gemm.h"
 
 #include <algorithm>
@@ -29,51 +36,74 @@ namespace {
 
 constexpr int kMaxTile = 8 * 32;  // the largest MR×NR of any micro-kernel
 
+// A panel is read in place when at most this many tiles use it.
+constexpr int64_t kMaxReuseUnpacked = 8;
+
+// Below this many flops per thread, a second thread costs more than it saves.
+constexpr int64_t kMinFlopsPerThread = 1 << 18;
+
+struct GemmArgs {
+    bool trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha;
+    const float* A;
+    int64_t lda;
+    const float* B;
+    int64_t ldb;
+    float beta;
+    float* C;
+    int64_t ldc;
+    const GemmEpilogue& ep;
+};
+
 // Packs the block X(d, k), d in [d0, d0+nd), k in [k0, k0+kc), into panels of
 // `width` consecutive d: panel p holds, for each k, the `width` values
-// X(d0 + p·width + r, k0 + k), scaled, zero-padded past nd.
+// X(d0 + p·width + r, k0 + k), zero-padded past nd.
 //   d_contiguous: X(d, k) = X[d·ld + k]   (rows of X run along k)
 //   otherwise:    X(d, k) = X[k·ld + d]
 // For A the panels run along the rows i of op(A); for B along the columns j of
 // op(B). So both packings are this one function, with d_contiguous = !trans_a
 // for A and d_contiguous = trans_b for B.
 void pack_panels(const float* X, int64_t ld, bool d_contiguous, int64_t d0, int64_t nd,
-                 int64_t k0, int64_t kc, int width, float scale, float* out) {
-    const int64_t panels = (nd + width - 1) / width;
-    const int64_t grain = std::max<int64_t>(1, 16384 / (width * kc));
-    parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-            float* dst = out + p * width * kc;
-            const int64_t rows = std::min<int64_t>(width, nd - p * width);
-            const int64_t d_first = d0 + p * width;
-            if (d_contiguous) {
-                for (int64_t r = 0; r < rows; ++r) {
-                    const float* src = X + (d_first + r) * ld + k0;
-                    for (int64_t k = 0; k < kc; ++k) dst[k * width + r] = scale * src[k];
-                }
-            } else {
-                for (int64_t k = 0; k < kc; ++k) {
-                    const float* src = X + (k0 + k) * ld + d_first;
-                    for (int64_t r = 0; r < rows; ++r) dst[k * width + r] = scale * src[r];
-                }
+                 int64_t k0, int64_t kc, int width, float* out) {
+    for (int64_t p = 0; p * width < nd; ++p) {
+        float* dst = out + p * width * kc;
+        const int64_t rows = std::min<int64_t>(width, nd - p * width);
+        const int64_t d_first = d0 + p * width;
+        if (d_contiguous) {
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* src = X + (d_first + r) * ld + k0;
+                for (int64_t k = 0; k < kc; ++k) dst[k * width + r] = src[k];
             }
-            for (int64_t k = 0; k < kc; ++k)
-                for (int64_t r = rows; r < width; ++r) dst[k * width + r] = 0.0f;
+        } else {
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = X + (k0 + k) * ld + d_first;
+                for (int64_t r = 0; r < rows; ++r) dst[k * width + r] = src[r];
+            }
         }
-    });
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t r = rows; r < width; ++r) dst[k * width + r] = 0.0f;
+    }
 }
 
-// C[0:m, 0:n] = (accumulate ? C : 0) + a·b for one tile. Full tiles go straight
-// to the micro-kernel; edge tiles are computed whole in a scratch tile (the
-// packed panels are zero-padded) and only their m×n corner is written.
-void compute_tile(const MicroKernel& uk, int64_t kc, const float* a, const float* b, float* c,
+// Where the micro-kernel finds one panel: element (i, k) of an A panel is
+// p[i·rs + k·cs]; row k of a B panel starts at p + k·rs (cs is 1).
+struct Panel {
+    const float* p;
+    int64_t rs, cs;
+};
+
+// C[0:m, 0:n] = (accumulate ? C : 0) + alpha·a·b for one tile. Full tiles go
+// straight to the micro-kernel; edge tiles are computed whole in a scratch
+// tile (their panels are zero-padded) and only their m×n corner is written.
+void compute_tile(const MicroKernel& uk, int64_t kc, float alpha, Panel a, Panel b, float* c,
                   int64_t ldc, int64_t m, int64_t n, bool accumulate) {
     if (m == uk.mr && n == uk.nr) {
-        uk.run(kc, a, b, c, ldc, accumulate);
+        uk.run(kc, alpha, a.p, a.rs, a.cs, b.p, b.rs, c, ldc, accumulate);
         return;
     }
     alignas(64) float tile[kMaxTile];
-    uk.run(kc, a, b, tile, uk.nr, false);
+    uk.run(kc, alpha, a.p, a.rs, a.cs, b.p, b.rs, tile, uk.nr, false);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * uk.nr + j];
@@ -95,6 +125,64 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t m, in
 void scale_tile(float* c, int64_t ldc, int64_t m, int64_t n, float beta) {
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+// The serial BLIS loop nest over the block C[i0:i1, j0:j1] (see the top).
+void gemm_block(const MicroKernel& uk, const GemmArgs& g, int64_t i0, int64_t i1, int64_t j0,
+                int64_t j1) {
+    const int64_t mr = uk.mr, nr = uk.nr;
+    // Packing pays when a panel is reused by many tiles: an A panel by every
+    // column panel of the block, a B panel by every row panel. op(B) with
+    // trans_b has its columns strided, so it is always packed.
+    const bool pack_a = (j1 - j0 + nr - 1) / nr > kMaxReuseUnpacked;
+    const bool pack_b = g.trans_b || (i1 - i0 + mr - 1) / mr > kMaxReuseUnpacked;
+    // This thread's packing buffers; they only grow, so a training loop
+    // allocates them once.
+    thread_local std::vector<float> a_buf, b_buf;
+    const int64_t kc_max = std::min(uk.kc, g.K);
+    a_buf.resize(static_cast<size_t>((std::min(uk.mc, i1 - i0) + mr) * kc_max));
+    b_buf.resize(static_cast<size_t>((std::min(uk.nc, j1 - j0) + nr) * kc_max));
+    float* const a_packed = a_buf.data();
+    float* const b_packed = b_buf.data();
+
+    for (int64_t jc = j0; jc < j1; jc += uk.nc) {
+        const int64_t nc = std::min(uk.nc, j1 - jc);
+        // Panels read in place come first; the rest (all, or the ragged edge) are packed.
+        const int64_t b_direct = pack_b ? 0 : nc / nr;
+        for (int64_t pc = 0; pc < g.K; pc += uk.kc) {
+            const int64_t kc = std::min(uk.kc, g.K - pc);
+            const bool first = pc == 0, last = pc + kc == g.K;
+            pack_panels(g.B, g.ldb, g.trans_b, jc + b_direct * nr, nc - b_direct * nr, pc, kc, nr,
+                        b_packed);
+            for (int64_t ic = i0; ic < i1; ic += uk.mc) {
+                const int64_t mc = std::min(uk.mc, i1 - ic);
+                const int64_t a_direct = pack_a ? 0 : mc / mr;
+                pack_panels(g.A, g.lda, !g.trans_a, ic + a_direct * mr, mc - a_direct * mr, pc,
+                            kc, mr, a_packed);
+                for (int64_t jr = 0; jr * nr < nc; ++jr) {
+                    const int64_t j = jc + jr * nr, n = std::min(nr, j1 - j);
+                    const Panel b = jr < b_direct
+                                        ? Panel{g.B + pc * g.ldb + j, g.ldb, 1}
+                                        : Panel{b_packed + (jr - b_direct) * nr * kc, nr, 1};
+                    for (int64_t ir = 0; ir * mr < mc; ++ir) {
+                        const int64_t i = ic + ir * mr, m = std::min(mr, i1 - i);
+                        const Panel a = ir >= a_direct
+                                            ? Panel{a_packed + (ir - a_direct) * mr * kc, 1, mr}
+                                        : g.trans_a ? Panel{g.A + pc * g.lda + i, 1, g.lda}
+                                                    : Panel{g.A + i * g.lda + pc, g.lda, 1};
+                        float* c = g.C + i * g.ldc + j;
+                        bool accumulate = !first;
+                        if (first && g.beta != 0.0f) {
+                            if (g.beta != 1.0f) scale_tile(c, g.ldc, m, n, g.beta);
+                            accumulate = true;
+                        }
+                        compute_tile(uk, kc, g.alpha, a, b, c, g.ldc, m, n, accumulate);
+                        if (last) apply_epilogue(g.ep, c, g.ldc, m, n, j);
+                    }
+                }
+            }
+        }
+    }
 }
 
 const MicroKernel& best_micro_kernel() {
@@ -131,53 +219,22 @@ void gemm_with_kernel(const MicroKernel& uk, bool trans_a, bool trans_b, int64_t
         apply_epilogue(ep, C, ldc, M, N, 0);
         return;
     }
-    // Packing buffers belong to the calling thread and only grow, so a
-    // training loop allocates them once (and two Python threads never share).
-    thread_local std::vector<float> a_packed, b_packed;
-    const int64_t mc_max = std::min(uk.mc, M), kc_max = std::min(uk.kc, K);
-    const int64_t nc_max = std::min(uk.nc, N);
-    a_packed.resize(static_cast<size_t>((mc_max + uk.mr) * kc_max));
-    b_packed.resize(static_cast<size_t>((nc_max + uk.nr) * kc_max));
-    // Plain pointers: inside the parallel region the name a_packed would mean
-    // each worker thread's own (empty) thread_local vector.
-    float* const a_buf = a_packed.data();
-    float* const b_buf = b_packed.data();
-
-    for (int64_t jc = 0; jc < N; jc += uk.nc) {
-        const int64_t nc = std::min(uk.nc, N - jc);
-        const int64_t n_panels = (nc + uk.nr - 1) / uk.nr;
-        for (int64_t pc = 0; pc < K; pc += uk.kc) {
-            const int64_t kc = std::min(uk.kc, K - pc);
-            const bool first = pc == 0, last = pc + kc == K;
-            pack_panels(B, ldb, trans_b, jc, nc, pc, kc, uk.nr, 1.0f, b_buf);
-            for (int64_t ic = 0; ic < M; ic += uk.mc) {
-                const int64_t mc = std::min(uk.mc, M - ic);
-                const int64_t m_panels = (mc + uk.mr - 1) / uk.mr;
-                pack_panels(A, lda, !trans_a, ic, mc, pc, kc, uk.mr, alpha, a_buf);
-                // Tiles are numbered column panel by column panel, so a thread's
-                // consecutive tiles reuse the same B panel from L1.
-                const int64_t flops_per_tile = 2 * uk.mr * uk.nr * kc;
-                const int64_t grain = std::max<int64_t>(1, 200000 / flops_per_tile);
-                parallel_for(0, m_panels * n_panels, grain, [&](int64_t t0, int64_t t1) {
-                    for (int64_t t = t0; t < t1; ++t) {
-                        const int64_t jr = t / m_panels, ir = t % m_panels;
-                        const int64_t i = ic + ir * uk.mr, j = jc + jr * uk.nr;
-                        const int64_t m = std::min<int64_t>(uk.mr, M - i);
-                        const int64_t n = std::min<int64_t>(uk.nr, N - j);
-                        float* c = C + i * ldc + j;
-                        bool accumulate = !first;
-                        if (first && beta != 0.0f) {
-                            if (beta != 1.0f) scale_tile(c, ldc, m, n, beta);
-                            accumulate = true;
-                        }
-                        compute_tile(uk, kc, a_buf + ir * uk.mr * kc, b_buf + jr * uk.nr * kc, c,
-                                     ldc, m, n, accumulate);
-                        if (last) apply_epilogue(ep, c, ldc, m, n, j);
-                    }
-                });
-            }
-        }
-    }
+    const GemmArgs g{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep};
+    // One parallel region per GEMM. Threads split C along N when B is the
+    // larger operand (each thread packs only its share of B and reads all of
+    // the smaller A), along M otherwise; blocks are whole panels, so the tiles
+    // are the same for any thread count.
+    const bool split_n = N >= M;
+    const int64_t unit = split_n ? uk.nr : uk.mr;
+    const int64_t units = ((split_n ? N : M) + unit - 1) / unit;
+    const int64_t flops_per_unit = 2 * K * unit * (split_n ? M : N);
+    const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_unit);
+    parallel_for(0, units, grain, [&](int64_t lo, int64_t hi) {
+        if (split_n)
+            gemm_block(uk, g, 0, M, lo * unit, std::min(N, hi * unit));
+        else
+            gemm_block(uk, g, lo * unit, std::min(M, hi * unit), 0, N);
+    });
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,20 +1,23 @@
 // gemm_microkernel.h — the only instruction-set-specific part of the GEMM.
 //
-// A micro-kernel multiplies one packed MR×kc panel of A by one packed kc×NR
-// panel of B into an MR×NR tile of C held in registers:
+// A micro-kernel multiplies an MR×kc panel of A by a kc×NR panel of B into an
+// MR×NR tile of C held in registers — kc rank-1 updates of the tile:
 //
-//   C[0:MR, 0:NR] = (accumulate ? C : 0) + Σ_k a[k·MR + i] · b[k·NR + j]
+//   C[0:MR, 0:NR] = (accumulate ? C : 0) + alpha · Σ_k A(i, k) · B(k, j)
+//   A(i, k) = a[i·rs_a + k·cs_a]      B(k, j) = b[k·rs_b + j]  (j contiguous)
 //
-// Packing (gemm.cpp) lays both panels out so the kernel reads them strictly
-// sequentially; the kernel is then just kc rank-1 updates of the tile. Edge
-// tiles (fewer than MR rows or NR columns) are handled by gemm.cpp through a
-// scratch tile, so every kernel here only ever sees full tiles.
+// Packed panels (gemm.cpp) have rs_a = 1, cs_a = MR and rs_b = NR, so the
+// kernel reads them strictly sequentially. Small problems skip packing and
+// pass the strides of the caller's matrices instead. Edge tiles (fewer than
+// MR rows or NR columns) are handled by gemm.cpp through zero-padded panels
+// and a scratch tile, so every kernel here only ever sees full tiles.
 #pragma once
 #include <cstdint>
 
 namespace fz {
 
-using MicroKernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t rs_a,
+                               int64_t cs_a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                                bool accumulate);
 
 struct MicroKernel {

@@ -12,26 +12,28 @@ namespace fz {
 namespace {
 constexpr int MR = 8, NR = 32;
 
-void microkernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                        bool accumulate) {
+void microkernel_avx512(int64_t kc, float alpha, const float* a, int64_t rs_a, int64_t cs_a,
+                        const float* b, int64_t rs_b, float* c, int64_t ldc, bool accumulate) {
     __m512 acc[MR][2];
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    for (int64_t k = 0; k < kc; ++k, a += cs_a, b += rs_b) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         for (int i = 0; i < MR; ++i) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(a[i * rs_a]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
     }
+    const __m512 scale = _mm512_set1_ps(alpha);
     for (int i = 0; i < MR; ++i) {
         float* ci = c + i * ldc;
+        __m512 c0 = _mm512_mul_ps(acc[i][0], scale), c1 = _mm512_mul_ps(acc[i][1], scale);
         if (accumulate) {
-            acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(ci));
-            acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(ci + 16));
+            c0 = _mm512_add_ps(c0, _mm512_loadu_ps(ci));
+            c1 = _mm512_add_ps(c1, _mm512_loadu_ps(ci + 16));
         }
-        _mm512_storeu_ps(ci, acc[i][0]);
-        _mm512_storeu_ps(ci + 16, acc[i][1]);
+        _mm512_storeu_ps(ci, c0);
+        _mm512_storeu_ps(ci + 16, c1);
     }
 }
 }  // namespace

@@ -7,14 +7,15 @@ namespace fz {
 namespace {
 constexpr int MR = 4, NR = 16;
 
-void microkernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                         bool accumulate) {
+void microkernel_generic(int64_t kc, float alpha, const float* a, int64_t rs_a, int64_t cs_a,
+                         const float* b, int64_t rs_b, float* c, int64_t ldc, bool accumulate) {
     float acc[MR][NR] = {};
-    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR)
+    for (int64_t k = 0; k < kc; ++k, a += cs_a, b += rs_b)
         for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+            for (int j = 0; j < NR; ++j) acc[i][j] += a[i * rs_a] * b[j];
     for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + acc[i][j];
+        for (int j = 0; j < NR; ++j)
+            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + alpha * acc[i][j];
 }
 }  // namespace
 

@@ -3,12 +3,14 @@
 // Each update is one pass over n floats, split into contiguous chunks across
 // threads. The loop bodies only touch element i and every scalar factor is
 // computed once beforehand, so GCC -O3 vectorises them (sqrt included, given
-// -fno-math-errno). The operations are in the order Keras 3 writes them.
+// -fno-math-errno), once per instruction set (simd.h). The operations are in
+// the order Keras 3 writes them.
 #include "optimizers.h"
 
 #include <cmath>
 
 #include "parallel.h"
+#include "simd.h"
 
 namespace fz {
 namespace {
@@ -21,7 +23,7 @@ constexpr int64_t kGrain = 1 << 14;
 // and vectorises f's body. Read through the closure the threads share, those
 // floats could alias p[i] and most of these loops stay scalar.
 template <class F>
-void update_chunk(float* p, int64_t lo, int64_t hi, bool decay, float lr_wd, F f) {
+FZ_SIMD_CLONES void update_chunk(float* p, int64_t lo, int64_t hi, bool decay, float lr_wd, F f) {
     if (decay) {
         for (int64_t i = lo; i < hi; ++i) f(i, p[i] - lr_wd * p[i]);
     } else {

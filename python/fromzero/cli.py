@@ -1,6 +1,11 @@
 """The command line: ``fromzero train`` trains the textbook's model on MNIST.
 
     Dense(128, relu) → Dense(10, softmax), Adam, batch 32, 5 epochs, pixels scaled to [0, 1]
+
+``--model cnn`` trains Keras's mnist_convnet example instead (batch 128 by default):
+
+    Conv2D(32, 3, relu) → MaxPool2D(2) → Conv2D(64, 3, relu) → MaxPool2D(2)
+    → Flatten → Dropout(0.5) → Dense(10, softmax)
 """
 
 import argparse
@@ -10,9 +15,21 @@ import time
 import fromzero as fz
 
 
+# Each model's batch size when --batch-size is not given, as in its Keras example.
+DEFAULT_BATCH_SIZE = {"mlp": 32, "cnn": 128}
+
+
 def build_model(name):
     if name == "mlp":
         return fz.Sequential([fz.layers.Dense(128, activation="relu"),
+                              fz.layers.Dense(10, activation="softmax")])
+    if name == "cnn":
+        return fz.Sequential([fz.layers.Conv2D(32, 3, activation="relu"),
+                              fz.layers.MaxPool2D(2),
+                              fz.layers.Conv2D(64, 3, activation="relu"),
+                              fz.layers.MaxPool2D(2),
+                              fz.layers.Flatten(),
+                              fz.layers.Dropout(0.5),
                               fz.layers.Dense(10, activation="softmax")])
     raise ValueError(f"unknown model {name!r}")
 
@@ -25,6 +42,9 @@ def train(args):
     dataset = getattr(fz.datasets, args.dataset)
     (x_train, y_train), (x_test, y_test) = dataset.load_data()
     x_train, x_test = x_train / 255.0, x_test / 255.0
+    if args.model == "cnn":  # Conv2D wants (batch, height, width, channels)
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    batch_size = DEFAULT_BATCH_SIZE[args.model] if args.batch_size is None else args.batch_size
 
     model = build_model(args.model)
     optimizer = fz.optimizers.get(args.optimizer)
@@ -35,7 +55,7 @@ def train(args):
     print(f"fromzero {info['version']}: {args.model} on {args.dataset}, {info['simd']} GEMM, "
           f"{info['threads']} thread(s){'' if info['openmp'] else ' (built without OpenMP)'}")
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=1)
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=args.epochs, verbose=1)
     seconds = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"trained {args.epochs} epoch(s) in {seconds:.1f} s "
@@ -53,9 +73,10 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on MNIST and print the test accuracy")
     t.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
-    t.add_argument("--model", choices=["mlp"], default="mlp")
+    t.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="default: 32 for mlp, 128 for cnn (as Keras's examples)")
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam")
     t.add_argument("--learning-rate", type=float, default=None,
                    help="default: the optimizer's own (Adam 0.001)")

@@ -44,6 +44,9 @@ class Layer:
         self.name = name or _unique_name(_snake_case(type(self).__name__))
         self.params = []
         self.grads = []
+        # Arrays saved and loaded with the model but never seen by the optimizer
+        # (BatchNormalization's moving statistics), as Keras's non_trainable_weights.
+        self.non_trainable_weights = []
         self.trainable = True
         self.built = False
         # The model turns this off for its first layer: nobody needs ∂L/∂input.
@@ -67,15 +70,20 @@ class Layer:
     def __call__(self, x, training=False):
         return self.forward(x, training=training)
 
+    @property
+    def weights(self):
+        """Every array get_weights, set_weights and save cover: params, then non-trainable ones."""
+        return self.params + self.non_trainable_weights
+
     def get_weights(self):
-        return [p.copy() for p in self.params]
+        return [p.copy() for p in self.weights]
 
     def set_weights(self, weights):
         weights = list(weights)
-        if len(weights) != len(self.params):
-            raise ValueError(f"{self.name}: expected {len(self.params)} weight arrays, "
+        if len(weights) != len(self.weights):
+            raise ValueError(f"{self.name}: expected {len(self.weights)} weight arrays, "
                              f"got {len(weights)}")
-        for i, (p, w) in enumerate(zip(self.params, weights)):
+        for i, (p, w) in enumerate(zip(self.weights, weights)):
             w = np.asarray(w)
             if w.shape != p.shape:
                 raise ValueError(f"{self.name}: weight {i} must have shape {p.shape}, "
@@ -83,7 +91,7 @@ class Layer:
             p[...] = w  # in place: optimizers and grads keep pointing at the same arrays
 
     def count_params(self):
-        return sum(p.size for p in self.params)
+        return sum(p.size for p in self.weights)
 
     def get_config(self):
         """The constructor arguments, as JSON-serialisable values (for save/load)."""
@@ -96,7 +104,7 @@ class Layer:
 
 def _snake_case(name):
     out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return out.replace("re_l_u", "relu").replace("g_e_l_u", "gelu").replace("_2_d", "2d")
+    return out.replace("re_l_u", "relu").replace("g_e_l_u", "gelu").replace("2_d", "2d")
 
 
 class Dense(Layer):
@@ -110,15 +118,14 @@ class Dense(Layer):
     axes flattened, so (N, 28, 28) images go straight in.
 
     Forward is a single GEMM whose epilogue adds b and applies f while each
-    tile of y is still in cache (csrc/gemm.cpp).
+    tile of y is still in cache; backward is one call that computes dz and db
+    in one pass and then the two GEMMs (csrc/dense.cpp).
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, name=None):
         super().__init__(name)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = utils.check_positive_int("Dense", "units", units)
         self.activation = activations.get(activation)
         self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
         self.use_bias = bool(use_bias)
@@ -127,10 +134,6 @@ class Dense(Layer):
         self._kernel_init = initializers.get(kernel_initializer)
         self._bias_init = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        # Softmax is row-wise, and GELU's derivative needs z: neither fits the
-        # elementwise epilogue that keeps only y.
-        self._epilogue_activation = (Act.identity if self.activation in
-                                     (Act.softmax, Act.gelu) else self.activation)
 
     @property
     def outputs_softmax(self):
@@ -164,46 +167,36 @@ class Dense(Layer):
         if x2.shape[1] != self.kernel.shape[0]:
             raise ValueError(f"{self.name}: expected {self.kernel.shape[0]} input features, "
                              f"got input of shape {x.shape}")
-        batch = len(x2)
-        y = self._buffer("y", (batch, self.units))
-        if self.activation == Act.gelu:
-            z = ops.matmul(x2, self.kernel, bias=self.bias, out=self._buffer("z", y.shape))
-            ops.activation_forward(Act.gelu, z, out=y)
-            self._z = z
-        else:
-            ops.matmul(x2, self.kernel, bias=self.bias, activation=self._epilogue_activation,
-                       alpha=self.alpha, out=y)
-            if self.activation == Act.softmax:
-                ops.activation_forward(Act.softmax, y, out=y)
+        y = self._buffer("y", (len(x2), self.units))
+        z = self._buffer("z", y.shape) if self.activation == Act.gelu else None
+        ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y, z_out=z)
         if training:
-            self._x, self._input_shape, self._y = x2, x.shape, y
+            self._x, self._input_shape, self._y, self._z = x2, x.shape, y, z
         return y
 
     def backward(self, dy):
-        dy = _as_float32(dy, "dy")
-        if dy.shape != self._y.shape:
-            raise ValueError(f"{self.name}: dy must have shape {self._y.shape}, got {dy.shape}")
-        if self.activation == Act.identity:
-            dz = dy
-        else:
-            z = self._z if self.activation == Act.gelu else None
-            dz = ops.activation_backward(self.activation, z, self._y, dy, self.alpha,
-                                         out=self._buffer("dz", dy.shape))
-        return self.backward_from_logits(dz)
+        return self._backward(dy, self.activation)
 
     def backward_from_logits(self, dz):
         """Backward from dz = ∂L/∂z, the gradient before the activation."""
-        if self.trainable:
-            ops.matmul(self._x, dz, transpose_a=True, out=self.grads[0])  # dW = xᵀ · dz
-            if self.use_bias:
-                ops.bias_grad(dz, out=self.grads[1])                       # db = Σ dz
-            if self.kernel_regularizer is not None:
-                self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
-        if not self.input_grad_needed:
-            return None
-        dx = ops.matmul(dz, self.kernel, transpose_b=True,                 # dx = dz · Wᵀ
-                        out=self._buffer("dx", self._x.shape))
-        return dx.reshape(self._input_shape)
+        return self._backward(dz, Act.identity)
+
+    def _backward(self, dy, activation):
+        """dz = dy ⊙ f'(z); dW = xᵀ·dz, db = Σ dz (unless frozen); dx = dz·Wᵀ (if needed).
+        One call: csrc/dense.cpp, dense_backward."""
+        dy = _as_float32(dy, "dy")
+        if dy.shape != self._y.shape:
+            raise ValueError(f"{self.name}: dy must have shape {self._y.shape}, got {dy.shape}")
+        train = self.trainable
+        dx = ops.dense_backward(
+            self._x, self.kernel, self._z, self._y, dy, activation, self.alpha,
+            dz_out=self._buffer("dz", dy.shape),
+            dw_out=self.grads[0] if train else None,
+            db_out=self.grads[1] if train and self.use_bias else None,
+            dx_out=self._buffer("dx", self._x.shape) if self.input_grad_needed else None)
+        if train and self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+        return None if dx is None else dx.reshape(self._input_shape)
 
     def regularization_loss(self):
         return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
@@ -284,9 +277,8 @@ class LeakyReLU(Activation):
     """y = x for x > 0, negative_slope · x otherwise (Keras's default slope 0.3)."""
 
     def __init__(self, negative_slope=0.3, name=None):
-        if not (isinstance(negative_slope, (int, float)) and 0 <= negative_slope < math.inf):
-            raise ValueError(f"LeakyReLU: negative_slope must be a number >= 0, got {negative_slope!r}")
-        super().__init__("leaky_relu", name, alpha=negative_slope)
+        slope = utils.check_number("LeakyReLU", "negative_slope", negative_slope, 0)
+        super().__init__("leaky_relu", name, alpha=slope)
 
     def get_config(self):
         return {"name": self.name, "negative_slope": self.alpha}
@@ -351,9 +343,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, name=None):
         super().__init__(name)
-        if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = utils.check_number("Dropout", "rate", rate, 0, 1, high_open=True)
 
     def forward(self, x, training=False):
         x = _as_float32(x)
@@ -381,3 +371,349 @@ LAYERS = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Sigm
 
 __all__ = ["Layer", "Dense", "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
            "Flatten", "Dropout"]
+
+
+# ---------------------------------------------------------------- images
+#
+# Convolution, pooling and batch normalization on images stored as Keras's
+# default channels_last: (batch, height, width, channels). The kernels are in
+# csrc/conv.cpp; these layers own the buffers and remember what backward needs.
+
+def _check_padding(cls_name, padding):
+    mode = str(padding).lower()
+    if mode not in ("valid", "same"):
+        raise ValueError(f"{cls_name}: padding must be 'valid' or 'same', got {padding!r}")
+    return mode
+
+
+def _positive_pair(cls_name, name, value):
+    values = ops.pair(value, f"{cls_name}: {name}")
+    if min(values) < 1:
+        raise ValueError(f"{cls_name}: {name} must be positive, got {value!r}")
+    return values
+
+
+def _image_shape(layer, shape):
+    """(height, width, channels) from one sample's shape, or an error that says how to get there."""
+    shape = tuple(shape)
+    if len(shape) != 3:
+        hint = (f"; for single-channel images add a channel axis: reshape the data to "
+                f"(batch, {shape[0]}, {shape[1]}, 1), e.g. x[..., None]" if len(shape) == 2 else "")
+        raise ValueError(f"{layer.name}: {type(layer).__name__} expects 4-D input (batch, height, "
+                         f"width, channels), got samples of shape {shape}{hint}")
+    return shape
+
+
+def _images(layer, x):
+    """x as float32 NHWC images, checked to be 4-D."""
+    x = _as_float32(x)
+    if x.ndim < 1:
+        raise ValueError(f"{layer.name}: input needs a batch axis, got a scalar")
+    _image_shape(layer, x.shape[1:])
+    return x
+
+
+def _window_output_shape(layer, input_shape, window, strides, padding, depth):
+    """(Ho, Wo, depth) of a window sliding over images of input_shape, as Keras:
+    "same": Ho = ⌈H / sh⌉;  "valid": Ho = ⌊(H − kh) / sh⌋ + 1 (the window must fit)."""
+    h, w, _ = _image_shape(layer, input_shape)
+    size = []
+    for n, k, s in ((h, window[0], strides[0]), (w, window[1], strides[1])):
+        size.append(-(-n // s) if padding == "same" else (n - k) // s + 1)
+    if min(size) < 1:
+        raise ValueError(f"{layer.name}: a window of {window} does not fit in {h}x{w} images with "
+                         f"padding='valid'; use padding='same' or a smaller window")
+    return (size[0], size[1], depth)
+
+
+class Conv2D(Layer):
+    """A 2-D convolution: F filters of kh×kw×C weights slide over the image.
+
+        y[n,oh,ow,f] = f(b[f] + Σ_{i,j,c} x[n, oh·sh − pt + i, ow·sw − pl + j, c] · K[i,j,c,f])
+
+    x: (batch, H, W, C), K: (kh, kw, C, F), b: (F,), y: (batch, Ho, Wo, F);
+    inputs outside the image (padding="same") read as 0. Laid out as a matrix,
+    cols = im2col(x) has one row per output pixel holding the kh·kw·C inputs
+    its window sees, so the layer is a Dense layer applied to every window:
+
+        forward   y  = f(cols · K + b)           one GEMM, b and f in its epilogue
+        backward  dK = colsᵀ · dz,  db = Σ dz,  dx = col2im(dz · Kᵀ)
+
+    col2im adds each window's gradient back onto the pixels it read.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, name=None):
+        super().__init__(name)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _positive_pair("Conv2D", "kernel_size", kernel_size)
+        self.strides = _positive_pair("Conv2D", "strides", strides)
+        self.padding = _check_padding("Conv2D", padding)
+        self.activation = activations.get(activation)
+        self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._kernel_init = initializers.get(kernel_initializer)
+        self._bias_init = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        # The GEMM epilogue applies activations whose derivative needs only y.
+        # GELU's needs z and softmax spans the channels, so those two run as
+        # an Activation layer after the convolution.
+        self._activation_layer = (Activation(self.activation, name=f"{self.name}_activation")
+                                  if self.activation in (Act.gelu, Act.softmax) else None)
+
+    def build(self, input_shape):
+        channels = _image_shape(self, input_shape)[2]
+        self.kernel = _as_float32(self._kernel_init(self.kernel_size + (channels, self.filters)),
+                                  "kernel")
+        self.params = [self.kernel]
+        if self.use_bias:
+            self.bias = _as_float32(self._bias_init((self.filters,)), "bias")
+            self.params.append(self.bias)
+        else:
+            self.bias = None
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.built = True
+
+    def output_shape(self, input_shape):
+        return _window_output_shape(self, input_shape, self.kernel_size, self.strides,
+                                    self.padding, self.filters)
+
+    def forward(self, x, training=False):
+        x = _images(self, x)
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[3] != self.kernel.shape[2]:
+            raise ValueError(f"{self.name}: expected {self.kernel.shape[2]} input channels, "
+                             f"got input of shape {x.shape}")
+        out_shape = (len(x),) + self.output_shape(x.shape[1:])
+        patch = self.kernel_size[0] * self.kernel_size[1] * x.shape[3]
+        cols = self._buffer("cols", (math.prod(out_shape[:3]), patch))
+        fused = self._activation_layer is None
+        z = self._buffer("y" if fused else "z", out_shape)
+        ops.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
+                           self.activation if fused else Act.identity, self.alpha,
+                           cols=cols, out=z)
+        y = z if fused else self._activation_layer.forward(z, training)
+        if training:
+            self._input_shape, self._cols, self._y = x.shape, cols, y
+        return y
+
+    def backward(self, dy):
+        dy = _as_float32(dy, "dy")
+        if dy.shape != self._y.shape:
+            raise ValueError(f"{self.name}: dy must have shape {self._y.shape}, got {dy.shape}")
+        if self._activation_layer is not None:
+            dz = self._activation_layer.backward(dy)
+        elif self.activation == Act.identity:
+            dz = dy
+        else:  # dz = dy ⊙ f'(z), with f' written in terms of y
+            dz = ops.activation_backward(self.activation, None, self._y, dy, self.alpha,
+                                         out=self._buffer("dz", dy.shape))
+        train, need_dx = self.trainable, self.input_grad_needed
+        dx, _, _ = ops.conv2d_backward(
+            dz, self.kernel, self._cols, self._input_shape, self.strides, self.padding,
+            use_bias=self.use_bias, need_dx=need_dx, need_dparams=train,
+            dx_out=self._buffer("dx", self._input_shape) if need_dx else None,
+            dkernel_out=self.grads[0] if train else None,
+            dbias_out=self.grads[1] if train and self.use_bias else None,
+            dcols=self._buffer("dcols", self._cols.shape) if need_dx else None)
+        if train and self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+        return dx
+
+    def regularization_loss(self):
+        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
+
+    def get_config(self):
+        return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding,
+                "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self.kernel_initializer),
+                "bias_initializer": _init_name(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+
+
+class _Pooling2D(Layer):
+    """What the 2-D pooling layers share: a pool_size window moving by strides
+    (default: pool_size, so windows tile the image), each channel pooled alone."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name)
+        cls = type(self).__name__
+        self.pool_size = _positive_pair(cls, "pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _positive_pair(cls, "strides", strides)
+        self.padding = _check_padding(cls, padding)
+
+    def output_shape(self, input_shape):
+        return _window_output_shape(self, input_shape, self.pool_size, self.strides, self.padding,
+                                    _image_shape(self, input_shape)[2])
+
+    def _output_buffer(self, x):
+        return self._buffer("y", (len(x),) + self.output_shape(x.shape[1:]))
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding}
+
+
+class MaxPool2D(_Pooling2D):
+    """The largest value of each window, per channel.
+
+        forward   y = max over the window       (and remember which input won)
+        backward  dx = dy at the winning input, 0 at the others
+    """
+
+    def forward(self, x, training=False):
+        x = _images(self, x)
+        y = self._output_buffer(x)
+        argmax = self._buffers.get("argmax", y.shape, np.int32)
+        ops.max_pool2d_forward(x, self.pool_size, self.strides, self.padding, out=y, argmax=argmax)
+        if training:
+            self._input_shape, self._argmax = x.shape, argmax
+        return y
+
+    def backward(self, dy):
+        if not self.input_grad_needed:
+            return None
+        return ops.max_pool2d_backward(_as_float32(dy, "dy"), self._argmax, self._input_shape,
+                                       self.pool_size, self.strides, self.padding,
+                                       out=self._buffer("dx", self._input_shape))
+
+
+MaxPooling2D = MaxPool2D  # Keras's longer name
+
+
+class AveragePooling2D(_Pooling2D):
+    """The mean of each window, per channel; with padding="same" the edge
+    windows average the inputs they cover, not the padding (as Keras).
+
+        forward   y = (1/count) Σ window        backward  dx = dy / count at every input of the window
+    """
+
+    def forward(self, x, training=False):
+        x = _images(self, x)
+        y = ops.avg_pool2d_forward(x, self.pool_size, self.strides, self.padding,
+                                   out=self._output_buffer(x))
+        if training:
+            self._input_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if not self.input_grad_needed:
+            return None
+        return ops.avg_pool2d_backward(_as_float32(dy, "dy"), self._input_shape, self.pool_size,
+                                       self.strides, self.padding,
+                                       out=self._buffer("dx", self._input_shape))
+
+
+AvgPool2D = AveragePooling2D
+
+
+class GlobalAveragePooling2D(Layer):
+    """(batch, H, W, C) → (batch, C): the mean of each channel over the whole image.
+
+        forward  y[n,c] = (1/HW) Σ_{h,w} x[n,h,w,c]      backward  dx[n,h,w,c] = dy[n,c] / HW
+    """
+
+    def output_shape(self, input_shape):
+        return (_image_shape(self, input_shape)[2],)
+
+    def forward(self, x, training=False):
+        x = _images(self, x)
+        y = ops.global_avg_pool2d_forward(x, out=self._buffer("y", (len(x), x.shape[3])))
+        if training:
+            self._input_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if not self.input_grad_needed:
+            return None
+        return ops.global_avg_pool2d_backward(_as_float32(dy, "dy"), self._input_shape,
+                                              out=self._buffer("dx", self._input_shape))
+
+
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel (the last axis) to zero mean and unit variance,
+    then scales and shifts it by learned γ and β:
+
+        y = γ · (x − μ) / √(σ² + ε) + β
+
+    Training uses the batch's μ and σ² (biased) over every axis but the last,
+    and keeps exponential moving averages of them for inference:
+        moving_mean ← momentum · moving_mean + (1 − momentum) · μ   (and likewise moving_variance)
+    The moving averages are weights (saved, loaded, counted) but not trained:
+    they are in non_trainable_weights, not in params. As in Keras, a layer with
+    trainable = False runs in inference mode even while the model trains.
+    Backward (training mode), with x̂ = (x − μ)/√(σ² + ε) and m values per channel:
+        dβ = Σ dy,   dγ = Σ dy·x̂,   dx = γ/√(σ² + ε) · (dy − dβ/m − x̂·dγ/m)
+    """
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, name=None):
+        super().__init__(name)
+        if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
+        if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+            raise ValueError(f"BatchNormalization: epsilon must be a number > 0, got {epsilon!r}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.name}: input needs a channel axis, got samples of shape "
+                             f"{tuple(input_shape)}")
+        channels = int(input_shape[-1])
+        self.gamma = np.ones(channels, dtype=np.float32)
+        self.beta = np.zeros(channels, dtype=np.float32)
+        self.moving_mean = np.zeros(channels, dtype=np.float32)
+        self.moving_variance = np.ones(channels, dtype=np.float32)
+        self.params = [self.gamma, self.beta]
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.non_trainable_weights = [self.moving_mean, self.moving_variance]
+        self.built = True
+
+    def forward(self, x, training=False):
+        x = _as_float32(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: input must have a batch axis and channels, "
+                             f"got shape {x.shape}")
+        if not self.built:
+            self.build(x.shape[1:])
+        channels = len(self.gamma)
+        if x.shape[-1] != channels:
+            raise ValueError(f"{self.name}: expected {channels} channels on the last axis, "
+                             f"got input of shape {x.shape}")
+        batch_stats = training and self.trainable
+        y, mean, inv_std = ops.batch_norm_forward(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, batch_stats,
+            self.momentum, self.epsilon, out=self._buffer("y", x.shape),
+            mean=self._buffer("mean", (channels,)), inv_std=self._buffer("inv_std", (channels,)))
+        if training:
+            self._x, self._mean, self._inv_std, self._batch_stats = x, mean, inv_std, batch_stats
+        return y
+
+    def backward(self, dy):
+        dy = _as_float32(dy, "dy")
+        if dy.shape != self._x.shape:
+            raise ValueError(f"{self.name}: dy must have shape {self._x.shape}, got {dy.shape}")
+        dx, _, _ = ops.batch_norm_backward(self._x, self.gamma, self._mean, self._inv_std, dy,
+                                           self._batch_stats, out=self._buffer("dx", dy.shape),
+                                           dgamma=self.grads[0], dbeta=self.grads[1])
+        return dx if self.input_grad_needed else None
+
+    def get_config(self):
+        return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+LAYERS.update({cls.__name__: cls for cls in (Conv2D, MaxPool2D, AveragePooling2D,
+                                             GlobalAveragePooling2D, BatchNormalization)})
+
+__all__ += ["Conv2D", "MaxPool2D", "MaxPooling2D", "AveragePooling2D", "AvgPool2D",
+            "GlobalAveragePooling2D", "GlobalAvgPool2D", "BatchNormalization"]

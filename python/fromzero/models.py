@@ -14,6 +14,7 @@ Every array a step touches is allocated once per batch shape and reused.
 
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -42,10 +43,9 @@ def _as_inputs(x, what="x"):
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _batch_size(owner, value):
+    """Keras's batch_size: None means 32."""
+    return 32 if value is None else utils.check_positive_int(owner, "batch_size", value)
 
 
 class Sequential:
@@ -83,11 +83,16 @@ class Sequential:
                 layer.build(shape)
             shape = layer.output_shape(shape)
         self.input_shape = tuple(int(d) for d in input_shape)
-        # No layer before the first one with weights needs ∂L/∂input.
+        self._mark_input_grads_needed()
+
+    def _mark_input_grads_needed(self):
+        """Only a layer after one with trainable weights must pass ∂L/∂input back:
+        backward stops at the first trainable layer, so frozen layers below it
+        (layer.trainable = False) cost no gradient work at all."""
         needed = False
         for layer in self._layers:
             layer.input_grad_needed = needed
-            needed = needed or bool(layer.params)
+            needed = needed or (layer.trainable and bool(layer.params))
 
     def output_shape(self):
         shape = self.input_shape
@@ -181,11 +186,11 @@ class Sequential:
             validation_data=None, shuffle=True, callbacks=None):
         """Train for `epochs` passes over (x, y) in shuffled minibatches; returns a History."""
         self._check_compiled("fit")
-        batch_size = _check_positive_int("batch_size", batch_size)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        batch_size = _batch_size("fit", batch_size)
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        validation_split = utils.check_number("fit", "validation_split", validation_split, 0, 1,
+                                              high_open=True)
         x, targets = self._prepare(x, y, "fit")
         val = None
         if validation_data is not None:
@@ -194,7 +199,7 @@ class Sequential:
             val = self._prepare(*validation_data, "fit: validation_data")
         elif validation_split > 0:
             # As Keras: the last fraction of the data, taken before shuffling.
-            n_val = int(len(x) * validation_split)
+            n_val = len(x) - math.floor(len(x) * (1.0 - validation_split))
             if n_val == 0 or n_val == len(x):
                 raise ValueError(f"validation_split={validation_split} leaves no "
                                  f"{'validation' if n_val == 0 else 'training'} samples "
@@ -203,9 +208,11 @@ class Sequential:
             x, targets = x[:-n_val], targets[:-n_val]
 
         history = callbacks_module.History()
-        callback_list = [history] + list(callbacks or [])
+        user_callbacks = list(callbacks or [])
+        callback_list = user_callbacks + [history]  # History last, as Keras: it sees their logs
         for cb in callback_list:
             cb.set_model(self)
+        self._mark_input_grads_needed()  # `trainable` may have changed since build
         fused = self._fused_softmax()
         grads_and_params = list(zip(self.trainable_grads, self.trainable_params))
         has_regularizer = self._regularization_loss() != 0.0
@@ -245,7 +252,7 @@ class Sequential:
                 bar.update(1)
                 if step % 25 == 0 or step == steps - 1:
                     bar.set_postfix_str(self._format_logs(loss_sum / seen), refresh=False)
-                for cb in callback_list[1:]:
+                for cb in user_callbacks:
                     cb.on_train_batch_end(step, {"loss": loss_sum / seen})
                 if self.stop_training:
                     break
@@ -292,7 +299,7 @@ class Sequential:
     def evaluate(self, x, y, batch_size=32, verbose=1):
         """The mean loss on (x, y), or [loss, metric, ...] when metrics were compiled."""
         self._check_compiled("evaluate")
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = _batch_size("evaluate", batch_size)
         logs = self._evaluate_prepared(*self._prepare(x, y, "evaluate"), batch_size, verbose)
         if verbose == 1:
             print(_format(logs))
@@ -301,7 +308,7 @@ class Sequential:
 
     def predict(self, x, batch_size=32, verbose=0):
         """The model's outputs for x, a float32 array of shape (len(x), outputs...)."""
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = _batch_size("predict", batch_size)
         x = _as_inputs(x, "predict: x")
         self._ensure_built(x)
         out = np.empty((len(x),) + tuple(self.output_shape()), dtype=np.float32)
@@ -321,13 +328,13 @@ class Sequential:
 
     def set_weights(self, weights):
         weights = list(weights)
-        expected = sum(len(layer.params) for layer in self._layers)
+        expected = sum(len(layer.weights) for layer in self._layers)
         if len(weights) != expected:
             raise ValueError(f"set_weights: the model has {expected} weight arrays, got {len(weights)}")
         i = 0
         for layer in self._layers:
-            layer.set_weights(weights[i:i + len(layer.params)])
-            i += len(layer.params)
+            layer.set_weights(weights[i:i + len(layer.weights)])
+            i += len(layer.weights)
 
     def summary(self, print_fn=print):
         rows = [("Layer (type)", "Output Shape", "Param #")]
@@ -345,7 +352,7 @@ class Sequential:
             if i == 0:
                 print_fn(line)
         print_fn(line)
-        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        trainable = sum(p.size for l in self._layers if l.trainable for p in l.params)
         print_fn(f"Total params: {self.count_params():,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
@@ -375,22 +382,68 @@ class Sequential:
         """
         arrays = {"config": np.array(json.dumps(self.get_config()))}
         arrays.update({f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+        _write_npz_atomically(path, arrays)
+
+    def save_weights(self, path):
+        """Save only the weights, as arrays weight_0, weight_1, ... in one .npz
+        file (atomically, as save). Read them back with load_weights."""
+        _write_npz_atomically(path, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+
+    def load_weights(self, path):
+        """Set the weights from a file written by save_weights or save.
+
+        The model must have the architecture the file was saved from: the
+        number of weight arrays and every shape are checked before any weight
+        changes. An unbuilt model is first built for the input shape stored by
+        save (a save_weights file does not store it).
+        """
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
+            with np.load(path, allow_pickle=False) as archive:
+                count = sum(name.startswith("weight_") for name in archive.files)
+                weights = [archive[f"weight_{i}"] for i in range(count)]
+                config = json.loads(str(archive["config"])) if "config" in archive.files else {}
+        except FileNotFoundError:
             raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise ValueError(f"cannot load weights from {path}: {e}") from e
+        if self.input_shape is None:
+            if config.get("input_shape") is None:
+                raise ValueError(f"load_weights: build the model first (model.build(input_shape) or "
+                                 f"call it on data): {path} does not store an input shape")
+            self.build(tuple(config["input_shape"]))
+        params = [p for layer in self._layers for p in layer.weights]
+        if len(weights) != len(params):
+            raise ValueError(f"load_weights: {path} holds {len(weights)} weight arrays, "
+                             f"the model has {len(params)}")
+        for i, (w, p) in enumerate(zip(weights, params)):
+            if w.shape != p.shape:
+                raise ValueError(f"load_weights: weight {i} in {path} has shape {w.shape}, "
+                                 f"the model's has shape {p.shape}")
+        self.set_weights(weights)
+
+
+def _write_npz_atomically(path, arrays):
+    """np.savez(path, **arrays), written beside `path` under a temporary name and
+    renamed over it, so a crash mid-save leaves the old file intact."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _format(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    """'loss: 0.1234 - accuracy: 0.9876'; a per-class metric prints as an array."""
+    return " - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else
+                      f"{k}: {np.array2string(np.asarray(v), precision=4)}" for k, v in logs.items())
 
 
 def load_model(path):

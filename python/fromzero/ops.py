@@ -8,12 +8,14 @@ allocating: it must be a writable float32 C-contiguous array of the result's
 shape. This is what the layers call; csrc/bindings.cpp is one hop further.
 """
 
-from . import _core
-from ._core import (Activation, argmax, bias_grad, count_correct, dropout_backward,
-                    dropout_forward, gather_rows, random_permutation,
-                    softmax_crossentropy_backward)
+import numpy as np
 
-__all__ = ["Activation", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
+from . import _core
+from ._core import (Activation, argmax, bias_grad, count_correct, dense_backward,
+                    dense_forward, dropout_backward, dropout_forward, gather_rows,
+                    random_permutation, softmax_crossentropy_backward)
+
+__all__ = ["Activation", "dense_forward", "dense_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
            "gelu", "softmax", "activation_forward", "activation_backward", "argmax", "bias_grad",
            "count_correct", "dropout_forward", "dropout_backward", "gather_rows",
            "random_permutation", "softmax_crossentropy_backward", "simd_path", "has_openmp"]
@@ -77,3 +79,127 @@ def simd_path():
 
 def has_openmp():
     return _core.has_openmp()
+
+
+# ---------------------------------------------------------------- images (NHWC)
+#
+# Convolution, pooling and batch normalization (csrc/conv.h). Images are
+# (batch, height, width, channels). Sizes and strides are an int or a
+# (height, width) pair and padding is "valid" or "same", all as in Keras.
+# Each op is a _forward/_backward pair that the layers call with their own
+# buffers; conv2d, max_pool2d, avg_pool2d and global_avg_pool2d are the
+# forward passes alone, for trying things out.
+
+__all__ += ["conv2d", "conv2d_forward", "conv2d_backward", "max_pool2d", "max_pool2d_forward",
+            "max_pool2d_backward", "avg_pool2d", "avg_pool2d_forward", "avg_pool2d_backward",
+            "global_avg_pool2d", "global_avg_pool2d_forward", "global_avg_pool2d_backward",
+            "batch_norm_forward", "batch_norm_backward", "pair"]
+
+
+def pair(value, name="size"):
+    """An int or a pair of ints as a (height, width) tuple: 3 → (3, 3)."""
+    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                   for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid",
+                   activation=Activation.identity, alpha=0.0, cols=None, out=None):
+    """``(y, cols)``: ``y = act(conv(x, kernel) + bias)`` as one GEMM on ``cols = im2col(x)``.
+
+    x (N, H, W, C), kernel (kh, kw, C, F), bias (F,), y (N, Ho, Wo, F);
+    cols (N·Ho·Wo, kh·kw·C) is what conv2d_backward needs, and passing it back
+    in reuses its memory. ``activation`` is applied in the GEMM epilogue
+    (elementwise activations only).
+    """
+    return _core.conv2d_forward(x, kernel, bias, pair(strides, "strides"), padding, activation,
+                                alpha, cols, out)
+
+
+def conv2d_backward(dz, kernel, cols, input_shape, strides=1, padding="valid", use_bias=True,
+                    need_dx=True, need_dparams=True, dx_out=None, dkernel_out=None,
+                    dbias_out=None, dcols=None):
+    """``(dx, dkernel, dbias)`` from ``dz = ∂L/∂(conv + bias)`` (after the activation's derivative).
+
+    ``dkernel = colsᵀ·dz``, ``dbias = Σ dz``, ``dx = col2im(dz·kernelᵀ)``; a
+    gradient not asked for (need_dx, need_dparams, use_bias) comes back as None.
+    dcols is the (N·Ho·Wo, kh·kw·C) workspace for dx.
+    """
+    return _core.conv2d_backward(dz, kernel, cols, tuple(input_shape), pair(strides, "strides"),
+                                 padding, use_bias, need_dx, need_dparams, dx_out, dkernel_out,
+                                 dbias_out, dcols)
+
+
+def conv2d(x, kernel, bias=None, strides=1, padding="valid"):
+    """The 2-D convolution (Keras's, a cross-correlation) of NHWC images x with kernel (kh, kw, C, F)."""
+    return conv2d_forward(x, kernel, bias, strides, padding)[0]
+
+
+def _pool_args(pool_size, strides):
+    """pool_size and strides as pairs; strides default to pool_size, as Keras."""
+    pool_size = pair(pool_size, "pool_size")
+    return pool_size, pool_size if strides is None else pair(strides, "strides")
+
+
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", out=None, argmax=None):
+    """``(y, argmax)``: the maximum of each window, and where in its image it was (int32)."""
+    return _core.max_pool2d_forward(x, *_pool_args(pool_size, strides), padding, out, argmax)
+
+
+def max_pool2d_backward(dy, argmax, input_shape, pool_size=2, strides=None, padding="valid",
+                        out=None):
+    """dx: each dy value goes to the input its window's maximum came from."""
+    return _core.max_pool2d_backward(dy, argmax, tuple(input_shape),
+                                     *_pool_args(pool_size, strides), padding, out)
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return max_pool2d_forward(x, pool_size, strides, padding)[0]
+
+
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", out=None):
+    """The mean of each window; with "same" padding, of the real inputs only (as Keras)."""
+    return _core.avg_pool2d_forward(x, *_pool_args(pool_size, strides), padding, out)
+
+
+def avg_pool2d_backward(dy, input_shape, pool_size=2, strides=None, padding="valid", out=None):
+    """dx: each dy value shared equally by the inputs its window averaged."""
+    return _core.avg_pool2d_backward(dy, tuple(input_shape), *_pool_args(pool_size, strides),
+                                     padding, out)
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return avg_pool2d_forward(x, pool_size, strides, padding)
+
+
+def global_avg_pool2d_forward(x, out=None):
+    """(N, H, W, C) → (N, C): the mean of each channel over the image."""
+    return _core.global_avg_pool2d_forward(x, out)
+
+
+def global_avg_pool2d_backward(dy, input_shape, out=None):
+    """dx = dy / (H·W) at every pixel."""
+    return _core.global_avg_pool2d_backward(dy, tuple(input_shape), out)
+
+
+def global_avg_pool2d(x):
+    return global_avg_pool2d_forward(x)
+
+
+def batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99,
+                       epsilon=1e-3, out=None, mean=None, inv_std=None):
+    """``(y, mean, inv_std)``: ``y = gamma·(x − mean)·inv_std + beta`` per channel (last axis).
+
+    Training uses the batch's mean and biased variance and updates the float32
+    arrays moving_mean and moving_var in place (``moving = momentum·moving +
+    (1 − momentum)·batch``); inference uses the moving statistics.
+    """
+    return _core.batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                                    epsilon, out, mean, inv_std)
+
+
+def batch_norm_backward(x, gamma, mean, inv_std, dy, training, out=None, dgamma=None, dbeta=None):
+    """``(dx, dgamma, dbeta)``, with mean and inv_std from batch_norm_forward."""
+    return _core.batch_norm_backward(x, gamma, mean, inv_std, dy, training, out, dgamma, dbeta)

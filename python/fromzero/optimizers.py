@@ -10,8 +10,8 @@ follow Keras 3 exactly):
     RMSprop  divides the step by a running root-mean-square of g
 
 ``opt.apply_gradients(zip(grads, params))`` updates the float32 arrays in
-place, one C++ call per array; the optimizer's state (velocities, moments)
-is kept per parameter array and created on first use.
+place, all of them in one C++ call; the optimizer's state (velocities,
+moments) is kept per parameter array and created on first use.
 """
 
 import math
@@ -21,42 +21,30 @@ import numpy as np
 from . import _core, utils
 
 
-def _check_number(owner, name, value, low, high, low_inclusive=True):
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high
-    if not ok:
-        bracket = "[" if low_inclusive else "("
-        raise ValueError(f"{owner}: {name} must be a number in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
-
-
 class Optimizer:
     #: how many state arrays (shaped like the parameter) the update needs
     num_slots = 0
 
     def __init__(self, learning_rate, weight_decay=None):
         name = type(self).__name__
-        self.learning_rate = _check_number(name, "learning_rate", learning_rate, 0, math.inf, False)
-        self.weight_decay = 0.0 if weight_decay is None else _check_number(
-            name, "weight_decay", weight_decay, 0, math.inf)
+        self.learning_rate = utils.check_number(name, "learning_rate", learning_rate, 0, low_open=True)
+        self.weight_decay = 0.0 if weight_decay is None else utils.check_number(
+            name, "weight_decay", weight_decay, 0)
         self.iterations = 0
         self._slots = {}  # id(param) -> (param, [state arrays])
 
     def apply_gradients(self, grads_and_vars):
-        """One step: every (gradient, parameter) pair is updated in place."""
+        """One step: every (gradient, parameter) pair is updated in place. The
+        C++ side checks every array (float32, writable, shapes) before it
+        changes any."""
         pairs = list(grads_and_vars)
-        for i, (g, p) in enumerate(pairs):
-            if not (isinstance(p, np.ndarray) and p.dtype == np.float32 and p.flags.c_contiguous
-                    and p.flags.writeable):
-                raise TypeError(f"{type(self).__name__}: parameter {i} must be a writable float32 "
-                                f"C-contiguous numpy array, got "
-                                f"{type(p).__name__} {getattr(p, 'dtype', '')}")
-            if np.shape(g) != p.shape:
-                raise ValueError(f"{type(self).__name__}: gradient {i} has shape {np.shape(g)} "
-                                 f"but its parameter has shape {p.shape}")
+        grads = [g for g, _ in pairs]
+        params = [p for _, p in pairs]
+        states = [self._state(p) for p in params]
+        # slots[s] lists state array s of every parameter, as the kernels take them
+        slots = [[state[s] for state in states] for s in range(self.num_slots)]
+        self._update(params, grads, slots, self.iterations + 1)
         self.iterations += 1
-        for g, p in pairs:
-            self._update(p, g, self._state(p))
 
     def _state(self, p):
         entry = self._slots.get(id(p))
@@ -64,7 +52,8 @@ class Optimizer:
             entry = self._slots[id(p)] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
         return entry[1]
 
-    def _update(self, param, grad, state):
+    def _update(self, params, grads, slots, step):
+        """Step number `step` (1, 2, ...) over all parameters: one call into C++."""
         raise NotImplementedError
 
     def get_config(self):
@@ -77,16 +66,16 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
         super().__init__(learning_rate, weight_decay)
-        self.momentum = _check_number("SGD", "momentum", momentum, 0, 1)
+        self.momentum = utils.check_number("SGD", "momentum", momentum, 0, 1)
         self.nesterov = bool(nesterov)
 
     @property
     def num_slots(self):
         return 1 if self.momentum > 0 else 0
 
-    def _update(self, p, g, state):
-        _core.sgd_update(p, g, state[0] if state else None, self.learning_rate, self.momentum,
-                         self.nesterov, self.weight_decay)
+    def _update(self, params, grads, slots, step):
+        _core.sgd_update(params, grads, slots[0] if slots else None, self.learning_rate,
+                         self.momentum, self.nesterov, self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -97,14 +86,15 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None):
         super().__init__(learning_rate, weight_decay)
-        self.beta_1 = _check_number("Adam", "beta_1", beta_1, 0, 1)
-        self.beta_2 = _check_number("Adam", "beta_2", beta_2, 0, 1)
-        self.epsilon = _check_number("Adam", "epsilon", epsilon, 0, math.inf)
+        # β < 1: the bias correction divides by 1 − βᵗ.
+        self.beta_1 = utils.check_number(type(self).__name__, "beta_1", beta_1, 0, 1, high_open=True)
+        self.beta_2 = utils.check_number(type(self).__name__, "beta_2", beta_2, 0, 1, high_open=True)
+        self.epsilon = utils.check_number(type(self).__name__, "epsilon", epsilon, 0)
 
-    def _update(self, p, g, state):
-        m, v = state
-        _core.adam_update(p, g, m, v, self.learning_rate, self.beta_1, self.beta_2, self.epsilon,
-                          self.iterations, self.weight_decay)
+    def _update(self, params, grads, slots, step):
+        m, v = slots
+        _core.adam_update(params, grads, m, v, self.learning_rate, self.beta_1, self.beta_2,
+                          self.epsilon, step, self.weight_decay)
 
 
 class AdamW(Adam):
@@ -121,16 +111,16 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  weight_decay=None):
         super().__init__(learning_rate, weight_decay)
-        self.rho = _check_number("RMSprop", "rho", rho, 0, 1)
-        self.momentum = _check_number("RMSprop", "momentum", momentum, 0, 1)
-        self.epsilon = _check_number("RMSprop", "epsilon", epsilon, 0, math.inf)
+        self.rho = utils.check_number("RMSprop", "rho", rho, 0, 1)
+        self.momentum = utils.check_number("RMSprop", "momentum", momentum, 0, 1)
+        self.epsilon = utils.check_number("RMSprop", "epsilon", epsilon, 0)
 
     @property
     def num_slots(self):
         return 2 if self.momentum > 0 else 1
 
-    def _update(self, p, g, state):
-        _core.rmsprop_update(p, g, state[0], state[1] if self.momentum > 0 else None,
+    def _update(self, params, grads, slots, step):
+        _core.rmsprop_update(params, grads, slots[0], slots[1] if self.momentum > 0 else None,
                              self.learning_rate, self.rho, self.momentum, self.epsilon,
                              self.weight_decay)
 

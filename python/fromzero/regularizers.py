@@ -13,10 +13,8 @@ from . import utils
 
 class Regularizer:
     def __init__(self, l1=0.0, l2=0.0):
-        for name, v in (("l1", l1), ("l2", l2)):
-            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
-                raise ValueError(f"{type(self).__name__}: {name} must be a number >= 0, got {v!r}")
-        self.l1, self.l2 = float(l1), float(l2)
+        self.l1 = utils.check_number(type(self).__name__, "l1", l1, 0)
+        self.l2 = utils.check_number(type(self).__name__, "l2", l2, 0)
 
     def __call__(self, w):
         return self.l1 * float(np.abs(w).sum()) + self.l2 * float(np.square(w, dtype=np.float64).sum())

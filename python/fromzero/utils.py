@@ -1,6 +1,8 @@
 """Seeds, and the finite-difference gradient check used to verify every layer and loss."""
 
 import difflib
+import math
+import numbers
 
 import numpy as np
 
@@ -109,3 +111,23 @@ class Buffers:
         if arr is None:
             arr = self._arrays[key] = np.empty(shape, dtype=dtype)
         return arr
+
+
+def check_number(owner, name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+    """`value` as a float, after checking it is a finite real number (NumPy
+    scalars included) in the interval; otherwise a ValueError naming the
+    owner, the argument, the interval and the value received."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{owner}: {name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(owner, name, value):
+    """`value` as an int after checking it is a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)

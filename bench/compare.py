@@ -1,0 +1,223 @@
+"""fromzero vs NumPy vs PyTorch, side by side, in one process and one table.
+
+    python bench/compare.py [--threads N] [--repeat R] [--markdown]
+
+Runs the comparisons of bench/comparisons.py (the same ones the pytest
+benchmarks run) with every engine pinned to N threads, and prints for each
+operation the best time of R repeats per engine, the ratios (NumPy/fromzero
+and PyTorch/fromzero: above 1 means fromzero is faster) and, for GEMMs,
+GFLOP/s. Then one epoch of the MNIST MLP per engine, with the test accuracy
+each reaches after that epoch, and the peak memory of the process.
+
+Why best-of: with 2 threads on 2 cores, anything else that runs on the
+machine stalls a parallel region, so timings wander by 20–40 %; the fastest
+repeat is the one least disturbed. Engines take turns within each repeat, so
+a slow spell hits all of them alike. Progress goes to stderr, the tables to
+stdout.
+"""
+
+import argparse
+import datetime
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+import comparisons
+import fromzero as fz
+from threads import bench_threads, pin_threads
+
+ENGINE_TITLES = {"fromzero": "fromzero", "numpy": "NumPy", "torch": "PyTorch"}
+SECONDS_PER_REPEAT = 0.1  # each repeat loops a call at least this long
+
+
+def timed(call, loops):
+    """Seconds that `loops` calls take."""
+    start = time.perf_counter()
+    for _ in range(loops):
+        call()
+    return time.perf_counter() - start
+
+
+def loops_per_repeat(call):
+    """How many calls fill SECONDS_PER_REPEAT (doubling until they do)."""
+    loops = 1
+    while timed(call, loops) < SECONDS_PER_REPEAT:
+        loops *= 2
+    return loops
+
+
+def time_case(case, repeat):
+    """{engine: best seconds per call} over `repeat` rounds of every engine in turn."""
+    calls = {engine: case.prepare(engine) for engine in case.builders}
+    loops = {engine: loops_per_repeat(call) for engine, call in calls.items()}
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(repeat):
+        for engine, call in calls.items():
+            best[engine] = min(best[engine], timed(call, loops[engine]) / loops[engine])
+    return best
+
+
+def time_epochs(batch_size, repeat):
+    """({engine: best seconds per epoch}, {engine: test accuracy after the first epoch})."""
+    trainers = {engine: comparisons.epoch_trainer(engine, batch_size)
+                for engine in comparisons.ENGINES if comparisons.engine_available(engine)}
+    best = dict.fromkeys(trainers, float("inf"))
+    accuracy = {}
+    for round_ in range(repeat):
+        for engine, (train_one_epoch, test_accuracy) in trainers.items():
+            best[engine] = min(best[engine], timed(train_one_epoch, 1))
+            if round_ == 0:
+                accuracy[engine] = test_accuracy()
+    return best, accuracy
+
+
+# ---------------------------------------------------------------- formatting
+
+def format_seconds(s):
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def format_ratio(other, fromzero):
+    return "—" if other is None else f"{other / fromzero:.2f}×"
+
+
+def table(headers, rows, markdown):
+    """Rows of strings as a Markdown table, or as aligned plain text."""
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
+
+    def line(row):
+        return "  ".join([row[0].ljust(widths[0])] +
+                         [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])])
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def others(engines):
+    """The engines compared with fromzero in this run."""
+    return [e for e in ("numpy", "torch") if e in engines]
+
+
+def operation_table(results, engines, markdown):
+    """results: [(case, {engine: seconds})] → the table of times, ratios, GFLOP/s."""
+    headers = ["operation", "fromzero"]
+    for e in others(engines):
+        headers += [ENGINE_TITLES[e], f"{ENGINE_TITLES[e]}/fz"]
+    show_gflops = any(case.flops for case, _ in results)
+    if show_gflops:
+        headers += [f"GFLOP/s {ENGINE_TITLES[e]}" for e in engines]
+    rows = []
+    for case, best in results:
+        fz_time = best["fromzero"]
+        row = [case.label, format_seconds(fz_time)]
+        for e in others(engines):
+            t = best.get(e)
+            row += ["—" if t is None else format_seconds(t), format_ratio(t, fz_time)]
+        if show_gflops:
+            row += [f"{case.flops / best[e] / 1e9:.1f}" if e in best else "—" for e in engines]
+        rows.append(row)
+    return table(headers, rows, markdown)
+
+
+def epoch_table(results, engines, markdown):
+    """results: [(batch, {engine: s}, {engine: accuracy})] → s/epoch, ratios, accuracy."""
+    headers = ["MLP 784-128-10, 1 epoch", "fromzero"]
+    for e in others(engines):
+        headers += [ENGINE_TITLES[e], f"{ENGINE_TITLES[e]}/fz"]
+    headers += [f"test acc. {ENGINE_TITLES[e]}" for e in engines]
+    rows = []
+    for batch, best, accuracy in results:
+        row = [f"batch {batch}", f"{best['fromzero']:.3f} s"]
+        for e in others(engines):
+            row += [f"{best[e]:.3f} s", format_ratio(best[e], best["fromzero"])]
+        row += [f"{accuracy[e]:.4f}" for e in engines]
+        rows.append(row)
+    return table(headers, rows, markdown)
+
+
+def machine_header(threads, repeat, pinned, load_at_start, markdown):
+    """Lines that say where and how the numbers were measured."""
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    versions = [f"NumPy {np.__version__} ({blas_description()})"]
+    if comparisons.torch is not None:
+        versions.append(f"PyTorch {comparisons.torch.__version__}")
+    lines = [
+        f"date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"machine: {cpu}, {os.cpu_count()} logical cores, Python {sys.version.split()[0]}",
+        f"fromzero: {fz.info()}",
+        "libraries: " + ", ".join(versions),
+        f"threads: {threads} ({', '.join(f'{e} {n}' for e, n in pinned.items())}); "
+        f"best of {repeat} repeats; load average at start {load_at_start:.2f}",
+    ]
+    if markdown:
+        return "## fromzero vs NumPy vs PyTorch\n\n" + "\n".join(f"- {l}" for l in lines)
+    return "\n".join(lines)
+
+
+def blas_description():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS unknown: threadpoolctl not installed"
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    return ", ".join(f"{p['internal_api']} {p['version']} {p.get('architecture', '')}".strip()
+                     for p in pools) or "no BLAS found"
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=bench_threads(),
+                        help="threads for every engine (default: FROMZERO_BENCH_THREADS or 2)")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats; the best counts (default 5)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.repeat < 1:
+        parser.error("--threads and --repeat must be at least 1")
+
+    load_at_start = os.getloadavg()[0]
+    pinned = pin_threads(args.threads)
+    engines = [e for e in comparisons.ENGINES if comparisons.engine_available(e)]
+
+    def progress(what):
+        print(f"  {what}", file=sys.stderr, flush=True)
+
+    sections = []
+    for title, cases in (("GEMM", comparisons.GEMM_CASES),
+                         ("Activations, loss, optimizer", comparisons.KERNEL_CASES)):
+        results = []
+        for case in cases:
+            progress(case.label)
+            results.append((case, time_case(case, args.repeat)))
+        sections.append((title, operation_table(results, engines, args.markdown)))
+    epochs = []
+    for batch in comparisons.EPOCH_BATCHES:
+        progress(f"MLP epoch, batch {batch}")
+        epochs.append((batch, *time_epochs(batch, args.repeat)))
+    sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
+
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(machine_header(args.threads, args.repeat, pinned, load_at_start, args.markdown))
+    for title, text in sections:
+        print(f"\n### {title}\n" if args.markdown else f"\n{title}")
+        print(text)
+    print(f"\npeak RSS of the process: {peak_rss_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

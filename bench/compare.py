@@ -145,7 +145,7 @@ def epoch_table(results, engines, markdown):
     return table(headers, rows, markdown)
 
 
-def machine_header(threads, repeat, pinned, load_at_start, markdown):
+def machine_header(threads, repeat, pinned, others_busy, markdown):
     """Lines that say where and how the numbers were measured."""
     cpu = "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
@@ -161,7 +161,9 @@ def machine_header(threads, repeat, pinned, load_at_start, markdown):
         f"fromzero: {fz.info()}",
         "libraries: " + ", ".join(versions),
         f"threads: {threads} ({', '.join(f'{e} {n}' for e, n in pinned.items())}); "
-        f"best of {repeat} repeats; load average at start {load_at_start:.2f}",
+        f"best of {repeat} repeats",
+        f"other processes kept {others_busy:.2f} cores busy on average during the run "
+        f"(0 = a quiet machine)",
     ]
     if markdown:
         return "## fromzero vs NumPy vs PyTorch\n\n" + "\n".join(f"- {l}" for l in lines)
@@ -169,13 +171,28 @@ def machine_header(threads, repeat, pinned, load_at_start, markdown):
 
 
 def blas_description():
+    """NumPy's BLAS, and the CPU kernels it picked at run time (from threadpoolctl)."""
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    description = f"{blas['name']} {blas['version']}"
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return "BLAS unknown: threadpoolctl not installed"
-    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
-    return ", ".join(f"{p['internal_api']} {p['version']} {p.get('architecture', '')}".strip()
-                     for p in pools) or "no BLAS found"
+        return description
+    kernels = {p.get("architecture") for p in threadpool_info()
+               if p["user_api"] == "blas" and p["version"] == blas["version"]}
+    return description + "".join(f", {k} kernels" for k in kernels if k)
+
+
+def busy_cpu_seconds():
+    """CPU seconds that all processes together have been busy since boot (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    times = os.times()
+    return times.user + times.system
 
 
 # ---------------------------------------------------------------- main
@@ -190,7 +207,7 @@ def main(argv=None):
     if args.threads < 1 or args.repeat < 1:
         parser.error("--threads and --repeat must be at least 1")
 
-    load_at_start = os.getloadavg()[0]
+    start = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds()
     pinned = pin_threads(args.threads)
     engines = [e for e in comparisons.ENGINES if comparisons.engine_available(e)]
 
@@ -211,8 +228,10 @@ def main(argv=None):
         epochs.append((batch, *time_epochs(batch, args.repeat)))
     sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
 
+    wall = time.perf_counter() - start[0]
+    others_busy = (busy_cpu_seconds() - start[1] - (own_cpu_seconds() - start[2])) / wall
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(machine_header(args.threads, args.repeat, pinned, load_at_start, args.markdown))
+    print(machine_header(args.threads, args.repeat, pinned, others_busy, args.markdown))
     for title, text in sections:
         print(f"\n### {title}\n" if args.markdown else f"\n{title}")
         print(text)

@@ -16,7 +16,7 @@ NumPy GELU needs) simply has no builder.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -37,20 +37,19 @@ except ImportError:
     erf = None
 
 ENGINES = ("fromzero", "numpy", "torch")
+Act = fz.ops.Activation
 
 
 def engine_available(engine):
     return engine != "torch" or torch is not None
-
-Act = fz.ops.Activation
 
 
 @dataclass
 class Case:
     key: str          # short id for pytest: "gemm_forward_b32"
     label: str        # what the operation is, for tables and benchmark groups
-    builders: dict = field(default_factory=dict)  # engine → () → the call to time
-    flops: float = 0.0                            # per call (GEMMs), for GFLOP/s
+    builders: dict    # engine → builder: () → the call to time
+    flops: float = 0.0  # per call (GEMMs), for GFLOP/s
 
     def prepare(self, engine, warmup=3):
         """The engine's call with inputs allocated and run `warmup` times."""
@@ -60,12 +59,12 @@ class Case:
         return call
 
 
-def make_case(key, label, fromzero, numpy, torch_builder=None, flops=0.0):
-    """A Case with builders for the engines installed here."""
+def make_case(key, label, fromzero, numpy, torch_builder, flops=0.0):
+    """A Case with builders for the engines that can run here (numpy=None: NumPy cannot)."""
     builders = {"fromzero": fromzero}
     if numpy is not None:
         builders["numpy"] = numpy
-    if torch is not None and torch_builder is not None:
+    if torch is not None:
         builders["torch"] = torch_builder
     return Case(key, label, builders, flops)
 

@@ -128,6 +128,14 @@ def test_dropout_gradient_check_really_drops():
     np.testing.assert_allclose(dx[y != 0], 2.0)
 
 
+@pytest.mark.parametrize("regularizer", [fz.regularizers.L2(1.0), fz.regularizers.L1(1.0)],
+                         ids=["l2", "l1"])
+def test_dense_with_regularizer_gradients(regularizer):
+    layer = built_dense(3, 5, activation="tanh", kernel_regularizer=regularizer)
+    report = fz.utils.check_gradients(layer, inputs((4, 5), seed=20))
+    assert_gradients_ok(report, ["x", "param_0", "param_1"])
+
+
 class DoubledDense(L.Dense):
     """A Dense whose backward is wrong: every gradient is twice too large."""
 

@@ -146,13 +146,10 @@ def test_history_with_validation_data():
     assert history.history["val_accuracy"][-1] == pytest.approx(val_acc)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validation_split sizes differ from Keras 3, which "
-                   "trains on the first floor(n * (1 - split)) samples and validates on the rest; "
-                   "fromzero validates on int(n * split) (rounds the validation set down): with 10 "
-                   "samples and validation_split=0.25 Keras validates on 3, fromzero on 2, and "
-                   "validation_split=0.05 raises 'leaves no validation samples' where Keras "
-                   "validates on 1")
 def test_validation_split_sizes_follow_keras():
+    """As Keras 3: train on the first floor(n · (1 − split)) samples, validate on the rest.
+    (Was a bug: fromzero validated on int(n · split), one sample fewer for 10 × 0.25, and
+    rejected validation_split=0.05 on 10 samples.)"""
     x, y = blobs(n=10)
     fz.utils.set_random_seed(24)
     model = mlp()
@@ -263,6 +260,34 @@ def test_loaded_model_is_compiled_and_keeps_training(tmp_path):
     assert set(history.history) == {"loss", "accuracy"}
     after = loaded.evaluate(x, y, verbose=0)
     assert after[0] < before[0]
+
+
+@pytest.mark.parametrize("optimizer, loss, one_hot", [
+    (fz.optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+     fz.losses.SparseCategoricalCrossentropy(from_logits=True), False),
+    (fz.optimizers.AdamW(0.01, weight_decay=0.1), "mse", True),
+    (fz.optimizers.RMSprop(0.01, momentum=0.5), fz.losses.CategoricalCrossentropy(from_logits=True),
+     True),
+], ids=["sgd_nesterov", "adamw_mse", "rmsprop_categorical"])
+def test_save_load_keeps_every_layer_and_compile_setting(tmp_path, optimizer, loss, one_hot):
+    x, y = blobs(n=40)
+    targets = np.eye(3, dtype=np.float32)[y] if one_hot else y
+    fz.utils.set_random_seed(26)
+    model = fz.Sequential([L.Dense(5, activation="gelu", kernel_regularizer="l2"), L.LeakyReLU(0.1),
+                           L.Dropout(0.1), L.Activation("tanh"), L.Flatten(), L.Dense(3)])
+    model.compile(optimizer, loss, ["accuracy"])
+    model.fit(x, targets, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = fz.models.load_model(tmp_path / "m.npz")
+    assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
+    assert loaded.layers[1].alpha == pytest.approx(0.1)
+    assert loaded.layers[2].rate == pytest.approx(0.1)
+    assert loaded.layers[0].kernel_regularizer.get_config() == {"l1": 0.0, "l2": 0.01}
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.loss.get_config() == model.loss.get_config()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.evaluate(x, targets, verbose=0) == model.evaluate(x, targets, verbose=0)
+    loaded.fit(x, targets, epochs=1, verbose=0)
 
 
 def test_saved_file_is_plain_npz(tmp_path):

@@ -268,18 +268,13 @@ def test_bad_hyperparameters_raise(make, name):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Adam/AdamW accept beta_1=1.0 (range check is "
-                   "[0, 1] inclusive) but the bias correction divides by 1 - beta_1**t = 0 and "
-                   "the first step silently turns every weight into NaN; should raise ValueError "
-                   "(PyTorch requires 0 <= beta < 1)")
-def test_adam_beta_1_equal_to_one_is_rejected():
-    p = param()
-    try:
-        opt = O.Adam(beta_1=1.0)
-    except ValueError:
-        return
-    opt.apply_gradients([(grad(G1), p)])
-    assert np.all(np.isfinite(p)), f"Adam(beta_1=1.0) produced {p}"
+@pytest.mark.parametrize("kwargs, name", [({"beta_1": 1.0}, "beta_1"), ({"beta_2": 1.0}, "beta_2")])
+@pytest.mark.parametrize("cls", [O.Adam, O.AdamW])
+def test_adam_betas_equal_to_one_are_rejected(cls, kwargs, name):
+    """Was a bug: beta_1 = 1 passed the range check, then the bias correction divided by
+    1 − β1ᵗ = 0 and the first step turned every weight into NaN (β2 = 1 froze them)."""
+    with pytest.raises(ValueError, match=name):
+        cls(**kwargs)
 
 
 SHAPES_NAMED = r"(?s)(?=.*grad)(?=.*param)(?=.*shape)"  # names gradient, parameter and shape

@@ -33,8 +33,9 @@ def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
 
     ``target`` is a layer (then ``x`` is its input) or a loss (then ``x`` is
     ``y_pred`` and ``y_true`` the targets). For a layer the scalar checked is
-    ``L = Σ forward(x) · r`` for a fixed random r, so backward(r) must return
-    ∂L/∂x and fill ``layer.grads`` with ∂L/∂params. Each derivative is also
+    ``L = Σ forward(x) · r + penalty`` for a fixed random r (penalty: the
+    layer's weight regularization, if any), so backward(r) must return ∂L/∂x
+    and fill ``layer.grads`` with ∂L/∂params. Each derivative is also
     estimated as (L(θ + ε) − L(θ − ε)) / 2ε, in float64 sums of float32 kernels.
 
     Returns {name: relative error ‖analytic − numeric‖ / (‖analytic‖ + ‖numeric‖)},
@@ -54,9 +55,12 @@ def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
     else:  # a layer
         r = rng.standard_normal(np.shape(target.forward(x, training=True))).astype(np.float32)
 
+        penalty = getattr(target, "regularization_loss", lambda: 0.0)
+
         def objective():
             _generator.bit_generator.state = start_state
-            return float(np.sum(target.forward(x, training=True).astype(np.float64) * r))
+            y = target.forward(x, training=True).astype(np.float64)
+            return float(np.sum(y * r)) + penalty()
         objective()
         dx = target.backward(r)
         analytic = {"x": np.array(dx, dtype=np.float64)}

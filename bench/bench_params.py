@@ -15,5 +15,5 @@ def case_params(cases, engines=ENGINES):
 def prepared_call(case, engine):
     """The case's warmed-up call for the engine, or a skip when the engine is missing."""
     if engine not in case.builders:
-        pytest.skip(f"{engine} is not installed (or lacks what this case needs)")
+        pytest.skip(f"no {engine} version here (PyTorch, or SciPy for NumPy's GELU, not installed)")
     return case.prepare(engine)

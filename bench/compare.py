@@ -166,7 +166,7 @@ def machine_header(threads, repeat, pinned, others_busy, markdown):
         f"(0 = a quiet machine)",
     ]
     if markdown:
-        return "## fromzero vs NumPy vs PyTorch\n\n" + "\n".join(f"- {l}" for l in lines)
+        return "## fromzero benchmark (bench/compare.py)\n\n" + "\n".join(f"- {l}" for l in lines)
     return "\n".join(lines)
 
 

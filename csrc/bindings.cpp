@@ -54,15 +54,68 @@ Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim(
 
 [[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
 
+// Any object → a NumPy array (no copy when it already is one). A ragged list
+// or an object NumPy cannot read is a TypeError naming the argument, with
+// NumPy's reason.
+py::array as_array(const py::handle& obj, const char* fn, const char* name) {
+    if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+    try {
+        return py::array(py::reinterpret_borrow<py::object>(obj));
+    } catch (py::error_already_set& e) {
+        throw py::type_error(std::string(fn) + ": " + name + " must be array-like, got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) +
+                             " (" + std::string(py::str(e.value())) + ")");
+    }
+}
+
+// `arr` as the array type A (C-contiguous, forcecast): `arr` itself when it
+// already is one, else a converted copy. Never A::ensure(arr): when NumPy
+// cannot make the copy — say a np.broadcast_to view of shape (2**20, 2**20),
+// whose copy needs 4 TB — ensure() clears the error and returns a null array,
+// which then crashed the first kernel to read it. The converting constructor
+// keeps NumPy's error; it is raised again naming the argument, a MemoryError
+// staying a MemoryError.
+template <class A>
+A convert(const py::array& arr, const char* fn, const char* name) {
+    try {
+        return A(arr);
+    } catch (py::error_already_set& e) {
+        const std::string msg = std::string(fn) + ": cannot convert " + name + " of shape " +
+                                shape_str(shape_of(arr)) + " and dtype " +
+                                std::string(py::str(arr.dtype())) + " to a C-contiguous " +
+                                std::string(py::str(py::dtype::of<typename A::value_type>())) +
+                                " array: " + std::string(py::str(e.value()));
+        if (e.matches(PyExc_MemoryError)) {
+            PyErr_SetString(PyExc_MemoryError, msg.c_str());
+            throw py::error_already_set();
+        }
+        fail(msg);
+    }
+}
+
 // Any array-like → float32 C-contiguous (no copy when it already is one).
 FloatArray as_float(const py::handle& obj, const char* fn, const char* name) {
-    py::array arr = py::array::ensure(obj);
-    if (!arr) throw py::type_error(std::string(fn) + ": " + name + " must be array-like");
+    py::array arr = as_array(obj, fn, name);
     const char kind = arr.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(fn) + ": " + name + " must hold numbers, got dtype " +
                              std::string(py::str(arr.dtype())));
-    return FloatArray::ensure(arr);
+    return convert<FloatArray>(arr, fn, name);
+}
+
+// py::enum_ lets Python make an Activation from any int (Activation(99)). Such
+// a value would reach a kernel's switch, whose fallback throws — inside an
+// OpenMP region, where an exception is std::terminate. Every entry point
+// taking an activation checks it here first.
+Activation checked(Activation act, const char* fn) {
+    switch (act) {
+        case Activation::identity: case Activation::relu: case Activation::leaky_relu:
+        case Activation::sigmoid: case Activation::tanh: case Activation::gelu:
+        case Activation::softmax:
+            return act;
+    }
+    fail(std::string(fn) + ": activation must be a fromzero.ops.Activation, got the value " +
+         std::to_string(static_cast<int>(act)));
 }
 
 FloatArray as_matrix(const py::handle& obj, const char* fn, const char* name) {
@@ -74,14 +127,14 @@ FloatArray as_matrix(const py::handle& obj, const char* fn, const char* name) {
 
 // Integer labels → int32, every one checked to lie in [0, classes).
 LabelArray as_labels(const py::handle& obj, py::ssize_t rows, py::ssize_t classes, const char* fn) {
-    py::array arr = py::array::ensure(obj);
-    if (!arr || (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u'))
-        throw py::type_error(std::string(fn) + ": labels must be an integer array, got " +
-                             (arr ? std::string(py::str(arr.dtype())) : std::string("a non-array")));
+    py::array arr = as_array(obj, fn, "labels");
+    if (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u')
+        throw py::type_error(std::string(fn) + ": labels must be an integer array, got dtype " +
+                             std::string(py::str(arr.dtype())));
     if (arr.ndim() != 1 || arr.shape(0) != rows)
         fail(std::string(fn) + ": labels must have shape (" + std::to_string(rows) + ",), got " +
              shape_str(shape_of(arr)));
-    IndexArray wide = IndexArray::ensure(arr);
+    IndexArray wide = convert<IndexArray>(arr, fn, "labels");
     const int64_t* p = wide.data();
     for (py::ssize_t i = 0; i < rows; ++i)
         if (p[i] < 0 || p[i] >= classes)
@@ -128,6 +181,24 @@ bool overlaps(const py::array& a, const py::array& b) {
     return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
 
+void require_disjoint(const py::array& out, const py::array& in, const char* fn, const char* out_name,
+                      const char* in_name) {
+    if (overlaps(out, in))
+        fail(std::string(fn) + ": " + out_name + " must not overlap " + in_name);
+}
+
+// Elementwise kernels read element i of every input before writing element i
+// of the output, so an output may be exactly one of the inputs (in place) —
+// but not a shifted view of it, whose elements the loop would overwrite
+// before reading them.
+void require_same_or_disjoint(const py::array& out, const py::array& in, const char* fn,
+                              const char* out_name, const char* in_name) {
+    if (out.data() == in.data() && out.nbytes() == in.nbytes()) return;
+    if (overlaps(out, in))
+        fail(std::string(fn) + ": " + out_name + " overlaps " + in_name +
+             " without being the same array (in place is fine, a shifted view is not)");
+}
+
 void require_finite_param(double v, const char* fn, const char* name, double lo, double hi) {
     if (!(v >= lo && v <= hi))
         fail(std::string(fn) + ": " + name + " must be in [" + std::to_string(lo) + ", " +
@@ -142,6 +213,7 @@ py::array_t<float> matmul(const py::handle& a_in, const py::handle& b_in, bool t
                           Activation activation, float alpha, std::optional<py::array> out,
                           bool accumulate, bool reference) {
     const char* fn = "matmul";
+    activation = checked(activation, fn);
     FloatArray a = as_matrix(a_in, fn, "a"), b = as_matrix(b_in, fn, "b");
     const py::ssize_t M = transpose_a ? a.shape(1) : a.shape(0);
     const py::ssize_t K = transpose_a ? a.shape(0) : a.shape(1);
@@ -165,6 +237,7 @@ py::array_t<float> matmul(const py::handle& a_in, const py::handle& b_in, bool t
     }
     py::array_t<float> c = output(out, {M, N}, fn, "out");
     if (overlaps(c, a) || overlaps(c, b)) fail("matmul: out must not overlap a or b");
+    if (bias) require_disjoint(c, *bias, fn, "out", "bias");
     fz::GemmEpilogue ep;
     ep.bias = bias ? bias->data() : nullptr;
     ep.activation = activation;
@@ -196,6 +269,7 @@ py::array_t<float> dense_forward(const py::handle& x_in, const py::handle& w_in,
                                  float alpha, std::optional<py::array> out,
                                  std::optional<py::array> z_out) {
     const char* fn = "dense_forward";
+    act = checked(act, fn);
     FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
     const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
     if (W.shape(0) != in)
@@ -213,6 +287,13 @@ py::array_t<float> dense_forward(const py::handle& x_in, const py::handle& w_in,
         z = output(z_out, {batch, units}, fn, "z_out");
     }
     if (overlaps(y, x) || overlaps(y, W)) fail(std::string(fn) + ": out must not overlap x or kernel");
+    if (b) require_disjoint(y, *b, fn, "out", "bias");
+    if (z) {
+        for (const py::array& in : {py::array(x), py::array(W)})
+            require_disjoint(*z, in, fn, "z_out", "x or kernel");
+        if (b) require_disjoint(*z, *b, fn, "z_out", "bias");
+        require_disjoint(*z, y, fn, "z_out", "out");
+    }
     const float* xp = x.data();
     const float* wp = W.data();
     const float* bp = b ? b->data() : nullptr;
@@ -231,6 +312,7 @@ py::object dense_backward(const py::handle& x_in, const py::handle& w_in,
                           std::optional<py::array> dw_out, std::optional<py::array> db_out,
                           std::optional<py::array> dx_out) {
     const char* fn = "dense_backward";
+    act = checked(act, fn);
     FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
     const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
     require_shape(W, {in, units}, fn, "kernel");
@@ -248,6 +330,20 @@ py::object dense_backward(const py::handle& x_in, const py::handle& w_in,
     if (dw_out) dW = state(*dw_out, {in, units}, fn, "dw_out");
     if (db_out) db = state(*db_out, {units}, fn, "db_out");
     if (dx_out) dx = state(*dx_out, {batch, in}, fn, "dx_out");
+    // Every output is written while inputs are still being read (dz before the
+    // GEMMs that read it, for instance), so no output may share memory with an
+    // input or with another output.
+    std::vector<std::pair<py::array, const char*>> outs{{dz, "dz_out"}};
+    if (dW) outs.emplace_back(*dW, "dw_out");
+    if (db) outs.emplace_back(*db, "db_out");
+    if (dx) outs.emplace_back(*dx, "dx_out");
+    std::vector<std::pair<py::array, const char*>> ins{{x, "x"}, {W, "kernel"}, {y, "y"}, {dy, "dy"}};
+    if (z) ins.emplace_back(*z, "z");
+    for (size_t i = 0; i < outs.size(); ++i) {
+        for (const auto& in : ins) require_disjoint(outs[i].first, in.first, fn, outs[i].second, in.second);
+        for (size_t j = 0; j < i; ++j)
+            require_disjoint(outs[i].first, outs[j].first, fn, outs[i].second, outs[j].second);
+    }
     const float* xp = x.data();
     const float* wp = W.data();
     const float* zp = z ? z->data() : nullptr;
@@ -269,10 +365,12 @@ py::object dense_backward(const py::handle& x_in, const py::handle& w_in,
 
 py::array_t<float> activation_forward(Activation act, const py::handle& x_in, float alpha,
                                       std::optional<py::array> out) {
+    act = checked(act, "activation_forward");
     FloatArray x = as_float(x_in, "activation_forward", "x");
     if (act == Activation::softmax) {
         if (x.ndim() != 2) fail("softmax: x must be 2-D (batch, classes), got " + shape_str(shape_of(x)));
         py::array_t<float> y = output(out, shape_of(x), "softmax", "out");
+        require_same_or_disjoint(y, x, "softmax", "out", "x");
         const int64_t rows = x.shape(0), cols = x.shape(1);
         const float* xp = x.data();
         float* yp = y.mutable_data();
@@ -281,6 +379,7 @@ py::array_t<float> activation_forward(Activation act, const py::handle& x_in, fl
         return y;
     }
     py::array_t<float> y = output(out, shape_of(x), "activation_forward", "out");
+    require_same_or_disjoint(y, x, "activation_forward", "out", "x");
     const float* xp = x.data();
     float* yp = y.mutable_data();
     const int64_t n = x.size();
@@ -294,9 +393,12 @@ py::array_t<float> activation_backward(Activation act, const std::optional<py::h
                                        const py::handle& y_in, const py::handle& dy_in, float alpha,
                                        std::optional<py::array> out) {
     const char* fn = "activation_backward";
+    act = checked(act, fn);
     FloatArray y = as_float(y_in, fn, "y"), dy = as_float(dy_in, fn, "dy");
     require_same_shape(y, dy, fn, "y", "dy");
     py::array_t<float> dx = output(out, shape_of(dy), fn, "out");
+    require_same_or_disjoint(dx, y, fn, "out", "y");
+    require_same_or_disjoint(dx, dy, fn, "out", "dy");
     const float* yp = y.data();
     const float* dyp = dy.data();
     float* dxp = dx.mutable_data();
@@ -312,6 +414,7 @@ py::array_t<float> activation_backward(Activation act, const std::optional<py::h
         if (!x_in || x_in->is_none()) fail(std::string(fn) + ": this activation needs x");
         x = as_float(*x_in, fn, "x");
         require_same_shape(*x, y, fn, "x", "y");
+        require_same_or_disjoint(dx, *x, fn, "out", "x");
     }
     const float* xp = x ? x->data() : nullptr;
     const int64_t n = y.size();
@@ -337,6 +440,12 @@ py::object run_loss(LossKernel<Target> kernel, const char* fn, const FloatArray&
     py::array_t<float> row_loss = output(row_loss_out, {pred.shape(0)}, fn, "row_loss");
     std::optional<py::array_t<float>> grad;
     if (grad_out || want_grad) grad = output(grad_out, shape_of(pred), fn, "grad");
+    // A row's gradient is written while its loss still reads the row.
+    for (const py::array& in : {py::array(pred), py::array(target)}) {
+        require_disjoint(row_loss, in, fn, "row_loss", "y_pred or y_true");
+        if (grad) require_disjoint(*grad, in, fn, "grad", "y_pred or y_true");
+    }
+    if (grad) require_disjoint(*grad, row_loss, fn, "grad", "row_loss");
     const float* pp = pred.data();
     const Target* tp = target.data();
     float* lp = row_loss.mutable_data();
@@ -376,6 +485,7 @@ py::array_t<float> softmax_crossentropy_backward(const py::handle& probs_in,
     FloatArray probs = as_matrix(probs_in, fn, "probs");
     const int64_t rows = probs.shape(0), cols = probs.shape(1);
     py::array_t<float> dlogits = output(out, shape_of(probs), fn, "out");
+    require_same_or_disjoint(dlogits, probs, fn, "out", "probs");
     const float* pp = probs.data();
     float* dp = dlogits.mutable_data();
     if (sparse) {
@@ -386,6 +496,7 @@ py::array_t<float> softmax_crossentropy_backward(const py::handle& probs_in,
     } else {
         FloatArray target = as_float(target_in, fn, "y_true");
         require_same_shape(target, probs, fn, "y_true", "probs");
+        require_same_or_disjoint(dlogits, target, fn, "out", "y_true");
         const float* tp = target.data();
         py::gil_scoped_release nogil;
         fz::softmax_crossentropy_backward_dense(pp, tp, dp, rows, cols, grad_scale);
@@ -398,6 +509,7 @@ py::array_t<float> softmax_crossentropy_backward(const py::handle& probs_in,
 py::array_t<float> bias_grad(const py::handle& dy_in, std::optional<py::array> out) {
     FloatArray dy = as_matrix(dy_in, "bias_grad", "dy");
     py::array_t<float> db = output(out, {dy.shape(1)}, "bias_grad", "out");
+    require_disjoint(db, dy, "bias_grad", "out", "dy");
     const int64_t rows = dy.shape(0), cols = dy.shape(1);
     const float* dyp = dy.data();
     float* dbp = db.mutable_data();
@@ -429,12 +541,11 @@ int64_t count_correct(const py::handle& scores_in, const py::handle& labels_in) 
 }
 
 // out[i] = src[index[i]] along the first axis (the minibatch gather), for
-// float32 data and int32 labels.
+// float32 data and int32 labels; `s` is src already converted.
 template <class T>
-py::array gather_typed(const py::array& src, const IndexArray& index, const Shape& shape,
-                       std::optional<py::array> out) {
+py::array gather_typed(const py::array_t<T, py::array::c_style | py::array::forcecast>& s,
+                       const IndexArray& index, const Shape& shape, std::optional<py::array> out) {
     const char* fn = "gather_rows";
-    auto s = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(src);
     py::array_t<T> dst;
     if (!out) {
         dst = py::array_t<T>(shape);
@@ -442,8 +553,11 @@ py::array gather_typed(const py::array& src, const IndexArray& index, const Shap
         if (!py::isinstance<py::array_t<T>>(*out) || !(out->flags() & py::array::c_style) ||
             !out->writeable() || shape_of(*out) != shape)
             fail(std::string(fn) + ": out must be a writable C-contiguous " +
-                 std::string(py::str(py::dtype::of<T>())) + " array of shape " + shape_str(shape));
+                 std::string(py::str(py::dtype::of<T>())) + " array of shape " + shape_str(shape) +
+                 ", got " + std::string(py::str(out->dtype())) + " " + shape_str(shape_of(*out)) +
+                 (out->writeable() ? "" : " (read-only)"));
         dst = py::reinterpret_borrow<py::array_t<T>>(*out);
+        require_disjoint(dst, s, fn, "out", "src");
     }
     const int64_t n_src = s.shape(0), n = index.shape(0);
     const int64_t row_len = n_src ? s.size() / n_src : 0;
@@ -455,13 +569,16 @@ py::array gather_typed(const py::array& src, const IndexArray& index, const Shap
     return dst;
 }
 
-py::array gather_rows(const py::array& src, const py::handle& index_in, std::optional<py::array> out) {
-    py::array index_arr = py::array::ensure(index_in);
-    if (!index_arr || index_arr.ndim() != 1 ||
+py::array gather_rows(const py::handle& src_in, const py::handle& index_in, std::optional<py::array> out) {
+    const char* fn = "gather_rows";
+    py::array index_arr = as_array(index_in, fn, "index");
+    if (index_arr.ndim() != 1 ||
         (index_arr.size() > 0 && index_arr.dtype().kind() != 'i' && index_arr.dtype().kind() != 'u'))
-        fail("gather_rows: index must be a 1-D integer array");
-    IndexArray index = IndexArray::ensure(index_arr);
-    if (src.ndim() < 1) fail("gather_rows: src must have at least one axis");
+        fail("gather_rows: index must be a 1-D integer array, got shape " +
+             shape_str(shape_of(index_arr)) + " and dtype " + std::string(py::str(index_arr.dtype())));
+    IndexArray index = convert<IndexArray>(index_arr, fn, "index");
+    py::array src = as_array(src_in, fn, "src");
+    if (src.ndim() < 1) fail("gather_rows: src must have at least one axis, got a 0-d array");
     const py::ssize_t n_src = src.shape(0);
     const int64_t* ip = index.data();
     for (py::ssize_t i = 0; i < index.shape(0); ++i)
@@ -470,10 +587,28 @@ py::array gather_rows(const py::array& src, const py::handle& index_in, std::opt
                  " is outside [0, " + std::to_string(n_src) + ")");
     Shape shape = shape_of(src);
     shape[0] = index.shape(0);
-    if (src.dtype().kind() == 'i' || src.dtype().kind() == 'u')
-        return gather_typed<int32_t>(src, index, shape, out);
-    as_float(src, "gather_rows", "src");  // the dtype check and message
-    return gather_typed<float>(src, index, shape, out);
+    const char kind = src.dtype().kind();
+    if (kind == 'i' || kind == 'u') {
+        // Integers are gathered as int32 (labels): a wider value would wrap.
+        // The check runs on a C-contiguous copy (itself a clean MemoryError
+        // for a huge view), with uint64 kept unsigned so no value wraps.
+        const auto check_range = [&](auto wide) {
+            const auto* p = wide.data();
+            for (py::ssize_t i = 0; i < wide.size(); ++i)
+                if (p[i] > INT32_MAX || (kind == 'i' && static_cast<int64_t>(p[i]) < INT32_MIN))
+                    fail("gather_rows: integer src (dtype " + std::string(py::str(src.dtype())) +
+                         ") holds " + std::to_string(p[i]) + " at flat index " + std::to_string(i) +
+                         ", outside int32, the type integers are gathered as");
+        };
+        if (kind == 'u' && src.itemsize() >= 4)
+            check_range(convert<py::array_t<uint64_t, py::array::c_style | py::array::forcecast>>(
+                src, fn, "src"));
+        else if (kind == 'i' && src.itemsize() > 4)
+            check_range(convert<IndexArray>(src, fn, "src"));
+        return gather_typed<int32_t>(convert<py::array_t<int32_t, py::array::c_style | py::array::forcecast>>(
+                                         src, fn, "src"), index, shape, out);
+    }
+    return gather_typed<float>(as_float(src, fn, "src"), index, shape, out);
 }
 
 // ---------------------------------------------------------------- optimizers
@@ -581,6 +716,10 @@ py::tuple dropout_forward(const py::handle& x_in, float rate, uint64_t seed,
     if (!(rate >= 0.0f && rate < 1.0f)) fail("dropout: rate must be in [0, 1), got " + std::to_string(rate));
     py::array_t<float> y = output(out, shape_of(x), fn, "out");
     py::array_t<float> mask = output(mask_out, shape_of(x), fn, "mask");
+    // y may be x (in place); the mask is written before x_i is read.
+    require_same_or_disjoint(y, x, fn, "out", "x");
+    require_disjoint(mask, x, fn, "mask", "x");
+    require_disjoint(mask, y, fn, "mask", "out");
     const float* xp = x.data();
     float* yp = y.mutable_data();
     float* mp = mask.mutable_data();
@@ -598,6 +737,8 @@ py::array_t<float> dropout_backward(const py::handle& dy_in, const py::handle& m
     FloatArray dy = as_float(dy_in, fn, "dy"), mask = as_float(mask_in, fn, "mask");
     require_same_shape(dy, mask, fn, "dy", "mask");
     py::array_t<float> dx = output(out, shape_of(dy), fn, "out");
+    require_same_or_disjoint(dx, dy, fn, "out", "dy");
+    require_same_or_disjoint(dx, mask, fn, "out", "mask");
     const float* dyp = dy.data();
     const float* mp = mask.data();
     float* dxp = dx.mutable_data();
@@ -609,7 +750,14 @@ py::array_t<float> dropout_backward(const py::handle& dy_in, const py::handle& m
 
 py::array_t<int64_t> random_permutation(int64_t n, uint64_t seed) {
     if (n < 0) fail("random_permutation: n must be >= 0, got " + std::to_string(n));
-    py::array_t<int64_t> out(n);
+    py::array_t<int64_t> out;
+    try {
+        out = py::array_t<int64_t>(n);
+    } catch (py::error_already_set& e) {  // NumPy's "array is too big" or MemoryError, named
+        if (e.matches(PyExc_MemoryError)) throw;
+        fail("random_permutation: n = " + std::to_string(n) + " values cannot be allocated: " +
+             std::string(py::str(e.value())));
+    }
     int64_t* op = out.mutable_data();
     py::gil_scoped_release nogil;
     fz::random_permutation(op, n, seed);
@@ -683,12 +831,6 @@ py::array_t<int32_t> index_output(const std::optional<py::array>& out, const Sha
     return py::reinterpret_borrow<py::array_t<int32_t>>(*out);
 }
 
-void require_disjoint(const py::array& out, const py::array& in, const char* fn, const char* out_name,
-                      const char* in_name) {
-    if (overlaps(out, in))
-        fail(std::string(fn) + ": " + out_name + " must not overlap " + in_name);
-}
-
 // y = act(conv(x, kernel) + bias). Returns (y, cols); cols = im2col(x), the
 // (N·Ho·Wo, kh·kw·C) matrix conv2d_backward needs (pass it back as `cols` to
 // reuse the memory on the next call).
@@ -697,6 +839,7 @@ py::tuple conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
                          const std::string& padding, Activation act, float alpha,
                          std::optional<py::array> cols_out, std::optional<py::array> out) {
     const char* fn = "conv2d_forward";
+    act = checked(act, fn);
     FloatArray x = as_images(x_in, fn, "x");
     FloatArray kernel = as_float(kernel_in, fn, "kernel");
     if (kernel.ndim() != 4)
@@ -826,7 +969,7 @@ py::array_t<float> max_pool2d_backward(const py::handle& dy_in, const py::handle
     py::array argmax_arr = py::array::ensure(argmax_in);
     if (!argmax_arr || (argmax_arr.dtype().kind() != 'i' && argmax_arr.dtype().kind() != 'u'))
         throw py::type_error(std::string(fn) + ": argmax must be an integer array");
-    IntArray argmax = IntArray::ensure(argmax_arr);
+    IntArray argmax = convert<IntArray>(argmax_arr, fn, "argmax");
     require_shape(argmax, image_shape(g, g.c), fn, "argmax");
     // Every offset is checked: a wrong one would write outside its image.
     const int64_t image = g.h * g.w * g.c;
@@ -1007,10 +1150,23 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("has_openmp", &fz::has_openmp);
     m.def("get_num_threads", &fz::get_num_threads);
-    m.def("set_num_threads", [](int n) {
-        if (n < 1) fail("set_num_threads: n must be >= 1, got " + std::to_string(n));
-        fz::set_num_threads(n);
-    });
+    m.def("set_num_threads", [](const py::handle& value) {
+        // An int (or NumPy integer), not a bool, float or string. Bounded
+        // above too: OpenMP starts that many threads on a large kernel, and
+        // libgomp exits the process when the OS refuses to create one.
+        constexpr long long kMaxThreads = 1024;
+        const std::string got = py::repr(value);
+        if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr()))
+            throw py::type_error("set_num_threads: n must be an integer, got " + got);
+        int overflow = 0;
+        const py::int_ as_int(py::reinterpret_borrow<py::object>(value));
+        const long long n = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+        if ((overflow < 0) || (!overflow && n < 1))
+            fail("set_num_threads: n must be >= 1, got " + got);
+        if (overflow > 0 || n > kMaxThreads)
+            fail("set_num_threads: n must be <= " + std::to_string(kMaxThreads) + ", got " + got);
+        fz::set_num_threads(static_cast<int>(n));
+    }, py::arg("n"));
     m.def("gemm_kernel_name", &fz::gemm_kernel_name);
 
     const auto none = py::none();

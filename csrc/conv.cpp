@@ -61,6 +61,13 @@ Clip clip_window(const Window2d& g, int64_t oh, int64_t ow) {
     return c;
 }
 
+// take ? a : b for ints, written with a bit mask because GCC turns the ?: form
+// into a branch, which stops the loop around it from being vectorised.
+int32_t select(bool take, int32_t a, int32_t b) {
+    const int32_t mask = -static_cast<int32_t>(take);  // all ones or all zeros
+    return (a & mask) | (b & ~mask);
+}
+
 // Offset inside one image of input pixel (ih, iw), channel 0.
 int64_t pixel(const Window2d& g, int64_t ih, int64_t iw) { return (ih * g.w + iw) * g.c; }
 
@@ -211,9 +218,10 @@ void max_pool2d_forward(const Window2d& g, const float* x, float* y, int32_t* ar
                     // Selects, not an if: on real data "larger?" is a coin flip
                     // the branch predictor loses, while selects vectorise over c.
                     for (int64_t c = 0; c < g.c; ++c) {
-                        const bool larger = img[at + c] > best[c];  // strict: the first maximum wins ties
-                        best[c] = larger ? img[at + c] : best[c];
-                        where[c] = larger ? static_cast<int32_t>(at + c) : where[c];
+                        const float v = img[at + c];
+                        const bool larger = v > best[c];  // strict: the first maximum wins ties
+                        best[c] = larger ? v : best[c];
+                        where[c] = select(larger, static_cast<int32_t>(at + c), where[c]);
                     }
                 }
         }

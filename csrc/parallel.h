@@ -7,6 +7,7 @@
 // computed by the same sequence of operations whatever the thread count.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #ifdef _OPENMP
@@ -23,10 +24,21 @@ inline bool has_openmp() {
 #endif
 }
 
+// The count set by set_num_threads, 0 until then. One value for the whole
+// process, as torch.set_num_threads: omp_set_num_threads() alone sets only the
+// calling thread's OpenMP setting, so a count set from Python's main thread
+// did not apply to kernels called from other Python threads (each of which
+// starts with OMP_NUM_THREADS or the core count).
+inline std::atomic<int>& num_threads_setting() {
+    static std::atomic<int> n{0};
+    return n;
+}
+
 // Threads used by the kernels (OMP_NUM_THREADS or the core count by default).
 inline int get_num_threads() {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    const int n = num_threads_setting().load(std::memory_order_relaxed);
+    return n > 0 ? n : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -34,7 +46,9 @@ inline int get_num_threads() {
 
 inline void set_num_threads(int n) {
 #ifdef _OPENMP
-    omp_set_num_threads(std::max(1, n));
+    n = std::max(1, n);
+    num_threads_setting().store(n, std::memory_order_relaxed);
+    omp_set_num_threads(n);
 #else
     (void)n;
 #endif

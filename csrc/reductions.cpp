@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 
 #include "parallel.h"
 
@@ -22,12 +23,14 @@ int64_t row_grain(int64_t row_len) {
 }
 
 // The first index of the largest of row[0..cols): the strict > keeps the
-// earlier of equal values (0 when cols == 0). Scalar: an index-tracking
+// earlier of equal values (0 when cols == 0). A NaN counts as the largest, as
+// in NumPy's argmax: the first NaN wins. (With > alone a NaN was skipped, so
+// [1, nan, 3] gave 2 where NumPy gives 1.) Scalar: an index-tracking
 // reduction with first-wins ties does not vectorise without -ffast-math.
 int32_t row_argmax(const float* row, int64_t cols) {
     int64_t best = 0;
-    for (int64_t j = 1; j < cols; ++j)
-        if (row[j] > row[best]) best = j;
+    for (int64_t j = 1; j < cols && !std::isnan(row[best]); ++j)
+        if (row[j] > row[best] || std::isnan(row[j])) best = j;
     return static_cast<int32_t>(best);
 }
 
@@ -114,8 +117,9 @@ void bias_grad(const float* dy, float* db, int64_t rows, int64_t cols) {
 void argmax_rows(const float* x, int32_t* out, int64_t rows, int64_t cols) {
     for (int64_t i = 0; i < rows; ++i) {
         int32_t best = 0;
-        for (int64_t j = 1; j < cols; ++j)
-            if (x[i * cols + j] > x[i * cols + best]) best = static_cast<int32_t>(j);
+        for (int64_t j = 1; j < cols && !std::isnan(x[i * cols + best]); ++j)
+            if (x[i * cols + j] > x[i * cols + best] || std::isnan(x[i * cols + j]))
+                best = static_cast<int32_t>(j);
         out[i] = best;
     }
 }

@@ -24,7 +24,8 @@ python3 -m pip install --quiet ".[test]"
 echo "== C++ tests (GoogleTest through ctest)"
 cmake -S . -B build/cpp-tests -DFROMZERO_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cpp-tests --parallel 2
-ctest --test-dir build/cpp-tests --output-on-failure --parallel 2
+# One test process at a time: each already uses every core through OpenMP.
+ctest --test-dir build/cpp-tests --output-on-failure
 
 echo "== Python tests (pytest)"
 python3 -m pytest tests

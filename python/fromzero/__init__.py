@@ -18,6 +18,7 @@ from . import (activations, augmentation, callbacks, datasets, initializers, lay
                models, ops, optimizers, regularizers, utils)
 from ._core import get_num_threads, set_num_threads
 from .models import Sequential, load_model
+from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
 
 __version__ = "0.1.0"
 
@@ -34,4 +35,4 @@ def info():
 
 __all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
            "augmentation", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "regularizers", "utils"]
+           "models", "ops", "optimizers", "plot", "regularizers", "utils"]

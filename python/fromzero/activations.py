@@ -27,6 +27,8 @@ def get(name):
     if name is None:
         return Activation.identity
     if isinstance(name, Activation):
+        if name not in _BY_NAME.values():  # Activation(99): pybind11 enums take any int
+            raise ValueError(f"activation must be one of {sorted(_BY_NAME)}, got {name!r}")
         return name
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name such as 'relu', got {name!r}")

@@ -39,6 +39,8 @@ def train(args):
         fz.set_num_threads(args.threads)
     if args.seed is not None:
         fz.utils.set_random_seed(args.seed)
+    if args.plot:
+        fz.plot.require_matplotlib()  # fail now, not after training
     dataset = getattr(fz.datasets, args.dataset)
     (x_train, y_train), (x_test, y_test) = dataset.load_data()
     x_train, x_test = x_train / 255.0, x_test / 255.0
@@ -55,7 +57,9 @@ def train(args):
     print(f"fromzero {info['version']}: {args.model} on {args.dataset}, {info['simd']} GEMM, "
           f"{info['threads']} thread(s){'' if info['openmp'] else ' (built without OpenMP)'}")
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=batch_size, epochs=args.epochs, verbose=1)
+    # --plot holds out the last 10% of the training data, so the curves show validation too.
+    history = model.fit(x_train, y_train, batch_size=batch_size, epochs=args.epochs, verbose=1,
+                        validation_split=0.1 if args.plot else 0.0)
     seconds = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"trained {args.epochs} epoch(s) in {seconds:.1f} s "
@@ -64,7 +68,23 @@ def train(args):
     if args.save:
         model.save(args.save)
         print(f"saved to {args.save}")
+    if args.plot:
+        write_plots(args.plot, history, model, x_test, y_test)
     return 0
+
+
+def write_plots(folder, history, model, x_test, y_test):
+    """The four pictures of a training run (fz.plot), saved as PNGs in folder."""
+    import os
+    os.makedirs(folder, exist_ok=True)
+    paths = {name: os.path.join(folder, f"{name}.png")
+             for name in ("history", "confusion_matrix", "weights", "misclassified")}
+    fz.plot.history(history, path=paths["history"])
+    fz.plot.confusion_matrix(y_test, model.predict(x_test, batch_size=256),
+                             path=paths["confusion_matrix"])
+    fz.plot.weights(model, path=paths["weights"])
+    fz.plot.misclassified(model, x_test, y_test, n=16, path=paths["misclassified"])
+    print(f"plots written to {folder}: {', '.join(os.path.basename(p) for p in paths.values())}")
 
 
 def main(argv=None):
@@ -83,6 +103,10 @@ def main(argv=None):
     t.add_argument("--seed", type=int, default=None, help="make the run repeat bit for bit")
     t.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained model here")
+    t.add_argument("--plot", metavar="DIR", default=None,
+                   help="after training, write history.png, confusion_matrix.png, weights.png and "
+                        "misclassified.png here (needs matplotlib: pip install fromzero[plot]); "
+                        "holds out 10%% of the training data for the validation curves")
     sub.add_parser("info", help="print the version, SIMD path and threads")
     args = parser.parse_args(argv)
     try:
@@ -91,7 +115,7 @@ def main(argv=None):
                 print(f"{key}: {value}")
             return 0
         return train(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fromzero: error: {e}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,10 @@ from ._core import Activation as Act
 
 _name_counters = {}
 
+# What the layers' forward(x, training=True) saves for backward (Layer.__getattr__).
+_SAVED_BY_FORWARD = frozenset({"_x", "_y", "_z", "_mask", "_input_shape", "_cols", "_argmax",
+                               "_mean", "_inv_std", "_batch_stats"})
+
 
 def _unique_name(base):
     """Keras-style default names: dense, dense_1, dense_2, ..."""
@@ -69,6 +73,16 @@ class Layer:
 
     def __call__(self, x, training=False):
         return self.forward(x, training=training)
+
+    def __getattr__(self, name):
+        # Python calls this only for an attribute that is not set. For what
+        # forward(x, training=True) saves for backward, that means backward ran
+        # first: say so, rather than "no attribute '_y'".
+        if name in _SAVED_BY_FORWARD:
+            raise RuntimeError(f"{self.__dict__.get('name', type(self).__name__)}: backward() "
+                               f"needs a forward(x, training=True) first, which saves what "
+                               f"backward uses")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def weights(self):
@@ -225,7 +239,8 @@ class Activation(Layer):
         self.activation = act
         if alpha is None:
             alpha = activations.DEFAULT_LEAKY_SLOPE if act == Act.leaky_relu else 0.0
-        self.alpha = float(alpha)
+        # >= 0: leaky_relu's backward reads the sign of x from y.
+        self.alpha = utils.check_number("Activation", "alpha", alpha, 0)
 
     @property
     def outputs_softmax(self):
@@ -658,12 +673,9 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum=0.99, epsilon=1e-3, name=None):
         super().__init__(name)
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
-        if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
-            raise ValueError(f"BatchNormalization: epsilon must be a number > 0, got {epsilon!r}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        # utils.check_number, so NumPy scalars (np.float32(0.99)) are accepted too.
+        self.momentum = utils.check_number("BatchNormalization", "momentum", momentum, 0, 1)
+        self.epsilon = utils.check_number("BatchNormalization", "epsilon", epsilon, 0, low_open=True)
 
     def build(self, input_shape):
         if len(input_shape) < 1:

@@ -12,13 +12,17 @@ One training step (``_train_step``) is the whole textbook algorithm:
 Every array a step touches is allocated once per batch shape and reused.
 """
 
+import functools
 import json
+import lzma
 import math
 import numbers
 import os
+import struct
 import sys
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,9 +42,20 @@ def _as_inputs(x, what="x"):
     if arr.ndim < 2:
         raise ValueError(f"{what} must have a batch axis and at least one feature axis, "
                          f"got shape {arr.shape}")
-    if len(arr) == 0:
+    if arr.size == 0:  # no samples, or samples with no features
         raise ValueError(f"{what} is empty (shape {arr.shape})")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _with_own_generator(method):
+    """Run `method` with the model's own generator as utils.generator() in
+    this thread, so the random draws inside (weight initialisation, fit's
+    shuffling, Dropout masks) depend on this model only (utils.set_random_seed)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with utils.using_generator(self._generator()):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _batch_size(owner, value):
@@ -58,6 +73,7 @@ class Sequential:
         self.stop_training = False
         self.input_shape = None
         self._buffers = utils.Buffers()
+        self._rng = None  # this model's generator, made on first need (_generator)
         for layer in layers or []:
             self.add(layer)
 
@@ -73,6 +89,15 @@ class Sequential:
     def layers(self):
         return list(self._layers)
 
+    def _generator(self):
+        """This model's random generator, seeded by one draw from the global
+        generator the first time the model needs it: at compile, or at build or
+        fit if they come first (the rule is in utils.set_random_seed)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(utils.next_seed())
+        return self._rng
+
+    @_with_own_generator
     def build(self, input_shape):
         """Create every layer's weights for inputs of `input_shape` (no batch axis)."""
         if not self._layers:
@@ -137,6 +162,7 @@ class Sequential:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+        self._generator()  # seeded now, in the compiling thread
 
     def _check_compiled(self, what):
         if self.loss is None:
@@ -182,6 +208,7 @@ class Sequential:
                              f"got (batch, {', '.join(map(str, out_shape))}); add a Flatten")
         return x, self.loss.prepare_targets(y, (len(x),) + tuple(out_shape))
 
+    @_with_own_generator
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=None):
         """Train for `epochs` passes over (x, y) in shuffled minibatches; returns a History."""
@@ -399,27 +426,23 @@ class Sequential:
         """
         path = os.fspath(path)
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                count = sum(name.startswith("weight_") for name in archive.files)
-                weights = [archive[f"weight_{i}"] for i in range(count)]
-                config = json.loads(str(archive["config"])) if "config" in archive.files else {}
+            with _Checkpoint(path) as archive:
+                config = archive.read_config() if archive.has("config") else {}
+                if self.input_shape is None:
+                    if config.get("input_shape") is None:
+                        raise _LoadError(f"load_weights: build the model first (model.build("
+                                         f"input_shape) or call it on data): {path} does not "
+                                         f"store an input shape")
+                    self.build(_check_input_shape(config["input_shape"]))
+                weights = archive.read_weights(self)
+        except _WeightMismatch as e:
+            raise ValueError(f"load_weights: {e.describe(path)}") from None
+        except _LoadError as e:
+            raise ValueError(str(e)) from None
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        except _ARCHIVE_ERRORS as e:
             raise ValueError(f"cannot load weights from {path}: {e}") from e
-        if self.input_shape is None:
-            if config.get("input_shape") is None:
-                raise ValueError(f"load_weights: build the model first (model.build(input_shape) or "
-                                 f"call it on data): {path} does not store an input shape")
-            self.build(tuple(config["input_shape"]))
-        params = [p for layer in self._layers for p in layer.weights]
-        if len(weights) != len(params):
-            raise ValueError(f"load_weights: {path} holds {len(weights)} weight arrays, "
-                             f"the model has {len(params)}")
-        for i, (w, p) in enumerate(zip(weights, params)):
-            if w.shape != p.shape:
-                raise ValueError(f"load_weights: weight {i} in {path} has shape {w.shape}, "
-                                 f"the model's has shape {p.shape}")
         self.set_weights(weights)
 
 
@@ -447,41 +470,214 @@ def _format(logs):
 
 
 def load_model(path):
-    """A Sequential saved by model.save(path), compiled again if it was compiled."""
+    """A Sequential saved by model.save(path), compiled again if it was compiled.
+
+    The file is not trusted (see _Checkpoint): anything wrong with it — not a
+    zip archive, truncated, another program's .npz, pickled objects, another
+    format version, a malformed architecture, weights of the wrong shape — is
+    a ValueError naming the file, raised before any array of the size the
+    file claims is allocated. Nothing in it is ever unpickled.
+    """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "config" not in archive.files:
+        with _Checkpoint(path) as archive:
+            if not archive.has("config"):
                 raise ValueError("no 'config' entry: not a fromzero model file")
-            config = json.loads(str(archive["config"]))
-            if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+            config = archive.read_config()
+            if config.get("format") != FORMAT_NAME:
                 raise ValueError("not a fromzero model file")
-            if config.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format version {config.get('format_version')} is not "
-                                 f"supported (this fromzero reads {FORMAT_VERSION})")
-            weights = [archive[f"weight_{i}"] for i in range(len(archive.files) - 1)]
+            version = config.get("format_version")
+            if isinstance(version, bool) or version != FORMAT_VERSION:
+                raise ValueError(f"format version {version!r} is not supported (this fromzero "
+                                 f"reads {FORMAT_VERSION})")
+            model = _model_from_config(config)
+            try:
+                weights = archive.read_weights(model)
+            except _WeightMismatch as e:
+                raise ValueError(f"weights do not fit the architecture: {e}") from None
+            model.set_weights(weights)
+            if config.get("compile"):
+                c = _check_type(config["compile"], dict, "compile")
+                model.compile(optimizers.from_config(_check_type(c.get("optimizer"), dict, "optimizer")),
+                              losses.from_config(_check_type(c.get("loss"), dict, "loss")),
+                              _check_type(c.get("metrics", []), list, "metrics"))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    except _ARCHIVE_ERRORS as e:
         raise ValueError(f"cannot load model from {path}: {e}") from e
+    return model
 
+
+class _LoadError(ValueError):
+    """A load_weights / load_model error whose message is already complete."""
+
+
+# What reading a damaged or foreign file can raise: zipfile's own errors
+# (RuntimeError for an encrypted entry, NotImplementedError for an unknown
+# compression method), those of the decompressors a zip entry may name
+# (zlib, bz2 → OSError, lzma), the .npy header parser's, and — from a
+# malformed architecture — the layer constructors' TypeError, KeyError, ...
+# load_model and load_weights turn each into a ValueError naming the file.
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError,
+                   RuntimeError, RecursionError, OverflowError, struct.error, zlib.error,
+                   lzma.LZMAError, zipfile.BadZipFile)
+_MAX_CONFIG_BYTES = 1 << 24  # a model's architecture is a few kilobytes of JSON
+
+
+def _check_type(value, kind, what):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"{what} must be a {kind.__name__} in the model's config, got {value!r}")
+    return value
+
+
+def _check_input_shape(shape):
+    """The config's input_shape as a tuple of positive ints (no batch axis)."""
+    ok = isinstance(shape, list) and len(shape) >= 1 and all(
+        isinstance(d, int) and not isinstance(d, bool) and 1 <= d < 2**31 for d in shape)
+    if not ok or math.prod(shape) >= 2**40:
+        raise ValueError(f"input_shape must be a list of positive integers, got {shape!r}")
+    return tuple(shape)
+
+
+def _model_from_config(config):
+    """An uncompiled Sequential, built when the config gives an input shape."""
     layers = []
-    for entry in config["layers"]:
+    for entry in _check_type(config.get("layers"), list, "layers"):
+        entry = _check_type(entry, dict, "each layer")
         cls = layers_module.LAYERS.get(entry.get("class"))
         if cls is None:
-            raise ValueError(f"cannot load model from {path}: unknown layer {entry.get('class')!r}")
-        layer = cls(**entry["config"])
+            raise ValueError(f"unknown layer {entry.get('class')!r}")
+        layer = cls(**_check_type(entry.get("config", {}), dict, "a layer's config"))
         layer.trainable = bool(entry.get("trainable", True))
         layers.append(layer)
-    model = Sequential(layers, name=config.get("name"))
+    name = config.get("name")
+    model = Sequential(layers, name=None if name is None else str(name))
     if config.get("input_shape") is not None:
-        model.build(tuple(config["input_shape"]))
-    try:
-        model.set_weights(weights)
-    except ValueError as e:
-        raise ValueError(f"cannot load model from {path}: weights do not fit the architecture: {e}") from e
-    if config.get("compile"):
-        c = config["compile"]
-        model.compile(optimizers.from_config(c["optimizer"]), losses.from_config(c["loss"]),
-                      c["metrics"])
+        input_shape = _check_input_shape(config["input_shape"])
+        try:
+            model.build(input_shape)
+        except MemoryError as e:
+            raise ValueError(f"the architecture it describes does not fit in memory: {e}") from None
     return model
+
+
+class _Checkpoint:
+    """A .npz file written by save / save_weights, read without trusting it.
+
+    np.load alone would read a .npy file whole, at whatever size its header
+    claims, try to unpickle anything else (refused with allow_pickle=False,
+    but only after reading it), and allocate every entry at its header's size
+    before reading the data. Here the file must be a zip archive, and every
+    entry's .npy header is checked first: plain numbers (never Python objects,
+    so nothing is unpickled), the shape the model expects, and exactly that
+    many data bytes in the archive.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as f:  # FileNotFoundError goes to the caller as is
+            magic = f.read(4)
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"not a .npz archive: a zip file starts with b'PK\\x03\\x04', "
+                             f"this one with {magic!r}")
+        self.zip = zipfile.ZipFile(path)
+        # np.savez stores array `name` as the entry "name.npy".
+        self.entries = {info.filename[:-4]: info for info in self.zip.infolist()
+                        if info.filename.endswith(".npy")}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.zip.close()
+
+    def has(self, name):
+        return name in self.entries
+
+    def read(self, name, shape=None, max_bytes=None):
+        """Entry `name` as an array, its header checked before its data is read."""
+        info = self.entries[name]
+        with self.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"entry {name!r} is in .npy format {version}, not 1.0 or 2.0")
+            try:
+                found, fortran, dtype = read_header(f)
+            except Exception as e:  # noqa: BLE001 — NumPy's header parser raises
+                # ValueError, but also tokenize.TokenError, SyntaxError, ... on a damaged header
+                raise ValueError(f"entry {name!r} has a damaged .npy header ({e!r})") from e
+            if dtype.hasobject or dtype.kind not in "biufU" or dtype.fields is not None:
+                raise ValueError(f"entry {name!r} has dtype {dtype}: a checkpoint holds plain "
+                                 f"numbers (Python objects would need unpickling)")
+            if shape is not None and found != tuple(shape):
+                raise _ShapeError(found)
+            nbytes = math.prod(found) * dtype.itemsize
+            if max_bytes is not None and nbytes > max_bytes:
+                raise ValueError(f"entry {name!r} claims {nbytes} bytes, more than {max_bytes}")
+            stored = info.file_size - f.tell()
+            if stored != nbytes:
+                raise ValueError(f"entry {name!r} has shape {found} and dtype {dtype}: "
+                                 f"{nbytes} data bytes, but the archive stores {stored}")
+            data = f.read(nbytes)
+        if len(data) != nbytes:
+            raise ValueError(f"entry {name!r} is truncated: {len(data)} of {nbytes} bytes")
+        return np.frombuffer(data, dtype).reshape(found, order="F" if fortran else "C").copy()
+
+    def read_config(self):
+        """The architecture: the JSON string in the entry "config", as a dict."""
+        config = self.read("config", shape=(), max_bytes=_MAX_CONFIG_BYTES)
+        if config.dtype.kind != "U":
+            raise ValueError(f"the 'config' entry holds {config.dtype}, not a JSON string")
+        config = json.loads(str(config))
+        if not isinstance(config, dict):
+            raise ValueError("not a fromzero model file: its config is not a JSON object")
+        return config
+
+    def read_weights(self, model):
+        """The arrays weight_0, weight_1, ... for `model`, their count and each
+        shape checked against the model's weights before the array is read."""
+        params = [p for layer in model.layers for p in layer.weights]
+        count = sum(name.startswith("weight_") for name in self.entries)
+        if count != len(params):
+            raise _WeightMismatch(None, count, len(params))
+        weights = []
+        for i, p in enumerate(params):
+            if not self.has(f"weight_{i}"):
+                raise ValueError(f"the weight arrays are not numbered 0 to {count - 1}: "
+                                 f"no weight_{i}")
+            try:
+                w = self.read(f"weight_{i}", shape=p.shape)
+            except _ShapeError as e:
+                raise _WeightMismatch(i, e.found, p.shape) from None
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"weight {i} has dtype {w.dtype}, not a number type")
+            weights.append(w)
+        return weights
+
+
+class _ShapeError(ValueError):
+    """An entry's header shape is not the one asked for."""
+
+    def __init__(self, found):
+        super().__init__(f"shape {found}")
+        self.found = found
+
+
+class _WeightMismatch(ValueError):
+    """The file's weights do not fit the model: their number (index None) or
+    the shape of weight `index`."""
+
+    def __init__(self, index, found, expected):
+        self.index, self.found, self.expected = index, found, expected
+        super().__init__(f"the file holds {found} weight arrays, the model has {expected}"
+                         if index is None else
+                         f"weight {index} must have shape {expected}, got {found}")
+
+    def describe(self, path):
+        """The message load_weights gives, naming the file."""
+        if self.index is None:
+            return f"{path} holds {self.found} weight arrays, the model has {self.expected}"
+        return (f"weight {self.index} in {path} has shape {self.found}, "
+                f"the model's has shape {self.expected}")

@@ -1,31 +1,63 @@
-"""Seeds, and the finite-difference gradient check used to verify every layer and loss."""
+"""Seeds, argument checks, and the finite-difference gradient check used to verify every layer and loss."""
 
+import contextlib
 import difflib
 import math
 import numbers
+import threading
 
 import numpy as np
 
 _generator = np.random.default_rng()
+# The generator of the model building or training in this thread, if any
+# (set by `using_generator`); each Python thread has its own.
+_current = threading.local()
 
 
 def set_random_seed(seed):
     """Make everything random in fromzero repeat bit for bit: initial weights,
-    shuffling and dropout masks all draw from one generator seeded here."""
+    shuffling and dropout masks.
+
+    The rule: this seeds one global generator. Each model draws one seed from
+    it, the first time it needs randomness — at ``compile``, or ``build`` /
+    ``fit`` if those come first — and from then on has its own generator,
+    which its weight initialisation (at build), fit's shuffling and its
+    Dropout layers draw from. So what a model computes depends only on the
+    seed and on the order in which models were compiled (or first built),
+    not on anything that runs meanwhile: two models compiled in the main
+    thread and then trained at the same time in two Python threads give the
+    same weights as when trained one after the other. Call set_random_seed
+    before creating and compiling the models it should govern. Layers used on
+    their own, outside a model, draw from the global generator directly.
+    """
     global _generator
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     _generator = np.random.default_rng(int(seed))
 
 
 def generator():
-    """The generator set by set_random_seed (initializers draw from it)."""
-    return _generator
+    """The generator random draws come from (initializers, dropout, shuffling):
+    the one of the model being built or trained in this thread (see
+    set_random_seed), else the global one set by set_random_seed."""
+    current = getattr(_current, "generator", None)
+    return _generator if current is None else current
+
+
+@contextlib.contextmanager
+def using_generator(gen):
+    """Inside the `with`, generator() and next_seed() in this thread draw from `gen`."""
+    previous = getattr(_current, "generator", None)
+    _current.generator = gen
+    try:
+        yield gen
+    finally:
+        _current.generator = previous
 
 
 def next_seed():
     """A fresh 63-bit seed for the C++ counter-based RNG (dropout, shuffling)."""
-    return int(_generator.integers(0, 2**63 - 1))
+    return int(generator().integers(0, 2**63 - 1))
 
 
 def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
@@ -45,8 +77,9 @@ def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
     rng = np.random.default_rng(seed)
     x = np.array(x, dtype=np.float32)
     # Stochastic layers (Dropout) must draw the same randomness at every
-    # evaluation, so the shared generator is rewound before each one.
-    start_state = _generator.bit_generator.state
+    # evaluation, so the generator they draw from is rewound before each one.
+    gen = generator()
+    start_state = gen.bit_generator.state
     if hasattr(target, "gradient"):  # a loss
         def objective():
             return float(target(y_true, x))
@@ -58,7 +91,7 @@ def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
         penalty = getattr(target, "regularization_loss", lambda: 0.0)
 
         def objective():
-            _generator.bit_generator.state = start_state
+            gen.bit_generator.state = start_state
             y = target.forward(x, training=True).astype(np.float64)
             return float(np.sum(y * r)) + penalty()
         objective()
@@ -135,3 +168,14 @@ def check_positive_int(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_fn=print):
+    """Where a training step's time goes: runs `steps` steps of `model` (compiled)
+    on batches of (x, y), times every layer's forward and backward, the loss
+    and the optimizer update, prints a table of milliseconds and shares of the
+    step, and returns it as a Profile. restore=True puts the weights and the
+    optimizer state back afterwards. Details: fromzero/profiler.py."""
+    from .profiler import profile as run_profile
+    return run_profile(model, x, y, steps=steps, batch_size=batch_size, warmup=warmup,
+                       restore=restore, print_fn=print_fn)

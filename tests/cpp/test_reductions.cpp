@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -132,6 +133,19 @@ TEST(ArgmaxRows, TiesPickTheFirst) {
     std::vector<int32_t> out(5, -1);
     argmax_rows(x.data(), out.data(), 5, 4);
     EXPECT_EQ(out, (std::vector<int32_t>{1, 0, 2, 0, 3}));
+}
+
+TEST(ArgmaxRows, FirstNanWinsAsInNumPy) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> x = {1, nan, 3, nan,  // NumPy: 1 (was 2: the NaN was skipped)
+                                  nan, 5, 6, 7,    // NaN first
+                                  1, 2, 3, nan,    // NaN last
+                                  1, 4, 4, 2};     // no NaN
+    std::vector<int32_t> out(4, -1), expected(4, -1);
+    argmax_rows(x.data(), out.data(), 4, 4);
+    reference::argmax_rows(x.data(), expected.data(), 4, 4);
+    EXPECT_EQ(out, (std::vector<int32_t>{1, 0, 3, 1}));
+    EXPECT_EQ(expected, out);
 }
 
 TEST(CountCorrect, MatchesReferenceAndArgmax) {

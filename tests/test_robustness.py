@@ -1,0 +1,902 @@
+"""Unbreakable from Python: a battery of bad (or merely unusual) inputs.
+
+Every case ends in a Python exception whose message names the argument and
+what was expected and received — or, where the input is only unusual (a
+float64 or Fortran-order array, a negative-stride view, an empty batch), in a
+correct result checked against NumPy. None may crash or hang the interpreter.
+
+So that a crash is *detected* rather than killing pytest, the cases run in a
+child process (one for the whole battery, to keep it fast), which reports each
+case's outcome on stdout as it goes: a child that dies mid-case (segfault,
+abort) has that case attributed as a crash, and the battery resumes in a fresh
+child from the next case; a case silent for CASE_TIMEOUT seconds is a hang.
+Run one case by hand with `python tests/test_robustness.py --child NAME`.
+
+Also here: a checkpoint save killed mid-write (SIGKILL) leaves a loadable file.
+"""
+
+import gzip
+import io
+import json
+import os
+import pickle
+import queue
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fromzero as fz
+
+L = fz.layers
+Act = fz.ops.Activation
+CASE_TIMEOUT = 20.0  # seconds: every case takes well under one, so this means a hang
+MARK = "@@robustness@@ "
+
+CASES = {}
+
+
+def case(raises=None, match=None):
+    """Register the decorated function as a case. With `raises`, it must raise
+    that exception (or a subclass) with a message matching the regex `match`;
+    without, it must return normally (its own asserts check the result)."""
+    def register(fn):
+        assert fn.__name__ not in CASES, fn.__name__
+        CASES[fn.__name__] = (fn, raises, match)
+        return fn
+    return register
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def close(result, expected, tol=1e-4):
+    """float32 kernels against a float64 NumPy reference."""
+    assert result.dtype == np.float32, result.dtype
+    assert result.shape == expected.shape, (result.shape, expected.shape)
+    np.testing.assert_allclose(result, expected, rtol=tol, atol=tol)
+
+
+def tmpdir():
+    return Path(tempfile.mkdtemp(prefix="fz-robustness-"))
+
+
+def small_model(seed=0):
+    fz.utils.set_random_seed(seed)
+    model = fz.Sequential([L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.build((5,))
+    return model
+
+
+def saved_model(folder):
+    path = folder / "model.npz"
+    small_model().save(path)
+    return path
+
+
+def npz_entries(path):
+    with zipfile.ZipFile(path) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def write_npz(path, entries):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def npy_bytes(array, header_shape=None):
+    """An .npy entry for `array`; header_shape, if given, is what the header claims."""
+    f = io.BytesIO()
+    np.lib.format.write_array(f, array, allow_pickle=True)
+    data = f.getvalue()
+    if header_shape is None:
+        return data
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": header_shape}
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, header)
+    return f.getvalue() + array.tobytes()
+
+
+# ==================================================================== shapes and dtypes
+
+@case(ValueError, r"matmul: inner dimensions differ: op\(a\) is \(5, 3\) and op\(b\) is \(4, 6\)")
+def matmul_inner_dimensions_differ():
+    fz.ops.matmul(np.ones((5, 3)), np.ones((4, 6)))
+
+
+@case(ValueError, r"matmul: b must be 2-D, got shape \(3, 4, 1\)")
+def matmul_3d_operand():
+    fz.ops.matmul(np.ones((5, 3)), np.ones((3, 4, 1)))
+
+
+@case()
+def matmul_float64_int_bool_float16_operands():
+    a, b = rng().standard_normal((7, 5)), rng(1).standard_normal((5, 6))
+    for a_, b_ in [(a, b), ((a * 10).astype(np.int64), b), (a > 0, (b * 3).astype(np.int8)),
+                   (a.astype(np.float16), b.astype(np.uint8))]:
+        close(fz.ops.matmul(a_, b_), a_.astype(np.float64) @ b_.astype(np.float64), 1e-3)
+
+
+@case()
+def matmul_transposed_fortran_negative_stride_views():
+    a = rng().standard_normal((70, 40)).astype(np.float32)
+    b = rng(1).standard_normal((40, 90)).astype(np.float32)
+    for a_, b_, ta, tb in [(a.T, b, True, False), (np.asfortranarray(a), b, False, False),
+                           (a[::-1, ::-1], b[:, ::-1], False, False), (a, b.T.copy()[::-1], False, True),
+                           (a[::2], b[:, 1::3], False, False), (a.T[:, ::-2], b[::-1], True, False)]:
+        before = (a_.copy(), b_.copy())
+        expected = (a_.T if ta else a_).astype(np.float64) @ (b_.T if tb else b_)
+        close(fz.ops.matmul(a_, b_, transpose_a=ta, transpose_b=tb), expected, 1e-3)
+        np.testing.assert_array_equal(a_, before[0])  # inputs untouched
+        np.testing.assert_array_equal(b_, before[1])
+
+
+@case()
+def matmul_zero_size_dimensions():
+    assert fz.ops.matmul(np.ones((0, 3)), np.ones((3, 4))).shape == (0, 4)
+    assert fz.ops.matmul(np.ones((3, 4)), np.ones((4, 0))).shape == (3, 0)
+    # K = 0: the empty sum is 0, plus the bias, through the activation
+    out = fz.ops.matmul(np.ones((3, 0)), np.ones((0, 4)), bias=[-1, 0, 1, 2], activation=Act.relu)
+    np.testing.assert_array_equal(out, np.tile([0, 0, 1, 2], (3, 1)).astype(np.float32))
+
+
+@case()
+def elementwise_ops_on_awkward_layouts_and_empty_arrays():
+    x = rng().standard_normal((6, 9))
+    for view in (x.T, x[::-1, ::2], np.asfortranarray(x), x.astype(np.float16), x[:0], x[:, :0]):
+        ref = view.astype(np.float32).astype(np.float64)
+        close(fz.ops.relu(view), np.maximum(ref, 0))
+        close(fz.ops.sigmoid(view), 1 / (1 + np.exp(-ref)))
+        close(fz.ops.tanh(view), np.tanh(ref))
+
+
+@case(TypeError, r"matmul: a must hold numbers, got dtype object")
+def object_instead_of_array():
+    fz.ops.matmul(object(), np.ones((2, 2)))
+
+
+@case(TypeError, r"matmul: a must be array-like, got list \(.*inhomogeneous")
+def ragged_list():
+    fz.ops.matmul([[1, 2], [3]], np.ones((2, 2)))
+
+
+@case(TypeError, r"activation_forward: x must hold numbers, got dtype object")
+def object_dtype_array():
+    fz.ops.relu(np.array([1, "a", None], dtype=object))
+
+
+@case(TypeError, r"matmul: a must hold numbers, got dtype complex128")
+def complex_array():
+    fz.ops.matmul(np.ones((2, 2), complex), np.ones((2, 2)))
+
+
+@case(TypeError, r"fit: x must hold numbers, got dtype <U3")
+def string_array_to_fit():
+    small_model().fit(np.full((4, 5), "0.5"), np.zeros(4, int), verbose=0)
+
+
+@case(TypeError, r"predict: x must hold numbers, got dtype object")
+def none_to_predict():
+    small_model().predict(None)
+
+
+@case()
+def model_accepts_float64_int_bool_and_views():
+    model = small_model()
+    x = rng().random((12, 5))
+    p = model.predict(x.astype(np.float32))
+    for variant in (x, np.asfortranarray(x), x[::-1][::-1], x.tolist()):
+        np.testing.assert_array_equal(model.predict(variant), p)
+    np.testing.assert_array_equal(model.predict(x[::-1]), p[::-1])
+    assert model.predict((x > 0.5)).dtype == np.float32
+    assert model.predict((x * 9).astype(np.uint8)).shape == (12, 3)
+
+
+# ==================================================================== labels
+
+@case(ValueError, r"label 3 is outside \[0, 3\) — the model has 3 outputs")
+def label_equal_to_number_of_classes():
+    small_model().fit(np.ones((4, 5)), [0, 1, 2, 3], verbose=0)
+
+
+@case(ValueError, r"label -1 is outside \[0, 3\)")
+def negative_label():
+    small_model().evaluate(np.ones((4, 5)), [0, 1, -1, 2], verbose=0)
+
+
+@case(ValueError, r"labels must be whole numbers")
+def non_integral_labels():
+    small_model().fit(np.ones((3, 5)), [0.0, 1.5, 2.0], verbose=0)
+
+
+@case(ValueError, r"labels must be whole numbers")
+def nan_labels():
+    fz.losses.SparseCategoricalCrossentropy()(np.array([np.nan, 1.0]), np.full((2, 3), 1 / 3))
+
+
+@case(TypeError, r"sparse_categorical_crossentropy: labels must be an integer array, got dtype float64")
+def float_labels_to_the_kernel():
+    fz.ops._core.sparse_categorical_crossentropy(np.full((2, 3), 1 / 3), np.array([0.0, 1.0]))
+
+
+@case(ValueError, r"count_correct: label 7 at index 1 is outside \[0, 3\)")
+def count_correct_label_out_of_range():
+    fz.ops.count_correct(np.ones((2, 3)), np.array([0, 7]))
+
+
+@case(ValueError, r"gather_rows: index -1 at position 2 is outside \[0, 4\)")
+def gather_rows_negative_index():
+    fz.ops.gather_rows(np.ones((4, 2)), np.array([0, 1, -1]))
+
+
+@case(ValueError, r"gather_rows: integer src \(dtype int64\) holds 4294967296 .* outside int32")
+def gather_rows_int64_beyond_int32():
+    fz.ops.gather_rows(np.array([1, 2**32]), np.array([0, 1]))  # used to wrap to 0 silently
+
+
+# ==================================================================== NaN and inf
+
+@case()
+def nan_and_inf_through_the_kernels_match_numpy():
+    x = np.array([[1.0, np.nan, 3.0], [np.inf, 0.0, -1.0], [-np.inf, -np.inf, -np.inf],
+                  [2.0, 2.0, 1.0]], np.float32)
+    np.testing.assert_array_equal(fz.ops.argmax(x), np.argmax(x, axis=1))  # first NaN wins
+    np.testing.assert_array_equal(fz.ops.relu(x), np.maximum(x, 0))  # NaN propagates
+    s = fz.ops.softmax(x)
+    assert np.isnan(s[:3]).all() and np.allclose(s[3], np.exp(x[3]) / np.exp(x[3]).sum())
+    with np.errstate(invalid="ignore"):
+        expected = x.astype(np.float64) @ np.eye(3)
+    np.testing.assert_array_equal(np.isnan(fz.ops.matmul(x, np.eye(3))), np.isnan(expected))
+
+
+@case()
+def nan_input_stops_training_cleanly():
+    model = small_model()
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(np.full((8, 5), np.nan), np.zeros(8, int), verbose=0)
+    assert model.stop_training and np.isnan(history.history["loss"][0])
+    assert len(before) == len(model.get_weights())
+
+
+# ==================================================================== empty arrays, 0-size dimensions
+
+@case(ValueError, r"fit: x is empty \(shape \(0, 5\)\)")
+def empty_batch_to_fit():
+    small_model().fit(np.empty((0, 5)), np.empty(0, int), verbose=0)
+
+
+@case(ValueError, r"predict: x is empty \(shape \(4, 0\)\)")
+def samples_without_features():
+    fz.Sequential([L.Dense(2)]).predict(np.empty((4, 0)))
+
+
+@case(ValueError, r"mean_squared_error: y_pred must be a non-empty \(batch, outputs\) array, got shape \(0, 2\)")
+def empty_batch_to_a_loss():
+    fz.losses.MeanSquaredError()(np.empty((0, 2)), np.empty((0, 2)))
+
+
+@case(ValueError, r"argmax: x has no columns")
+def argmax_without_columns():
+    fz.ops.argmax(np.empty((3, 0)))
+
+
+@case()
+def reductions_on_empty_arrays():
+    np.testing.assert_array_equal(fz.ops.bias_grad(np.empty((0, 4))), np.zeros(4, np.float32))
+    assert fz.ops.argmax(np.empty((0, 3))).shape == (0,)
+    assert fz.ops.softmax(np.empty((0, 3))).shape == (0, 3)
+    assert fz.ops.gather_rows(np.ones((3, 2)), np.array([], np.int64)).shape == (0, 2)
+    assert fz.ops.random_permutation(0, 1).shape == (0,)
+
+
+# ==================================================================== huge claimed sizes
+
+@case(MemoryError, r"matmul: cannot convert a of shape \(1048576, 1048576\) .* Unable to allocate 4.00 TiB")
+def broadcast_view_of_four_terabytes_to_matmul():
+    # A float32 view of 4 TB that owns 4 bytes: the contiguous copy cannot be
+    # made. (Was a segfault: the failed conversion came back as a null array.)
+    huge = np.broadcast_to(np.float32(1), (2**20, 2**20))
+    fz.ops.matmul(huge, huge)
+
+
+@case(MemoryError, r"activation_forward: cannot convert x of shape \(1048576, 1048576\) and dtype float64")
+def broadcast_float64_view_to_an_activation():
+    fz.ops.relu(np.broadcast_to(0.5, (2**20, 2**20)))
+
+
+@case(MemoryError, r"gather_rows: cannot convert src")
+def broadcast_view_to_gather_rows():
+    fz.ops.gather_rows(np.broadcast_to(np.int64(1), (2**20, 2**20)), [0])
+
+
+@case(MemoryError, r"Unable to allocate")
+def broadcast_view_to_a_model():
+    small_model().predict(np.broadcast_to(np.float64(1), (2**40, 5)))
+
+
+@case(MemoryError, r"Unable to allocate")
+def dense_layer_of_a_trillion_units():
+    L.Dense(2**40).build((4,))
+
+
+@case(ValueError, r"random_permutation: n = 4611686018427387904 values cannot be allocated")
+def permutation_of_absurd_length():
+    fz.ops.random_permutation(2**62, 0)
+
+
+# ==================================================================== out= buffers
+
+@case(TypeError, r"matmul: out must be a float32 array, got float64")
+def out_of_the_wrong_dtype():
+    fz.ops.matmul(np.ones((2, 3)), np.ones((3, 4)), out=np.empty((2, 4)))
+
+
+@case(ValueError, r"matmul: out must have shape \(2, 4\), got \(4, 2\)")
+def out_of_the_wrong_shape():
+    fz.ops.matmul(np.ones((2, 3)), np.ones((3, 4)), out=np.empty((4, 2), np.float32))
+
+
+@case(ValueError, r"softmax_crossentropy_backward: out is read-only")
+def read_only_out():
+    out = np.empty((2, 3), np.float32)
+    out.flags.writeable = False
+    fz.ops.softmax_crossentropy_backward(np.full((2, 3), 1 / 3), np.array([0, 1]), True, out=out)
+
+
+@case(ValueError, r"matmul: out must not overlap a or b")
+def out_aliasing_an_input_of_matmul():
+    a = np.ones((4, 4), np.float32)
+    fz.ops.matmul(a, np.ones((4, 4), np.float32), out=a)
+
+
+@case(ValueError, r"activation_forward: out overlaps x without being the same array")
+def out_a_shifted_view_of_the_input():
+    buf = np.arange(10, dtype=np.float32)
+    fz.ops.activation_forward(Act.relu, buf[1:], out=buf[:-1])
+
+
+@case()
+def out_exactly_the_input_is_in_place():
+    x = rng().standard_normal((5, 7)).astype(np.float32)
+    expected_relu, expected_softmax = np.maximum(x, 0), np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    y = x.copy()
+    assert fz.ops.activation_forward(Act.relu, y, out=y) is y
+    np.testing.assert_array_equal(y, expected_relu)
+    y = x.copy()
+    fz.ops.activation_forward(Act.softmax, y, out=y)
+    np.testing.assert_allclose(y, expected_softmax, rtol=1e-6)
+
+
+@case(ValueError, r"mean_squared_error: grad must not overlap y_pred or y_true")
+def loss_gradient_aliasing_the_prediction():
+    p = np.ones((3, 2), np.float32)
+    fz.ops._core.mean_squared_error(p, np.zeros((3, 2), np.float32), grad=p)
+
+
+@case(ValueError, r"dropout_forward: mask must not overlap x")
+def dropout_mask_aliasing_the_input():
+    x = np.ones((4, 4), np.float32)
+    fz.ops.dropout_forward(x, 0.5, 1, mask=x)
+
+
+@case(ValueError, r"dense_backward: dx_out must not overlap dz_out")
+def dense_backward_outputs_aliasing_each_other():
+    x, w = np.ones((3, 4), np.float32), np.ones((4, 4), np.float32)
+    y = fz.ops.dense_forward(x, w, None, Act.relu)
+    dz = np.empty((3, 4), np.float32)
+    fz.ops.dense_backward(x, w, None, y, np.ones((3, 4)), Act.relu, 0.0, dz_out=dz, dx_out=dz)
+
+
+@case(ValueError, r"gather_rows: out must be a writable C-contiguous int32 array of shape \(2,\), got float32")
+def gather_rows_out_of_the_wrong_dtype():
+    fz.ops.gather_rows(np.array([1, 2, 3]), np.array([0, 2]), np.empty(2, np.float32))
+
+
+@case(ValueError, r"sgd_update: parameter is read-only")
+def optimizer_on_a_read_only_parameter():
+    p = np.ones(3, np.float32)
+    p.flags.writeable = False
+    fz.optimizers.SGD().apply_gradients([(np.ones(3), p)])
+
+
+@case(TypeError, r"adam_update: parameter must be a float32 array, got float64")
+def optimizer_on_a_float64_parameter():
+    fz.optimizers.Adam().apply_gradients([(np.ones(3), np.ones(3))])
+
+
+@case(ValueError, r"matmul: activation must be a fromzero.ops.Activation, got the value 99")
+def activation_enum_out_of_range():
+    # Was an abort: the kernel's fallback threw inside an OpenMP region.
+    a = np.ones((300, 300), np.float32)
+    fz.ops.matmul(a, a, activation=Act(99))
+
+
+@case(ValueError, r"activation must be one of \[.*'relu'.*\], got")
+def activation_layer_with_an_enum_out_of_range():
+    L.Activation(Act(99))  # was a StopIteration from the name lookup
+
+
+# ==================================================================== checkpoints
+
+@case(ValueError, r"cannot load model from .*model.npz: ")
+def truncated_checkpoint():
+    path = saved_model(tmpdir())
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"no 'config' entry: not a fromzero model file")
+def foreign_npz():
+    path = tmpdir() / "other.npz"
+    np.savez(path, a=np.arange(3), b=np.ones((2, 2)))
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"cannot load model from .*entry 'weight_0' has dtype object.*unpickling")
+def checkpoint_with_a_pickled_object_array():
+    folder = tmpdir()
+    marker = folder / "pwned"
+
+    class Payload:  # unpickling it would create `marker`
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = saved_model(folder)
+    entries = npz_entries(path)
+    entries["weight_0.npy"] = npy_bytes(np.array([Payload()], dtype=object))
+    write_npz(path, entries)
+    try:
+        fz.models.load_model(path)
+    finally:
+        assert not marker.exists(), "load_model ran code from the file"
+
+
+@case(ValueError, r"cannot load model from .*entry 'config' has dtype object")
+def checkpoint_whose_config_is_a_pickle():
+    folder = tmpdir()
+    path = saved_model(folder)
+    entries = npz_entries(path)
+    entries["config.npy"] = npy_bytes(np.array({"format": "fromzero.Sequential"}, dtype=object))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"format version 99 is not supported \(this fromzero reads 1\)")
+def checkpoint_of_another_format_version():
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    with np.load(path) as archive:
+        config = json.loads(str(archive["config"]))
+    config["format_version"] = 99
+    entries["config.npy"] = npy_bytes(np.array(json.dumps(config)))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"weights do not fit the architecture: weight 2 must have shape \(4, 3\), got \(4, 2\)")
+def checkpoint_with_a_wrong_weight_shape():
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    entries["weight_2.npy"] = npy_bytes(np.ones((4, 2), np.float32))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"weight 0 must have shape \(5, 4\), got \(1000000000000,\)")
+def checkpoint_weight_header_claiming_four_terabytes():
+    # The header is checked before anything of the size it claims is allocated.
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    entries["weight_0.npy"] = npy_bytes(np.ones(4, np.float32), header_shape=(10**12,))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"entry 'weight_0' has shape \(5, 4\) and dtype float32: 80 data bytes, but the archive stores 8")
+def checkpoint_weight_shorter_than_its_header():
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    entries["weight_0.npy"] = npy_bytes(np.ones(2, np.float32), header_shape=(5, 4))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"not a .npz archive: .* this one with b'\\x93NUM'")
+def npy_file_claiming_a_huge_array():
+    path = tmpdir() / "model.npz"
+    path.write_bytes(npy_bytes(np.ones(4, np.float32), header_shape=(10**12,)))
+    fz.models.load_model(path)  # np.load would read it whole, allocating 4 TB first
+
+
+@case(ValueError, r"cannot load model from .*not a .npz archive")
+def pickle_file_as_checkpoint():
+    path = tmpdir() / "model.npz"
+    path.write_bytes(pickle.dumps({"config": "x"}))
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"unknown layer 'Transformer'")
+def checkpoint_with_an_unknown_layer():
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    with np.load(path) as archive:
+        config = json.loads(str(archive["config"]))
+    config["layers"][0]["class"] = "Transformer"
+    entries["config.npy"] = npy_bytes(np.array(json.dumps(config)))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"cannot load model from .*units")
+def checkpoint_with_a_malformed_layer_config():
+    path = saved_model(tmpdir())
+    entries = npz_entries(path)
+    with np.load(path) as archive:
+        config = json.loads(str(archive["config"]))
+    config["layers"][0]["config"]["units"] = "many"
+    config["layers"][1]["config"]["bogus"] = 1
+    entries["config.npy"] = npy_bytes(np.array(json.dumps(config)))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"cannot load model from .*: ")
+def directory_as_checkpoint():
+    fz.models.load_model(tmpdir())
+
+
+# ==================================================================== names and hyperparameters
+
+@case(ValueError, r"unknown optimizer 'adamm'; did you mean 'adam'")
+def unknown_optimizer_name():
+    fz.Sequential([L.Dense(2)]).compile(optimizer="adamm", loss="mse")
+
+
+@case(ValueError, r"unknown loss 'binary_crossentrophy'; did you mean 'binary_crossentropy'")
+def unknown_loss_name():
+    fz.Sequential([L.Dense(2)]).compile(optimizer="adam", loss="binary_crossentrophy")
+
+
+@case(ValueError, r"unknown activation 'rellu'; did you mean 'relu'")
+def unknown_activation_name():
+    L.Dense(3, activation="rellu")
+
+
+@case()
+def bad_units_are_rejected():
+    for units in (0, -1, 2.5, "3", True, None, float("nan")):
+        try:
+            L.Dense(units)
+        except ValueError as e:
+            assert re.search(r"Dense: units must be a positive integer, got", str(e)), e
+        else:
+            raise AssertionError(f"Dense({units!r}) was accepted")
+
+
+@case()
+def bad_rates_are_rejected():
+    for rate in (1.0, 1.5, -0.1, float("nan"), float("inf"), "0.5", None):
+        try:
+            L.Dropout(rate)
+        except ValueError as e:
+            assert re.search(r"Dropout: rate must be a number in \[0, 1\), got", str(e)), e
+        else:
+            raise AssertionError(f"Dropout({rate!r}) was accepted")
+
+
+@case()
+def bad_learning_rates_are_rejected():
+    for lr in (0, -0.1, float("nan"), float("inf"), "0.01", None, [0.1]):
+        for cls in (fz.optimizers.SGD, fz.optimizers.Adam, fz.optimizers.RMSprop):
+            try:
+                cls(learning_rate=lr)
+            except ValueError as e:
+                assert re.search(rf"{cls.__name__}: learning_rate must be a number in \(0, inf\]", str(e)), e
+            else:
+                raise AssertionError(f"{cls.__name__}(learning_rate={lr!r}) was accepted")
+
+
+@case(ValueError, r"Adam: beta_1 must be a number in \[0, 1\), got 1")
+def adam_beta_of_one():
+    fz.optimizers.Adam(beta_1=1)
+
+
+@case()
+def bad_thread_counts_are_rejected():
+    before = fz.get_num_threads()
+    for n, error, message in [(0, ValueError, r"n must be >= 1, got 0"),
+                              (-3, ValueError, r"n must be >= 1, got -3"),
+                              (10**6, ValueError, r"n must be <= 1024, got 1000000"),
+                              (10**30, ValueError, r"n must be <= 1024, got 10{30}"),
+                              (-10**30, ValueError, r"n must be >= 1"),
+                              (2.0, TypeError, r"n must be an integer, got 2.0"),
+                              ("2", TypeError, r"n must be an integer, got '2'"),
+                              (True, TypeError, r"n must be an integer, got True"),
+                              (None, TypeError, r"n must be an integer, got None")]:
+        try:
+            fz.set_num_threads(n)
+        except error as e:
+            assert re.search(rf"set_num_threads: {message}", str(e)), e
+        else:
+            raise AssertionError(f"set_num_threads({n!r}) was accepted")
+    assert fz.get_num_threads() == before
+    fz.set_num_threads(np.int64(1))  # NumPy integers are integers
+    assert fz.get_num_threads() == 1
+    fz.set_num_threads(before)
+
+
+@case()
+def bad_batch_sizes_and_epochs_are_rejected():
+    model, x, y = small_model(), np.ones((4, 5)), np.zeros(4, int)
+    for kwargs, message in [({"batch_size": 0}, r"fit: batch_size must be a positive integer, got 0"),
+                            ({"batch_size": 2.5}, r"batch_size must be a positive integer, got 2.5"),
+                            ({"batch_size": "8"}, r"batch_size must be a positive integer, got '8'"),
+                            ({"epochs": -1}, r"fit: epochs must be a non-negative integer, got -1"),
+                            ({"validation_split": float("nan")}, r"validation_split must be a number")]:
+        try:
+            model.fit(x, y, verbose=0, **kwargs)
+        except ValueError as e:
+            assert re.search(message, str(e)), e
+        else:
+            raise AssertionError(f"fit(**{kwargs}) was accepted")
+
+
+@case()
+def numpy_scalars_are_numbers():
+    # Unusual, not wrong: np.float32 hyperparameters (was rejected by BatchNormalization).
+    assert L.BatchNormalization(momentum=np.float32(0.9), epsilon=np.float64(1e-3)).momentum == \
+        pytest.approx(0.9)
+    assert L.Dropout(np.float32(0.25)).rate == 0.25
+    assert L.Dense(np.int32(3)).units == 3
+    assert fz.optimizers.Adam(learning_rate=np.float32(0.01)).learning_rate == pytest.approx(0.01)
+
+
+@case(ValueError, r"Activation: alpha must be a number in \[0, inf\], got nan")
+def activation_layer_with_a_nan_slope():
+    L.Activation("leaky_relu", alpha=float("nan"))
+
+
+@case(ValueError, r"seed must be a non-negative integer, got True")
+def boolean_seed():
+    fz.utils.set_random_seed(True)
+
+
+# ==================================================================== the layer protocol
+
+@case(RuntimeError, r"dense.*: backward\(\) needs a forward\(x, training=True\) first")
+def backward_before_forward():
+    layer = L.Dense(3)
+    layer.build((4,))
+    layer.backward(np.ones((2, 3)))
+
+
+@case(RuntimeError, r"dropout.*: backward\(\) needs a forward\(x, training=True\) first")
+def dropout_backward_before_forward():
+    L.Dropout(0.5).backward(np.ones((2, 3)))
+
+
+@case(ValueError, r"dense.*: expected 5 input features, got input of shape \(2, 6\)")
+def layer_called_with_another_feature_count_after_build():
+    layer = L.Dense(3)
+    layer.forward(np.ones((2, 5)))
+    layer.forward(np.ones((2, 6)))
+
+
+@case(ValueError, r"expected inputs of shape \(batch, 5\), got \(3, 7\)")
+def model_called_with_another_feature_count_after_build():
+    small_model().predict(np.ones((3, 7)))
+
+
+@case(ValueError, r"dense.*: dy must have shape \(2, 3\), got \(3, 3\)")
+def backward_with_a_gradient_of_the_wrong_shape():
+    layer = L.Dense(3)
+    layer.forward(np.ones((2, 4)), training=True)
+    layer.backward(np.ones((3, 3)))
+
+
+@case(ValueError, r"dense.*: weight 0 must have shape \(5, 4\), got \(4, 5\)")
+def set_weights_of_the_wrong_shape():
+    model = small_model()
+    model.set_weights([w.T for w in model.get_weights()])
+
+
+@case(RuntimeError, r"fit: the model must be compiled first")
+def fit_before_compile():
+    fz.Sequential([L.Dense(2)]).fit(np.ones((3, 2)), np.ones((3, 2)), verbose=0)
+
+
+# ==================================================================== files
+
+@case(ValueError, r"header shape \(4294967295, 28, 28\) needs \d+ data bytes, more than a \d+-byte gzip")
+def idx_header_claiming_three_terabytes():
+    path = tmpdir() / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(struct.pack(">IIII", 0x803, 2**32 - 1, 28, 28) + bytes(100)))
+    fz.datasets._idx.read_idx(path, (28, 28))
+
+
+@case(ValueError, r"data truncated: header shape \(4294967295,\) needs 4294967295 data bytes, found 3")
+def raw_idx_header_claiming_four_gigabytes():
+    path = tmpdir() / "labels-idx1-ubyte"
+    path.write_bytes(struct.pack(">II", 0x801, 2**32 - 1) + bytes(3))
+    fz.datasets._idx.read_idx(path, ())
+
+
+# ==================================================================== the runner
+
+def _child(names):
+    """Run the named cases in order, reporting each on stdout (see the top)."""
+    for name in names:
+        print(f"{MARK}START {name}", flush=True)
+        fn = CASES[name][0]
+        try:
+            fn()
+            report = {"name": name, "raised": None}
+        except BaseException as e:  # noqa: B902 — every outcome is reported
+            report = {"name": name, "raised": [c.__name__ for c in type(e).__mro__],
+                      "message": str(e), "traceback": traceback.format_exc()[-3000:]}
+        print(f"{MARK}DONE {json.dumps(report)}", flush=True)
+
+
+def _run_battery(names, timeout=CASE_TIMEOUT):
+    """{name: report}; a report has "crash" (the exit status) or "hang" when the
+    child died during, or stalled on, that case."""
+    results, pending = {}, list(names)
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    while pending:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", *pending], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        lines, errors = queue.Queue(), []
+        threading.Thread(target=lambda: ([lines.put(l) for l in proc.stdout], lines.put(None)),
+                         daemon=True).start()
+        threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
+        current = None
+        while True:
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                proc.kill()
+                results[current or pending[0]] = {"hang": timeout}
+                break
+            if line is None:
+                break
+            if line.startswith(MARK + "START "):
+                current = line[len(MARK) + 6:].strip()
+            elif line.startswith(MARK + "DONE "):
+                report = json.loads(line[len(MARK) + 5:])
+                results[report["name"]] = report
+                current = None
+        status = proc.wait()
+        time.sleep(0.05)  # let the stderr thread finish
+        if current is not None and current not in results:
+            results[current] = {"crash": status, "stderr": "".join(errors)[-4000:]}
+        left = [n for n in pending if n not in results]
+        if len(left) == len(pending):  # no progress: the child cannot even start
+            for n in left:
+                results[n] = {"crash": status, "stderr": "".join(errors)[-4000:]}
+            left = []
+        pending = left
+    return results
+
+
+@pytest.fixture(scope="module")
+def battery():
+    start = time.perf_counter()
+    results = _run_battery(BATTERY)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 30, f"the battery took {elapsed:.1f} s"
+    return results
+
+
+BATTERY = [name for name in CASES if not name.startswith("_")]
+
+
+def test_battery_is_large():
+    assert len(BATTERY) >= 40
+
+
+@pytest.mark.parametrize("name", BATTERY)
+def test_bad_input(battery, name):
+    report = battery[name]
+    assert "crash" not in report, f"{name} CRASHED the interpreter (exit status {report['crash']}):\n" \
+                                  f"{report['stderr']}"
+    assert "hang" not in report, f"{name} hung (no result in {report['hang']} s)"
+    _, raises, match = CASES[name]
+    if raises is None:
+        assert report["raised"] is None, f"{name} raised:\n{report['traceback']}"
+    else:
+        assert report["raised"] is not None, f"{name} raised nothing, expected {raises.__name__}"
+        assert raises.__name__ in report["raised"], \
+            f"{name} raised {report['raised'][0]}, expected {raises.__name__}:\n{report['traceback']}"
+        assert re.search(match, report["message"]), \
+            f"{name}: message {report['message']!r} does not match {match!r}"
+
+
+# Two cases that must fail, for testing the runner itself (not in the battery).
+@case()
+def _segfault():
+    import ctypes
+    ctypes.string_at(0)
+
+
+@case()
+def _sleep():
+    time.sleep(60)
+
+
+def test_the_runner_attributes_a_crash_and_a_hang_to_their_case():
+    """The harness itself: a segfaulting and a sleeping case are caught, and
+    the cases after them still run (in fresh children)."""
+    results = _run_battery(["_segfault", "truncated_checkpoint", "_sleep", "foreign_npz"],
+                           timeout=3.0)
+    assert results["_segfault"]["crash"] != 0
+    assert "Fatal Python error" in results["_segfault"]["stderr"]  # faulthandler's report
+    assert results["_sleep"] == {"hang": 3.0}
+    assert results["truncated_checkpoint"]["raised"][0] == "ValueError"
+    assert results["foreign_npz"]["raised"][0] == "ValueError"
+
+
+# ==================================================================== saving killed mid-write
+
+SAVER = r"""
+import sys
+import numpy as np
+import fromzero as fz
+path = sys.argv[1]
+fz.utils.set_random_seed(0)
+model = fz.Sequential([fz.layers.Dense(512, activation="relu"), fz.layers.Dense(64)])
+model.build((512,))
+shapes = [w.shape for w in model.get_weights()]
+version = int(sys.argv[2])
+while True:
+    version += 1
+    model.set_weights([np.full(s, version, np.float32) for s in shapes])
+    model.save(path)
+    print(version, flush=True)
+"""
+
+
+def test_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
+    """A child saves a 1 MB checkpoint over the same path in a loop and is
+    killed with SIGKILL after a random short delay, again and again: the file
+    is always a complete checkpoint, the last or the one before (save writes a
+    temporary file and renames it over the old one)."""
+    path = tmp_path / "model.npz"
+    delays = np.random.default_rng(0).uniform(0.0, 0.25, 6)
+    last = 0
+    for delay in delays:
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(last)],
+                                stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # one save done: there is an old file to save over
+        assert first.strip(), "the saver did not start"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        written = [int(first)] + [int(v) for v in proc.stdout.read().split()]
+        proc.wait()
+        model = fz.models.load_model(path)  # must not raise
+        values = {float(v) for w in model.get_weights() for v in np.unique(w)}
+        assert len(values) == 1, f"a mix of versions: {values}"
+        version = int(values.pop())
+        # the last save reported, or the one after it (done but not yet reported)
+        assert version in (written[-1], written[-1] + 1), (version, written[-1])
+        last = version
+    assert last > len(delays)  # several saves per run: kills landed among them
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    _child(sys.argv[2:])

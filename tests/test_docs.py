@@ -2,7 +2,8 @@
 
 For every page in docs/ and docs/zh/, the ```python blocks run in order in one
 namespace (a page's later samples use its earlier ones), after a fresh
-fz.utils.set_random_seed(0), in a temporary working directory. A block whose
+fz.utils.set_random_seed(0), in a temporary working directory, with one
+kernel thread (see fresh_engine). A block whose
 fence has the line ``<!-- no-test -->`` right before it is skipped.
 
 The READMEs' python blocks run the same way, with two differences: MNIST is
@@ -95,9 +96,16 @@ def compiled(path, line, code):
 
 @pytest.fixture
 def fresh_engine(tmp_path, monkeypatch):
-    """A fresh seed and temporary working directory; the thread count restored after."""
+    """A fresh seed, a temporary working directory and one kernel thread.
+
+    One thread, because the samples' problems are tiny: on a busy machine
+    OpenMP's spin-waiting threads can make them 10-70 times slower, and no
+    sample's result depends on the thread count (page 9 compares 1 and 2
+    threads itself). The thread count is restored afterwards.
+    """
     monkeypatch.chdir(tmp_path)
     threads = fz.get_num_threads()
+    fz.set_num_threads(1)
     fz.utils.set_random_seed(0)
     yield
     fz.set_num_threads(threads)

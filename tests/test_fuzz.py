@@ -278,7 +278,8 @@ ACTIVATIONS = {
     "relu": (fz.ops.relu, lambda x: np.where(np.isnan(x), np.nan, np.maximum(x, 0))),
     "sigmoid": (fz.ops.sigmoid, lambda x: 1 / (1 + np.exp(-x))),
     "tanh": (fz.ops.tanh, np.tanh),
-    "gelu": (fz.ops.gelu, lambda x: np.where(np.isinf(x), np.maximum(x, 0), 0.5 * x * (1 + _erf(x / np.sqrt(2))))),
+    # the formula as written, also at ±inf: gelu(-inf) = -inf · 0 = NaN, as in PyTorch
+    "gelu": (fz.ops.gelu, lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2)))),
     "leaky_relu": (lambda x: fz.ops.leaky_relu(x, 0.2), lambda x: np.where(x > 0, x, 0.2 * x)),
 }
 

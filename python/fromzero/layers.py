@@ -27,6 +27,11 @@ _SAVED_BY_FORWARD = frozenset({"_x", "_y", "_z", "_mask", "_input_shape", "_cols
                                "_mean", "_inv_std", "_batch_stats"})
 
 
+class BackwardBeforeForwardError(RuntimeError, AttributeError):
+    """backward() called before any forward(x, training=True). Also an
+    AttributeError, so hasattr(layer, "_x") stays False rather than raising."""
+
+
 def _unique_name(base):
     """Keras-style default names: dense, dense_1, dense_2, ..."""
     count = next(_name_counters.setdefault(base, itertools.count()))
@@ -79,9 +84,9 @@ class Layer:
         # forward(x, training=True) saves for backward, that means backward ran
         # first: say so, rather than "no attribute '_y'".
         if name in _SAVED_BY_FORWARD:
-            raise RuntimeError(f"{self.__dict__.get('name', type(self).__name__)}: backward() "
-                               f"needs a forward(x, training=True) first, which saves what "
-                               f"backward uses")
+            raise BackwardBeforeForwardError(
+                f"{self.__dict__.get('name', type(self).__name__)}: backward() needs a "
+                f"forward(x, training=True) first, which saves what backward uses")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property

@@ -176,8 +176,9 @@ class Sequential:
     def _regularization_loss(self):
         return sum(getattr(layer, "regularization_loss", lambda: 0.0)() for layer in self._layers)
 
-    def _train_step(self, x, targets, fused, grads_and_params):
-        """Forward, loss, backward, update for one batch. Returns (loss sum, predictions)."""
+    def _train_step(self, x, targets, fused, grads_and_params, regularized=False):
+        """Forward, loss, backward, update for one batch. Returns (loss sum, predictions);
+        with `regularized`, the sum includes the weight penalty (before the update)."""
         y = self.forward(x, training=True)
         row_loss = self._buffers.get("row_loss", (len(y),))
         grad = self._buffers.get("dy", y.shape)
@@ -192,6 +193,8 @@ class Sequential:
             if dy is None:
                 break
             dy = layer.backward(dy)
+        if regularized:
+            total += self._regularization_loss() * len(x)
         self.optimizer.apply_gradients(grads_and_params)
         return total, y
 
@@ -242,7 +245,8 @@ class Sequential:
         self._mark_input_grads_needed()  # `trainable` may have changed since build
         fused = self._fused_softmax()
         grads_and_params = list(zip(self.trainable_grads, self.trainable_params))
-        has_regularizer = self._regularization_loss() != 0.0
+        regularized = any(getattr(layer, "kernel_regularizer", None) is not None
+                          for layer in self._layers)
         n = len(x)
         steps = math.ceil(n / batch_size)
         self.stop_training = False
@@ -263,9 +267,7 @@ class Sequential:
                 xb = _core.gather_rows(x, index, self._buffers.get("x", (len(index),) + x.shape[1:]))
                 tb = _core.gather_rows(targets, index, self._buffers.get(
                     "t", (len(index),) + targets.shape[1:], targets.dtype))
-                total, pred = self._train_step(xb, tb, fused, grads_and_params)
-                if has_regularizer:
-                    total += self._regularization_loss() * len(index)
+                total, pred = self._train_step(xb, tb, fused, grads_and_params, regularized)
                 if not math.isfinite(total):
                     # Keras's TerminateOnNaN: running on would only spread NaN into every weight.
                     print(f"Batch {step}: invalid loss {total}, terminating training", file=sys.stderr)

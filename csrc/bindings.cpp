@@ -155,8 +155,12 @@ py::array_t<float> output(const std::optional<py::array>& out, const Shape& shap
     if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
         throw py::type_error(std::string(fn) + ": " + name + " must be a float32 array, got " +
                              std::string(py::str(a.dtype())));
-    if (!(a.flags() & py::array::c_style))
-        fail(std::string(fn) + ": " + name + " must be C-contiguous");
+    if (!(a.flags() & py::array::c_style)) {
+        Shape strides(a.strides(), a.strides() + a.ndim());
+        fail(std::string(fn) + ": " + name + " must be C-contiguous, got an array of shape " +
+             shape_str(shape_of(a)) + " with byte strides " + shape_str(strides) +
+             " (np.ascontiguousarray makes one)");
+    }
     if (!a.writeable()) fail(std::string(fn) + ": " + name + " is read-only");
     if (shape_of(a) != shape)
         fail(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) + ", got " +
@@ -629,7 +633,8 @@ struct UpdateTensors {
 UpdateTensors collect_update(const char* fn, const py::sequence& params, const py::sequence& grads,
                              const std::vector<std::pair<const char*, py::object>>& slots,
                              float lr) {
-    if (!std::isfinite(lr) || lr < 0) fail(std::string(fn) + ": learning_rate must be finite and >= 0");
+    if (!std::isfinite(lr) || lr < 0)
+        fail(std::string(fn) + ": learning_rate must be finite and >= 0, got " + std::to_string(lr));
     const size_t count = py::len(params);
     if (py::len(grads) != count)
         fail(std::string(fn) + ": got " + std::to_string(count) + " parameters but " +
@@ -641,21 +646,26 @@ UpdateTensors collect_update(const char* fn, const py::sequence& params, const p
         if (!py::isinstance<py::array>(params[t]))
             throw py::type_error(std::string(fn) + ": parameter" + where + " must be a numpy array");
         const auto param = py::reinterpret_borrow<py::array>(params[t]);
-        auto p = state(param, shape_of(param), fn, "parameter");
-        FloatArray g = as_float(grads[t], fn, "gradient");
+        auto p = state(param, shape_of(param), fn, ("parameter" + where).c_str());
+        FloatArray g = as_float(grads[t], fn, ("gradient" + where).c_str());
         require_same_shape(g, p, fn, ("gradient" + where).c_str(), ("parameter" + where).c_str());
         u.params.push_back(p.mutable_data());
         u.sizes.push_back(p.size());
         u.grads.push_back(g);
         for (size_t s = 0; s < slots.size(); ++s) {
             if (slots[s].second.is_none()) continue;
+            if (!py::isinstance<py::sequence>(slots[s].second))
+                throw py::type_error(std::string(fn) + ": " + slots[s].first +
+                                     " must be a list of arrays (one per parameter), got " +
+                                     std::string(py::repr(slots[s].second)));
             const py::sequence list = slots[s].second.cast<py::sequence>();
             if (py::len(list) != count)
-                fail(std::string(fn) + ": " + slots[s].first + " must hold one array per parameter");
+                fail(std::string(fn) + ": " + slots[s].first + " must hold one array per parameter (" +
+                     std::to_string(count) + "), got " + std::to_string(py::len(list)));
             if (!py::isinstance<py::array>(list[t]))
                 throw py::type_error(std::string(fn) + ": " + slots[s].first + where + " must be a numpy array");
             u.slots[s].push_back(state(py::reinterpret_borrow<py::array>(list[t]), shape_of(p), fn,
-                                       slots[s].first).mutable_data());
+                                       (slots[s].first + where).c_str()).mutable_data());
         }
     }
     return u;

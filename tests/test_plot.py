@@ -169,3 +169,19 @@ def test_cli_plot_writes_four_pngs(tmp_path, monkeypatch, capsys):
     for name in ("history", "confusion_matrix", "weights", "misclassified"):
         assert_png(tmp_path / "plots" / f"{name}.png")
     assert "plots written to" in capsys.readouterr().out
+
+
+def test_misclassified_binary_model(tmp_path):
+    """A sigmoid output (N, 1): class 1 above 0.5, the title shows the chosen class's probability."""
+    fz.utils.set_random_seed(0)
+    model = fz.Sequential([fz.layers.Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).standard_normal((40, 2)).astype(np.float32)
+    model.build((2,))
+    p1 = model.predict(x).reshape(-1)
+    y = (p1 <= 0.5).astype(int)  # every answer wrong
+    fig = fz.plot.misclassified(model, x, y, n=4, path=tmp_path / "binary.png")
+    assert "40 of 40" in fig.get_suptitle()
+    for ax, p in zip([ax for ax in fig.axes if ax.get_images()], p1[:4]):
+        shown = int(ax.get_title().split("(")[1].rstrip("%)"))
+        assert shown == round(100 * max(p, 1 - p))
+    assert_png(tmp_path / "binary.png")

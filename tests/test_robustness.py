@@ -407,14 +407,14 @@ def gather_rows_out_of_the_wrong_dtype():
     fz.ops.gather_rows(np.array([1, 2, 3]), np.array([0, 2]), np.empty(2, np.float32))
 
 
-@case(ValueError, r"sgd_update: parameter is read-only")
+@case(ValueError, r"sgd_update: parameter 0 is read-only")
 def optimizer_on_a_read_only_parameter():
     p = np.ones(3, np.float32)
     p.flags.writeable = False
     fz.optimizers.SGD().apply_gradients([(np.ones(3), p)])
 
 
-@case(TypeError, r"adam_update: parameter must be a float32 array, got float64")
+@case(TypeError, r"adam_update: parameter 0 must be a float32 array, got float64")
 def optimizer_on_a_float64_parameter():
     fz.optimizers.Adam().apply_gradients([(np.ones(3), np.ones(3))])
 

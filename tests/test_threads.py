@@ -5,7 +5,8 @@ are re-entrant: GEMM packing buffers are thread_local (csrc/gemm.cpp), layers
 and models own their buffers, and nothing else in csrc/ is static. Randomness
 is per model (see fz.utils.set_random_seed): two models compiled in the main
 thread and then trained at the same time in two threads end with the same
-weights, bit for bit, as when trained one after the other.
+weights, bit for bit, as when trained one after the other. (One model or
+layer is used by one thread at a time: its buffers are its own, unlocked.)
 """
 
 import threading

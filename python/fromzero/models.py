@@ -527,7 +527,7 @@ _MAX_CONFIG_BYTES = 1 << 24  # a model's architecture is a few kilobytes of JSON
 
 
 def _check_type(value, kind, what):
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError(f"{what} must be a {kind.__name__} in the model's config, got {value!r}")
     return value
 
@@ -629,7 +629,11 @@ class _Checkpoint:
 
     def read_config(self):
         """The architecture: the JSON string in the entry "config", as a dict."""
-        config = self.read("config", shape=(), max_bytes=_MAX_CONFIG_BYTES)
+        try:
+            config = self.read("config", shape=(), max_bytes=_MAX_CONFIG_BYTES)
+        except _ShapeError as e:
+            raise ValueError(f"the 'config' entry has shape {e.found}, not () (one JSON "
+                             f"string)") from None
         if config.dtype.kind != "U":
             raise ValueError(f"the 'config' entry holds {config.dtype}, not a JSON string")
         config = json.loads(str(config))

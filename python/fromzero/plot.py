@@ -257,8 +257,13 @@ def misclassified(model, x, y, n=16, path=None, class_names=None, batch_size=256
     if len(x) != len(y):
         raise ValueError(f"misclassified: x has {len(x)} samples but y has {len(y)}")
     scores = model.predict(x, batch_size=batch_size)
-    predicted = np.argmax(scores, axis=1) if scores.ndim == 2 and scores.shape[1] > 1 else \
-        (scores.reshape(-1) > 0.5).astype(np.int64)
+    if scores.ndim == 2 and scores.shape[1] > 1:  # one score per class
+        predicted = np.argmax(scores, axis=1)
+        confidence = scores[np.arange(len(scores)), predicted]
+    else:  # one probability of class 1
+        p1 = scores.reshape(-1)
+        predicted = (p1 > 0.5).astype(np.int64)
+        confidence = np.where(predicted == 1, p1, 1 - p1)
     wrong = np.flatnonzero(predicted != y)[:n]
 
     def name(c):
@@ -271,8 +276,8 @@ def misclassified(model, x, y, n=16, path=None, class_names=None, batch_size=256
         ax.set_axis_off()
     for ax, i in zip(axes.flat, wrong):
         ax.imshow(_as_image(x[i]), cmap="gray_r")
-        p = scores[i, predicted[i]] if scores.ndim == 2 and scores.shape[1] > 1 else scores.reshape(-1)[i]
-        ax.set_title(f"true {name(y[i])}\npred {name(predicted[i])} ({float(p):.0%})", fontsize=8)
+        ax.set_title(f"true {name(y[i])}\npred {name(predicted[i])} ({float(confidence[i]):.0%})",
+                     fontsize=8)
     total = int(np.sum(predicted != y))
     if len(wrong) == 0:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")

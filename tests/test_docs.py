@@ -39,9 +39,6 @@ ZH = DOCS / "zh"
 READMES = [ROOT / "README.md", ROOT / "README.zh-CN.md"]
 NO_TEST = "<!-- no-test -->"
 
-# Pages another engineer writes: links to them are checked once they exist.
-PENDING = {"speed-ladder.md"}
-
 # The heading of the table that maps ideas to code, per language.
 WHERE_HEADINGS = ("## Where in the code", "## 代码在哪里")
 
@@ -263,10 +260,7 @@ def where_rows(path):
     return rows
 
 
-TOUR = [p for p in pages() if p.name not in PENDING]
-
-
-@pytest.mark.parametrize("path", TOUR, ids=page_id)
+@pytest.mark.parametrize("path", pages(), ids=page_id)
 def test_where_in_the_code_names_real_code(path):
     rows = where_rows(path)
     assert rows, f"{page_id(path)} has no '{WHERE_HEADINGS[0]}' table"
@@ -288,13 +282,11 @@ def test_paths_and_links_exist(path):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue
         resolved = (path.parent / target.split("#")[0]).resolve()
-        if resolved.name in PENDING and not resolved.exists():
-            continue
         assert resolved.exists(), f"{page_id(path)}: the link to {target} leads nowhere"
 
 
 def test_samples_are_numpy_only():
     """Plots live elsewhere (fz.plot); the tour's samples need nothing but numpy and fromzero."""
-    for path in TOUR:
+    for path in pages():
         for line, code, _ in code_blocks(path):
             assert "matplotlib" not in code, f"{page_id(path)}:{line}: the sample imports matplotlib"

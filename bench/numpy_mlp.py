@@ -31,8 +31,11 @@ def softmax_cross_entropy(logits, labels, grad):
 
 
 class Adam:
-    """Keras's Adam: m ← m + (g − m)(1−β1), v ← v + (g² − v)(1−β2),
-    θ ← θ − α √(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε), in place with one scratch array per parameter."""
+    """Keras's Adam, in place with one scratch array per parameter:
+
+        m ← m + (g − m)(1−β1),  v ← v + (g² − v)(1−β2),
+        θ ← θ − α √(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)
+    """
 
     def __init__(self, params, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = (

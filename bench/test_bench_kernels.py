@@ -1,9 +1,10 @@
-"""Elementwise and row-wise kernels: fromzero against the NumPy expression (and PyTorch's ATen kernel).
+"""Elementwise and row-wise kernels: fromzero against NumPy expressions and PyTorch's kernels.
 
 Groups (one per operation, engines side by side):
   <activation> forward / backward   relu, sigmoid, tanh, gelu, softmax on (128, 1024);
                                     backward is dx = dy·f'(x) given y = f(x)
-  sparse CE from logits, value+grad the loss and ∂loss/∂logits in one go, (128, 10) and (4096, 1000)
+  sparse CE from logits, value+grad the loss and ∂loss/∂logits together,
+                                    (128, 10) and (4096, 1000)
   Adam step                         one update of 100,352 weights (the MLP's 784×128 kernel)
 NumPy's GELU needs scipy.special.erf, and is skipped without SciPy.
 """

@@ -12,6 +12,8 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 import fromzero as fz
 
 
@@ -43,7 +45,9 @@ def train(args):
         fz.plot.require_matplotlib()  # fail now, not after training
     dataset = getattr(fz.datasets, args.dataset)
     (x_train, y_train), (x_test, y_test) = dataset.load_data()
-    x_train, x_test = x_train / 255.0, x_test / 255.0
+    # Pixels scaled to [0, 1] as float32, the kernels' type: x / 255.0 would
+    # make float64 copies twice the size, which fit would convert again.
+    x_train, x_test = (np.divide(x, 255, dtype=np.float32) for x in (x_train, x_test))
     if args.model == "cnn":  # Conv2D wants (batch, height, width, channels)
         x_train, x_test = x_train[..., None], x_test[..., None]
     batch_size = DEFAULT_BATCH_SIZE[args.model] if args.batch_size is None else args.batch_size

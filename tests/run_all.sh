@@ -18,6 +18,15 @@ if ! find /usr/lib /usr/local/lib /usr/share -name GTestConfig.cmake 2>/dev/null
   fi
 fi
 
+# Fashion-MNIST (for the fine-tuning tests) comes from Debian's
+# dataset-fashion-mnist; without it those tests are skipped with a reason.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing Fashion-MNIST (dataset-fashion-mnist)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+    || echo "warning: dataset-fashion-mnist could not be installed; its tests will be skipped"
+fi
+
 echo "== installing fromzero with its test extras"
 python3 -m pip install --quiet ".[test]"
 

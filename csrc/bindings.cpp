@@ -618,13 +618,22 @@ py::array gather_rows(const py::handle& src_in, const py::handle& index_in, std:
 // ---------------------------------------------------------------- optimizers
 //
 // One optimizer step updates every parameter array in one call: all arrays are
-// checked first, then the GIL is released once and each array is updated.
+// checked first, then the GIL is released once and one kernel pass (one
+// parallel region) updates them all.
 
 struct UpdateTensors {
     std::vector<FloatArray> grads;  // the converted gradients, alive while kernels run
+    std::vector<const float*> grad_data;
     std::vector<float*> params;
     std::vector<int64_t> sizes;
     std::vector<std::vector<float*>> slots;  // slots[s][t]: state array s of parameter t
+
+    // The kernels' view of all of it (csrc/optimizers.h); unused slots are null.
+    fz::ParamList list() const {
+        auto slot = [&](size_t s) { return s < slots.size() && !slots[s].empty() ? slots[s].data() : nullptr; };
+        return {static_cast<int64_t>(params.size()), params.data(), grad_data.data(), slot(0), slot(1),
+                sizes.data()};
+    }
 };
 
 // Checks params[t] (writable float32 arrays), grads[t] (same shapes) and each
@@ -649,9 +658,14 @@ UpdateTensors collect_update(const char* fn, const py::sequence& params, const p
         auto p = state(param, shape_of(param), fn, ("parameter" + where).c_str());
         FloatArray g = as_float(grads[t], fn, ("gradient" + where).c_str());
         require_same_shape(g, p, fn, ("gradient" + where).c_str(), ("parameter" + where).c_str());
+        for (size_t other = 0; other < t; ++other)
+            if (u.params[other] == p.mutable_data())
+                fail(std::string(fn) + ": parameter" + where + " is the same array as parameter " +
+                     std::to_string(other) + "; each array must be updated once per step");
         u.params.push_back(p.mutable_data());
         u.sizes.push_back(p.size());
         u.grads.push_back(g);
+        u.grad_data.push_back(g.data());
         for (size_t s = 0; s < slots.size(); ++s) {
             if (slots[s].second.is_none()) continue;
             if (!py::isinstance<py::sequence>(slots[s].second))
@@ -671,10 +685,6 @@ UpdateTensors collect_update(const char* fn, const py::sequence& params, const p
     return u;
 }
 
-float* slot_or_null(const UpdateTensors& u, size_t s, size_t t) {
-    return u.slots[s].empty() ? nullptr : u.slots[s][t];
-}
-
 void sgd_update(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
                 float lr, float momentum, bool nesterov, float weight_decay) {
     const char* fn = "sgd_update";
@@ -683,9 +693,7 @@ void sgd_update(const py::sequence& params, const py::sequence& grads, const py:
         fail("sgd_update: momentum > 0 needs momentum buffers");
     UpdateTensors u = collect_update(fn, params, grads, {{"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    for (size_t t = 0; t < u.params.size(); ++t)
-        fz::sgd_update(u.params[t], u.grads[t].data(), slot_or_null(u, 0, t), u.sizes[t], lr,
-                       momentum, nesterov, weight_decay);
+    fz::sgd_update_many(u.list(), lr, momentum, nesterov, weight_decay);
 }
 
 void adam_update(const py::sequence& params, const py::sequence& grads, const py::sequence& m,
@@ -697,9 +705,7 @@ void adam_update(const py::sequence& params, const py::sequence& grads, const py
     if (step < 1) fail("adam_update: step must be >= 1, got " + std::to_string(step));
     UpdateTensors u = collect_update(fn, params, grads, {{"m", m}, {"v", v}}, lr);
     py::gil_scoped_release nogil;
-    for (size_t t = 0; t < u.params.size(); ++t)
-        fz::adam_update(u.params[t], u.grads[t].data(), u.slots[0][t], u.slots[1][t], u.sizes[t],
-                        lr, beta1, beta2, epsilon, step, weight_decay);
+    fz::adam_update_many(u.list(), lr, beta1, beta2, epsilon, step, weight_decay);
 }
 
 void rmsprop_update(const py::sequence& params, const py::sequence& grads, const py::sequence& v,
@@ -712,9 +718,7 @@ void rmsprop_update(const py::sequence& params, const py::sequence& grads, const
     UpdateTensors u =
         collect_update(fn, params, grads, {{"v", v}, {"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    for (size_t t = 0; t < u.params.size(); ++t)
-        fz::rmsprop_update(u.params[t], u.grads[t].data(), u.slots[0][t], slot_or_null(u, 1, t),
-                           u.sizes[t], lr, rho, momentum, epsilon, weight_decay);
+    fz::rmsprop_update_many(u.list(), lr, rho, momentum, epsilon, weight_decay);
 }
 
 // ---------------------------------------------------------------- randomness

@@ -35,6 +35,27 @@ void rmsprop_update(float* p, const float* g, float* v, float* mom, int64_t n, f
 
 // Plain serial loops with the same signatures and semantics, kept as the
 // oracle the tests compare the fast kernels against.
+// One step over many parameter arrays at once — every weight and bias of a
+// model — in a single pass split across threads (one parallel region per
+// step). Array t holds n[t] floats at p[t], its gradient at g[t], and the
+// optimizer's state at s0[t] and s1[t]: m (momentum) for SGD; m, v for Adam;
+// v, mom for RMSprop. A state list the update does not use may be null.
+struct ParamList {
+    int64_t count;
+    float* const* p;
+    const float* const* g;
+    float* const* s0;
+    float* const* s1;
+    const int64_t* n;
+};
+
+void sgd_update_many(const ParamList& params, float lr, float momentum, bool nesterov,
+                     float weight_decay);
+void adam_update_many(const ParamList& params, float lr, float beta1, float beta2,
+                      float epsilon, int64_t t, float weight_decay);
+void rmsprop_update_many(const ParamList& params, float lr, float rho, float momentum,
+                         float epsilon, float weight_decay);
+
 namespace reference {
 void sgd_update(float* p, const float* g, float* m, int64_t n, float lr, float momentum,
                 bool nesterov, float weight_decay);

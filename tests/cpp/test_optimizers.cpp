@@ -248,5 +248,64 @@ TEST(Optimizers, MatchReferenceOnAwkwardAndLargeSizes) {
     }
 }
 
+// One pass over a list of arrays (one parallel region; a chunk may span the end
+// of one array and the start of the next) gives exactly what updating each
+// array on its own gives.
+TEST(Optimizers, ListUpdateEqualsOneArrayAtATime) {
+    const std::vector<int64_t> sizes = {1, 17, 40000, 3};
+    // Each variant: the list call, and the single-array call for array t.
+    using ListCall = std::function<void(const ParamList&)>;
+    using OneCall = std::function<void(float*, const float*, float*, float*, int64_t)>;
+    const std::vector<std::pair<std::string, std::pair<ListCall, OneCall>>> variants = {
+            {"sgd nesterov",
+             {[](const ParamList& l) { sgd_update_many(l, 0.1f, 0.9f, true, 0.01f); },
+              [](float* p, const float* g, float* a, float*, int64_t n) {
+                  sgd_update(p, g, a, n, 0.1f, 0.9f, true, 0.01f);
+              }}},
+            {"adam",
+             {[](const ParamList& l) {
+                  adam_update_many(l, 0.01f, 0.9f, 0.999f, 1e-7f, 3, 0.004f);
+              },
+              [](float* p, const float* g, float* a, float* b, int64_t n) {
+                  adam_update(p, g, a, b, n, 0.01f, 0.9f, 0.999f, 1e-7f, 3, 0.004f);
+              }}},
+            {"rmsprop momentum",
+             {[](const ParamList& l) { rmsprop_update_many(l, 0.01f, 0.9f, 0.5f, 1e-7f, 0.0f); },
+              [](float* p, const float* g, float* a, float* b, int64_t n) {
+                  rmsprop_update(p, g, a, b, n, 0.01f, 0.9f, 0.5f, 1e-7f, 0.0f);
+              }}},
+        };
+    for (const auto& [name, calls] : variants) {
+        for (const int threads : kThreadCounts) {
+            SCOPED_TRACE(name + " threads " + std::to_string(threads));
+            ThreadCountGuard guard(threads);
+            std::vector<Vec> p, g, a, b, p1, a1, b1;
+            for (size_t t = 0; t < sizes.size(); ++t) {
+                p.push_back(random_vector(sizes[t], 1 + t));
+                g.push_back(random_vector(sizes[t], 20 + t));
+                a.push_back(random_vector(sizes[t], 40 + t, 0.0f, 1.0f));
+                b.push_back(random_vector(sizes[t], 60 + t, 0.0f, 1.0f));
+            }
+            p1 = p, a1 = a, b1 = b;
+            std::vector<float*> pp, ap, bp;
+            std::vector<const float*> gp;
+            for (size_t t = 0; t < sizes.size(); ++t) {
+                pp.push_back(p[t].data());
+                gp.push_back(g[t].data());
+                ap.push_back(a[t].data());
+                bp.push_back(b[t].data());
+                calls.second(p1[t].data(), g[t].data(), a1[t].data(), b1[t].data(), sizes[t]);
+            }
+            calls.first(ParamList{static_cast<int64_t>(sizes.size()), pp.data(), gp.data(),
+                                  ap.data(), bp.data(), sizes.data()});
+            for (size_t t = 0; t < sizes.size(); ++t) {
+                EXPECT_EQ(p[t], p1[t]) << "array " << t;
+                EXPECT_EQ(a[t], a1[t]) << "array " << t;
+                EXPECT_EQ(b[t], b1[t]) << "array " << t;
+            }
+        }
+    }
+}
+
 }  // namespace
 }  // namespace fz::testing

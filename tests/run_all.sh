@@ -22,8 +22,7 @@ fi
 # dataset-fashion-mnist; without it those tests are skipped with a reason.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing Fashion-MNIST (dataset-fashion-mnist)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
     || echo "warning: dataset-fashion-mnist could not be installed; its tests will be skipped"
 fi
 

@@ -126,7 +126,53 @@ def _snake_case(name):
     return out.replace("re_l_u", "relu").replace("g_e_l_u", "gelu").replace("2_d", "2d")
 
 
-class Dense(Layer):
+class KernelLayer(Layer):
+    """What Dense and Conv2D share: a kernel W and a bias b, an activation f
+    applied to z = (x·W + b), initializers and an optional weight penalty.
+    `units` is the number of outputs (Dense's units, Conv2D's filters)."""
+
+    def __init__(self, owner, units, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer, name):
+        super().__init__(name)
+        self.units = utils.check_positive_int(owner, "units" if owner == "Dense" else "filters",
+                                              units)
+        self.activation = activations.get(activation)
+        self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._kernel_init = initializers.get(kernel_initializer)
+        self._bias_init = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+
+    def _build_kernel_and_bias(self, kernel_shape):
+        """params = [kernel] or [kernel, bias], drawn by the initializers; grads alike, zero."""
+        self.kernel = _as_float32(self._kernel_init(tuple(kernel_shape)), "kernel")
+        self.params = [self.kernel]
+        self.bias = None
+        if self.use_bias:
+            self.bias = _as_float32(self._bias_init((self.units,)), "bias")
+            self.params.append(self.bias)
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.built = True
+
+    def _add_penalty_gradient(self):
+        """dW += ∂penalty/∂W when the layer has a kernel_regularizer."""
+        if self.trainable and self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+
+    def regularization_loss(self):
+        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
+
+    def _kernel_config(self):
+        """The constructor arguments both layers share, for get_config."""
+        return {"activation": activations.name_of(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self.kernel_initializer),
+                "bias_initializer": _init_name(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+
+
+class Dense(KernelLayer):
     """A fully connected layer: every output neuron sees every input.
 
         y = f(x · W + b)      x: (batch, in), W: (in, out), b: (out,)
@@ -143,16 +189,8 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, name=None):
-        super().__init__(name)
-        self.units = utils.check_positive_int("Dense", "units", units)
-        self.activation = activations.get(activation)
-        self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self._kernel_init = initializers.get(kernel_initializer)
-        self._bias_init = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        super().__init__("Dense", units, activation, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer, name)
 
     @property
     def outputs_softmax(self):
@@ -161,16 +199,7 @@ class Dense(Layer):
         return self.activation == Act.softmax
 
     def build(self, input_shape):
-        fan_in = math.prod(input_shape)
-        self.kernel = _as_float32(self._kernel_init((fan_in, self.units)), "kernel")
-        self.params = [self.kernel]
-        if self.use_bias:
-            self.bias = _as_float32(self._bias_init((self.units,)), "bias")
-            self.params.append(self.bias)
-        else:
-            self.bias = None
-        self.grads = [np.zeros_like(p) for p in self.params]
-        self.built = True
+        self._build_kernel_and_bias((math.prod(input_shape), self.units))
 
     def output_shape(self, input_shape):
         return (self.units,)
@@ -213,19 +242,11 @@ class Dense(Layer):
             dw_out=self.grads[0] if train else None,
             db_out=self.grads[1] if train and self.use_bias else None,
             dx_out=self._buffer("dx", self._x.shape) if self.input_grad_needed else None)
-        if train and self.kernel_regularizer is not None:
-            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+        self._add_penalty_gradient()
         return None if dx is None else dx.reshape(self._input_shape)
 
-    def regularization_loss(self):
-        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
-
     def get_config(self):
-        return {"name": self.name, "units": self.units,
-                "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": _init_name(self.kernel_initializer),
-                "bias_initializer": _init_name(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+        return {"name": self.name, "units": self.units, **self._kernel_config()}
 
 
 def _init_name(init):
@@ -446,7 +467,7 @@ def _window_output_shape(layer, input_shape, window, strides, padding, depth):
     return (size[0], size[1], depth)
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """A 2-D convolution: F filters of kh×kw×C weights slide over the image.
 
         y[n,oh,ow,f] = f(b[f] + Σ_{i,j,c} x[n, oh·sh − pt + i, ow·sw − pl + j, c] · K[i,j,c,f])
@@ -465,21 +486,11 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, name=None):
-        super().__init__(name)
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
-        self.filters = int(filters)
+        super().__init__("Conv2D", filters, activation, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer, name)
         self.kernel_size = _positive_pair("Conv2D", "kernel_size", kernel_size)
         self.strides = _positive_pair("Conv2D", "strides", strides)
         self.padding = _check_padding("Conv2D", padding)
-        self.activation = activations.get(activation)
-        self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self._kernel_init = initializers.get(kernel_initializer)
-        self._bias_init = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         # The GEMM epilogue applies activations whose derivative needs only y.
         # GELU's needs z and softmax spans the channels, so those two run as
         # an Activation layer after the convolution.
@@ -488,16 +499,7 @@ class Conv2D(Layer):
 
     def build(self, input_shape):
         channels = _image_shape(self, input_shape)[2]
-        self.kernel = _as_float32(self._kernel_init(self.kernel_size + (channels, self.filters)),
-                                  "kernel")
-        self.params = [self.kernel]
-        if self.use_bias:
-            self.bias = _as_float32(self._bias_init((self.filters,)), "bias")
-            self.params.append(self.bias)
-        else:
-            self.bias = None
-        self.grads = [np.zeros_like(p) for p in self.params]
-        self.built = True
+        self._build_kernel_and_bias(self.kernel_size + (channels, self.filters))
 
     def output_shape(self, input_shape):
         return _window_output_shape(self, input_shape, self.kernel_size, self.strides,
@@ -542,20 +544,16 @@ class Conv2D(Layer):
             dkernel_out=self.grads[0] if train else None,
             dbias_out=self.grads[1] if train and self.use_bias else None,
             dcols=self._buffer("dcols", self._cols.shape) if need_dx else None)
-        if train and self.kernel_regularizer is not None:
-            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+        self._add_penalty_gradient()
         return dx
 
-    def regularization_loss(self):
-        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
+    @property
+    def filters(self):
+        return self.units
 
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding,
-                "activation": activations.name_of(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": _init_name(self.kernel_initializer),
-                "bias_initializer": _init_name(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+                "strides": list(self.strides), "padding": self.padding, **self._kernel_config()}
 
 
 class _Pooling2D(Layer):

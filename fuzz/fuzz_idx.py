@@ -16,10 +16,10 @@ it claims would trip it.
 import gzip
 import os
 import struct
-import sys
 import tempfile
 
 import atheris
+from harness import fuzz_main
 
 from fromzero.datasets import _idx  # noqa: E402
 
@@ -74,12 +74,4 @@ def seeds():
 
 
 if __name__ == "__main__":
-    args = sys.argv
-    if not any(not a.startswith("-") for a in args[1:]):  # no corpus folder given: seed one
-        corpus = tempfile.mkdtemp(prefix="fz-atheris-idx-corpus-")
-        for i, seed in enumerate(seeds()):
-            with open(os.path.join(corpus, f"seed-{i}"), "wb") as f:
-                f.write(seed)
-        args = args + [corpus]
-    atheris.Setup(args, test_one_input)
-    atheris.Fuzz()
+    fuzz_main(test_one_input, seeds(), "idx")

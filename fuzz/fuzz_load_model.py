@@ -18,11 +18,11 @@ create the file named in PWNED, which is checked after every input.
 
 import io
 import os
-import sys
 import tempfile
 import zipfile
 
 import atheris
+from harness import fuzz_main
 import numpy as np
 
 import fromzero as fz
@@ -100,16 +100,7 @@ def seeds():
 
 
 if __name__ == "__main__":
-    args = sys.argv
-    if not any(not a.startswith("-") for a in args[1:]):  # no corpus folder given: seed one
-        corpus = tempfile.mkdtemp(prefix="fz-atheris-model-corpus-")
-        for i, seed in enumerate(seeds()):
-            with open(os.path.join(corpus, f"seed-{i}"), "wb") as f:
-                f.write(seed)
-        args = args + [corpus]
-    if not any(a.startswith("-max_len=") for a in args):
-        args.append("-max_len=16384")  # a checkpoint is ~5 KB; libFuzzer's default is 4096
-    if not any(a.startswith("-len_control=") for a in args):
-        args.append("-len_control=0")  # mutate whole checkpoints from the start
-    atheris.Setup(args, test_one_input)
-    atheris.Fuzz()
+    fuzz_main(test_one_input, seeds(), "model", defaults=(
+        "-max_len=16384",   # a checkpoint is ~5 KB; libFuzzer's default is 4096
+        "-len_control=0",   # mutate whole checkpoints from the start
+    ))

@@ -17,6 +17,7 @@ struct Mask {
     __m256 m;
 };
 inline Mask operator&(Mask a, Mask b) { return {_mm256_and_ps(a.m, b.m)}; }
+inline bool all(Mask a) { return _mm256_movemask_ps(a.m) == 0xFF; }
 
 struct Ints {
     __m256i v;
@@ -83,24 +84,29 @@ inline float max_of(Floats a) {
     return _mm_cvtss_f32(m);
 }
 
-// 16 double accumulators, four per YMM: lanes 0–3, 4–7, 8–11, 12–15. A
-// Floats holds 8 lanes, so piece 0 is lanes 0–7 and piece 1 lanes 8–15.
+// The 16 accumulators of sum16: 16 float lanes in two registers (piece 0 is
+// lanes 0–7, piece 1 lanes 8–15), flushed into 16 doubles, four per register:
+// lanes 0–3, 4–7, 8–11, 12–15.
 struct Sum16 {
+    __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
                       _mm256_setzero_pd()};
-    static __m256d low_half(Floats a) { return _mm256_cvtps_pd(_mm256_castps256_ps128(a.v)); }
-    static __m256d high_half(Floats a) { return _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)); }
-    void add(int piece, Floats a) {
-        acc[2 * piece] = _mm256_add_pd(acc[2 * piece], low_half(a));
-        acc[2 * piece + 1] = _mm256_add_pd(acc[2 * piece + 1], high_half(a));
-    }
+    void add(int piece, Floats a) { f[piece] = _mm256_add_ps(f[piece], a.v); }
     void add_product(int piece, Floats a, Floats b) {
-        acc[2 * piece] = _mm256_add_pd(acc[2 * piece], _mm256_mul_pd(low_half(a), low_half(b)));
-        acc[2 * piece + 1] =
-            _mm256_add_pd(acc[2 * piece + 1], _mm256_mul_pd(high_half(a), high_half(b)));
+        f[piece] = _mm256_fmadd_ps(a.v, b.v, f[piece]);
+    }
+    void flush() {
+        for (int piece = 0; piece < 2; ++piece) {
+            const __m256 v = f[piece];
+            acc[2 * piece] = _mm256_add_pd(acc[2 * piece], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            acc[2 * piece + 1] =
+                _mm256_add_pd(acc[2 * piece + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+            f[piece] = _mm256_setzero_ps();
+        }
     }
     // Lane l + lane l+8, then l + l+4, then l + l+2, then 0 + 1.
-    double total() const {
+    double total() {
+        flush();
         const __m256d s4 = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
         const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
         return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));

@@ -23,6 +23,7 @@ struct Mask {
     __mmask16 k;
 };
 inline Mask operator&(Mask a, Mask b) { return {static_cast<__mmask16>(a.k & b.k)}; }
+inline bool all(Mask a) { return a.k == 0xFFFF; }
 
 struct Ints {
     __m512i v;
@@ -81,24 +82,23 @@ inline Floats select(Mask m, Floats a, Floats b) { return _mm512_mask_blend_ps(m
 
 inline float max_of(Floats a) { return _mm512_reduce_max_ps(a.v); }
 
-// 16 double accumulators: lanes 0–7 in lo, 8–15 in hi. One Floats is one
-// piece of 16 lanes, so `piece` is always 0.
+// The 16 accumulators of sum16: 16 float lanes in one register, flushed into
+// 16 doubles, lanes 0–7 in lo and 8–15 in hi. One Floats is a whole piece of
+// 16, so `piece` is always 0.
 struct Sum16 {
+    __m512 f = _mm512_setzero_ps();
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
-    static __m512d low_half(Floats a) { return _mm512_cvtps_pd(_mm512_castps512_ps256(a.v)); }
-    static __m512d high_half(Floats a) {
-        return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
-    }
-    void add(int, Floats a) {
-        lo = _mm512_add_pd(lo, low_half(a));
-        hi = _mm512_add_pd(hi, high_half(a));
-    }
-    void add_product(int, Floats a, Floats b) {
-        lo = _mm512_add_pd(lo, _mm512_mul_pd(low_half(a), low_half(b)));
-        hi = _mm512_add_pd(hi, _mm512_mul_pd(high_half(a), high_half(b)));
+    void add(int, Floats a) { f = _mm512_add_ps(f, a.v); }
+    void add_product(int, Floats a, Floats b) { f = _mm512_fmadd_ps(a.v, b.v, f); }
+    void flush() {
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+        hi = _mm512_add_pd(
+            hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+        f = _mm512_setzero_ps();
     }
     // Lane l + lane l+8, then l + l+4, then l + l+2, then 0 + 1.
-    double total() const {
+    double total() {
+        flush();
         const __m512d s8 = _mm512_add_pd(lo, hi);
         const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
         const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));

@@ -19,6 +19,7 @@ struct Mask {
     bool b;
 };
 inline Mask operator&(Mask a, Mask b) { return {a.b && b.b}; }
+inline bool all(Mask a) { return a.b; }
 
 struct Ints {
     int32_t v;
@@ -77,15 +78,22 @@ inline Floats select(Mask m, Floats a, Floats b) { return m.b ? a : b; }
 
 inline float max_of(Floats a) { return a.v; }
 
-// 16 double accumulators; each one-lane Floats is its own piece 0–15.
+// The 16 accumulators of sum16: 16 floats flushed into 16 doubles; each
+// one-lane Floats is its own piece 0–15.
 struct Sum16 {
+    float f[16] = {};
     double acc[16] = {};
-    void add(int piece, Floats a) { acc[piece] += a.v; }
-    void add_product(int piece, Floats a, Floats b) {
-        acc[piece] += static_cast<double>(a.v) * static_cast<double>(b.v);
+    void add(int piece, Floats a) { f[piece] += a.v; }
+    void add_product(int piece, Floats a, Floats b) { f[piece] = std::fma(a.v, b.v, f[piece]); }
+    void flush() {
+        for (int l = 0; l < 16; ++l) {
+            acc[l] += f[l];
+            f[l] = 0.0f;
+        }
     }
     // Lane l + lane l+8, then l + l+4, then l + l+2, then 0 + 1.
-    double total() const {
+    double total() {
+        flush();
         double s[8];
         for (int l = 0; l < 8; ++l) s[l] = acc[l] + acc[l + 8];
         for (int l = 0; l < 4; ++l) s[l] = s[l] + s[l + 4];

@@ -9,9 +9,10 @@
 //   + − * / and fma(a, b, c) = a·b + c rounded once (IEEE, every lane)
 //   min(a, b), max(a, b): as x86's minps/maxps, b when either is NaN — so
 //     min(constant, x) lets a NaN x through
-//   abs, copysign, comparisons giving a Mask, select(mask, a, b), mask & mask
+//   abs, copysign, comparisons giving a Mask, select(mask, a, b), mask & mask,
+//   all(mask) (every lane true: a branch taken alike on every instruction set)
 //   as_ints / as_floats (the bits), Ints with + − & and shifts, to_floats(Ints)
-//   max_of(v) (largest lane), and Sum16, 16 double accumulators (below).
+//   max_of(v) (largest lane), and Sum16, the 16 accumulators of sum16 (below).
 // The templates below only ever use those operations, so every instruction
 // set performs the same IEEE operations in the same order on every lane and
 // returns the same bits. The FMA is explicit everywhere; the build's
@@ -51,6 +52,12 @@ constexpr float kErfPoly[] = {0.128379166f, -0.3761262f, 0.112833768f, -0.026834
 constexpr float kErfcPoly[] = {-1.51183176f, -0.367233723f, 0.0603900701f, -0.0120097492f,
                                0.00244618626f, -0.00048288572f, 9.02005486e-05f,
                                -1.48777817e-05f, 1.51421057e-06f};
+// Φ(−t) = exp(−t²/2 + L(t)), L(t) = c0 + c1 u + ... + c11 u¹¹ with u = t − 0.7,
+// t in [0, 5.66]; absolute fit error of L (= relative error of Φ(−t)) 2.7e-8
+constexpr float kNormalTailPoly[] = {-1.17396772f, -0.590499461f, 0.118980855f,
+                                     -0.0238151792f, 0.00391019136f, -0.000400450605f,
+                                     -2.03119853e-05f, 2.02980245e-05f, -4.8696611e-06f,
+                                     6.64825279e-07f, -5.13383753e-08f, 1.73946069e-09f};
 
 constexpr float kLog2e = 1.44269504f;               // 1/ln 2
 constexpr float kLn2Hi = 0.693147182f;              // ln 2 rounded to float ...
@@ -59,6 +66,8 @@ constexpr float kRoundShift = 12582912.0f;          // 1.5·2²³: x + this roun
 constexpr int32_t kRoundShiftBits = 0x4B400000;     // its bits; bits(k + it) − it = k
 constexpr float kExpMin = -104.0f;                  // e^x < 2⁻¹⁵⁰ below: rounds to 0
 constexpr float kExpMax = 89.0f;                    // e^x > FLT_MAX above: overflows to inf
+constexpr float kExpNormalMin = -86.0f;             // in [−86, 88], 2^k and e^x are normal
+constexpr float kExpNormalMax = 88.0f;
 constexpr float kMinNormal = 1.17549435e-38f;       // FLT_MIN
 constexpr int32_t kSqrtHalfBits = 0x3f3504f3;       // bits of √½ (0.70710677)
 constexpr float kInvSqrt2 = 0.707106781f;           // 1/√2
@@ -67,6 +76,9 @@ constexpr float kTanhSmall = 0.625f;                // tanh: polynomial below, e
 constexpr float kErfSmall = 0.75f;                  // erf: polynomial below, exp(−a² + S) above
 constexpr float kErfcCenter = 2.375f;
 constexpr float kErfcMax = 4.0f;                    // erfc(4) = 1.5e-8: erf = 1 in float beyond
+constexpr float kNormalTailCenter = 0.7f;
+constexpr float kNormalTailMax = 5.66f;             // Φ(−5.66) = 7.6e-9
+constexpr float kNormalTailZero = 12.9f;            // Φ(−12.9) = 2e-38: 0 beyond
 // The tanh approximation of GELU: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) = x σ(x (k0 + k1 x²))
 constexpr float kGeluTanhK0 = 1.59576912f;          // 2 √(2/π)
 constexpr float kGeluTanhK1 = 0.0713548162f;        // 2 √(2/π) · 0.044715
@@ -89,21 +101,44 @@ F scale_by_power_of_2(F p, I k) {
     return p * as_floats((k1 + I(127)) << 23) * as_floats((k2 + I(127)) << 23);
 }
 
-// e^x. Range reduction: e^x = 2^k · e^r with k = round(x / ln 2) and
-// r = x − k ln 2 in [−ln2/2, ln2/2], computed exactly enough by subtracting
-// k ln 2 in two parts (Cody and Waite), each with one FMA. Then a degree-6
-// polynomial for e^r and the exponent k put in by integer arithmetic.
-// x is clamped to [−104, 89] first: beyond, the result is 0 or inf anyway.
+// The core of e^x = 2^k · e^r, k = round(x / ln 2), r = x − k ln 2 in
+// [−ln2/2, ln2/2]: returns e^r by a degree-6 polynomial, with k in the low
+// mantissa bits of `shifted` (x·log2(e) + 1.5·2²³ rounds to an integer). r is
+// exact enough because k ln 2 is subtracted in two parts (Cody and Waite),
+// each with one FMA.
 template <class F>
-F exp(F x) {
-    using I = decltype(as_ints(x));
-    x = min(F(kExpMax), max(F(kExpMin), x));
-    const F shifted = fma(x, F(kLog2e), F(kRoundShift));  // k in the low mantissa bits
+F exp_reduced(F x, F& shifted) {
+    shifted = fma(x, F(kLog2e), F(kRoundShift));
     const F k = shifted - F(kRoundShift);
     F r = fma(k, F(-kLn2Hi), x);  // exact
     r = fma(k, F(-kLn2Lo), r);
     const F q = polynomial(r, kExpPoly);
-    const F p = fma(fma(q, r, F(1.0f)), r, F(1.0f));  // 1 + r (1 + r q) = 1 + r + r² q
+    return fma(fma(q, r, F(1.0f)), r, F(1.0f));  // 1 + r (1 + r q) = 1 + r + r² q
+}
+
+// e^x for x in [−86, 88] only, where 2^k and e^x are normal floats: k is
+// added to the exponent field of e^r. (shifted's bits are 0x4B400000 + k, and
+// 0x4B400000 << 23 overflows to 0, so shifting them by 23 gives k << 23.)
+// Integer lanes are cheaper here than a multiplication by 2^k, but a NaN x
+// can come out as a number; callers send NaN lanes down another path.
+template <class F>
+F exp_normal_range(F x) {
+    F shifted(0.0f);
+    const F p = exp_reduced(x, shifted);
+    return as_floats(as_ints(p) + (as_ints(shifted) << 23));
+}
+
+// e^x for every x: exp_normal_range when every lane allows it (the usual
+// case), else x clamped to [−104, 89] (beyond, the result is 0 or inf
+// anyway) and 2^k applied by scale_by_power_of_2. Both ways give the same bits
+// where both apply, so the branch changes only the speed, never a result.
+template <class F>
+F exp(F x) {
+    using I = decltype(as_ints(x));
+    if (all((x >= F(kExpNormalMin)) & (x <= F(kExpNormalMax)))) return exp_normal_range(x);
+    x = min(F(kExpMax), max(F(kExpMin), x));  // NaN stays NaN, and goes this way
+    F shifted(0.0f);
+    const F p = exp_reduced(x, shifted);
     return scale_by_power_of_2(p, as_ints(shifted) - I(kRoundShiftBits));
 }
 
@@ -176,16 +211,21 @@ F erf(F z) {
     return select(a < F(kErfSmall), small, large);
 }
 
-// Φ(x), the standard normal CDF, = (1 + erf(x/√2)) / 2. For x < 0 it is
-// erfc(|x|/√2) / 2, computed directly: 1 + erf would cancel.
+// Φ(x), the standard normal CDF, from its tail: Φ(−t) = e^(−t²/2 + L(t)) for
+// t = |x| (L includes the factor ½), and Φ(x) = 1 − Φ(−x) for x > 0 (no
+// cancellation: Φ(−t) ≤ ½). One polynomial and one exp for every x, and x/√2
+// is never rounded. Beyond t = 5.66 L is held at L(5.66): the tail keeps
+// falling like e^(−t²/2), with a relative error growing slowly (6 % at t = 6,
+// where Φ(−6) = 1e-9). Beyond t = 12.9 the tail is 0 (it is < 3e-38 there).
+// For a NaN x the result is not NaN: gelu and gelu_derivative multiply by x.
 template <class F>
 F normal_cdf(F x) {
-    const F z = x * F(kInvSqrt2);
-    const F a = abs(z);
-    const F small = fma(fma(z, polynomial(z * z, kErfPoly), z), F(0.5f), F(0.5f));
-    const F half_erfc = select(a <= F(kErfcMax), F(0.5f) * erfc_large(a), F(0.0f));
-    const F large = select(z > F(0.0f), F(1.0f) - half_erfc, half_erfc);
-    return select(a < F(kErfSmall), small, large);
+    const F t = abs(x);
+    const F l = polynomial(min(F(kNormalTailMax), t) - F(kNormalTailCenter), kNormalTailPoly);
+    const F t_capped = min(F(kNormalTailZero), t);
+    const F tail = exp_normal_range(fma(F(-0.5f) * t_capped, t_capped, l));
+    const F tail_or_0 = select(t > F(kNormalTailZero), F(0.0f), tail);
+    return select(x > F(0.0f), F(1.0f) - tail_or_0, tail_or_0);
 }
 
 // GELU(x) = x Φ(x).
@@ -194,12 +234,14 @@ F gelu(F x) {
     return x * normal_cdf(x);
 }
 
-// dGELU/dx = Φ(x) + x φ(x), φ(x) = e^(−x²/2) / √(2π). Where φ underflows to
-// 0 the second term is 0 (also for x = ±inf, where x·φ would be NaN).
+// dGELU/dx = Φ(x) + x φ(x), φ(x) = e^(−x²/2) / √(2π), taken as 0 where Φ's
+// tail is (|x| > 12.9, also x = ±inf, where x·φ would be NaN).
 template <class F>
 F gelu_derivative(F x) {
-    const F pdf = exp(F(-0.5f) * x * x) * F(kInvSqrt2Pi);
-    return normal_cdf(x) + select(pdf == F(0.0f), F(0.0f), x * pdf);
+    const F t = abs(x);
+    const F t_capped = min(F(kNormalTailZero), t);
+    const F pdf = exp_normal_range(F(-0.5f) * t_capped * t_capped) * F(kInvSqrt2Pi);
+    return normal_cdf(x) + select(t > F(kNormalTailZero), F(0.0f), x * pdf);  // NaN: x·pdf
 }
 
 // The tanh approximation: 0.5 x (1 + tanh(u)) with u = √(2/π) (x + 0.044715 x³)
@@ -248,29 +290,31 @@ void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivat
     }
 }
 
-// Σ value(i, lanes) over [0, n) in a fixed order, the same for every
-// instruction set: element i goes to double accumulator i mod 16, and the 16
-// accumulators are combined at the end as a fixed tree (Sum16::total).
-// value(i, lanes) returns the W values from i (only the first `lanes` valid;
-// the others are replaced by 0, which leaves the sums unchanged).
-template <class F, class Value>
-double sum16(int64_t n, Value value) {
+// Sums in one fixed order, the same on every instruction set. Element i goes
+// to lane i mod 16 of a Sum16: 16 float accumulators, added every 1,024
+// elements (64 per lane) into 16 double accumulators, which are combined at
+// the end as a fixed tree (lane l + lane l+8, then l + l+4, l + l+2, 0 + 1).
+// Float lanes keep the inner loop as cheap as a float sum; flushing them to
+// double bounds their rounding error to that of 64 terms, whatever n is.
+constexpr int64_t kFlushEvery = 1024;
+
+// Σ value(i, lanes) over [0, n): value(i, lanes) returns the W values from i
+// (only the first `lanes` valid; the others are replaced by 0, which leaves
+// the sums unchanged). add(acc, piece, v) adds them to the accumulator.
+template <class F, class Value, class Add>
+double sum16(int64_t n, Value value, Add add) {
     constexpr int W = F::width, kPieces = 16 / W;
     auto acc = new_sum16(F(0.0f));
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int p = 0; p < kPieces; ++p) acc.add(p, value(i + p * W, int64_t{W}));
+    for (; i + 16 <= n; i += 16) {
+        for (int p = 0; p < kPieces; ++p) add(acc, p, value(i + p * W, int64_t{W}));
+        if ((i + 16) % kFlushEvery == 0) acc.flush();
+    }
     for (int p = 0; i + p * W < n; ++p) {
         const int64_t lanes = n - i - p * W < W ? n - i - p * W : W;
-        acc.add(p, select(F::first(lanes), value(i + p * W, lanes), F(0.0f)));
+        add(acc, p, value(i + p * W, lanes));
     }
     return acc.total();
-}
-
-// A vector from x + i, fully or partially loaded.
-template <class F>
-F load_lanes(const float* x, int64_t i, int64_t lanes) {
-    return lanes == F::width ? F::load(x + i) : F::load_partial(x + i, lanes);
 }
 
 template <class F>
@@ -283,41 +327,49 @@ float max_row(const float* x, int64_t n) {
     return max_of(m) + 0.0f;  // + 0 turns −0 into +0, whatever order met ±0
 }
 
+// x + i, with lanes ≥ `lanes` zero.
 template <class F>
-double sum_row(const float* x, int64_t n) {
-    return sum16<F>(n, [=](int64_t i, int64_t lanes) { return load_lanes<F>(x, i, lanes); });
+F load_zero_padded(const float* x, int64_t i, int64_t lanes) {
+    return lanes == F::width ? F::load(x + i) : F::load_partial(x + i, lanes);
 }
 
-// Products of floats are exact in double, so Σ a_i b_i has one rounding per addition.
+template <class F>
+double sum_row(const float* x, int64_t n) {
+    return sum16<F>(
+        n, [=](int64_t i, int64_t lanes) { return load_zero_padded<F>(x, i, lanes); },
+        [](auto& acc, int p, F v) { acc.add(p, v); });
+}
+
+// Σ a_i b_i: products accumulated by FMA in the float lanes.
 template <class F>
 double dot_row(const float* a, const float* b, int64_t n) {
-    constexpr int W = F::width, kPieces = 16 / W;
-    auto acc = new_sum16(F(0.0f));
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int p = 0; p < kPieces; ++p)
-            acc.add_product(p, F::load(a + i + p * W), F::load(b + i + p * W));
-    for (int p = 0; i + p * W < n; ++p) {
-        const int64_t lanes = n - i - p * W < W ? n - i - p * W : W;
-        const F zero(0.0f);
-        acc.add_product(p, select(F::first(lanes), load_lanes<F>(a, i + p * W, lanes), zero),
-                        select(F::first(lanes), load_lanes<F>(b, i + p * W, lanes), zero));
-    }
-    return acc.total();
+    struct Pair {
+        F a, b;
+    };
+    return sum16<F>(
+        n,
+        [=](int64_t i, int64_t lanes) {
+            return Pair{load_zero_padded<F>(a, i, lanes), load_zero_padded<F>(b, i, lanes)};
+        },
+        [](auto& acc, int p, Pair v) { acc.add_product(p, v.a, v.b); });
 }
 
 // y[i] = e^(x[i] − shift) (y may be null) and returns Σ_i e^(x[i] − shift).
 template <class F>
 double exp_sum_row(const float* x, float shift, float* y, int64_t n) {
     const F s(shift);
-    return sum16<F>(n, [=](int64_t i, int64_t lanes) {
-        const F e = exp(load_lanes<F>(x, i, lanes) - s);
-        if (y) {
-            if (lanes == F::width) store(y + i, e);
-            else store_partial(y + i, e, lanes);
-        }
-        return e;
-    });
+    return sum16<F>(
+        n,
+        [=](int64_t i, int64_t lanes) {
+            const F e = exp(load_zero_padded<F>(x, i, lanes) - s);
+            if (lanes == F::width) {
+                if (y) store(y + i, e);
+                return e;
+            }
+            if (y) store_partial(y + i, e, lanes);
+            return select(F::first(lanes), e, F(0.0f));  // e^(0 − shift) in the padding
+        },
+        [](auto& acc, int p, F v) { acc.add(p, v); });
 }
 
 // The table of one instruction set.

@@ -78,5 +78,14 @@ def main():
     c, e = lawson(a - 2.375, np.log(erfcx(a)), np.ones_like(a), 8)
     show("kErfcPoly", "log(erfc(a)) + a^2 = c0 + c1 u + ... + c8 u^8, u = a - 2.375, a in [0.75, 4], absolute", c, e)
 
+    # The normal CDF's tail, for GELU: Φ(−t) = ½ erfc(t/√2) = exp(−t²/2 + L(t)),
+    # L(t) = log(½ erfcx(t/√2)), for t in [0, 5.66] (Φ(−5.66) = 7.6e-9). Fitted in
+    # t itself, so that x/√2 is never rounded; centred at 0.7, which keeps the
+    # float evaluation accurate near t = 0, where Φ ≈ ½ and GELU's relative
+    # accuracy matters most. Absolute error of L = relative error of Φ(−t).
+    t = chebyshev_points(0.0, 5.66)
+    c, e = lawson(t - 0.7, np.log(0.5 * erfcx(t / np.sqrt(2))), np.ones_like(t), 11)
+    show("kNormalTailPoly", "log(erfcx(t/sqrt2) / 2) = c0 + c1 u + ... + c11 u^11, u = t - 0.7, t in [0, 5.66], absolute", c, e)
+
 if __name__ == "__main__":
     main()

@@ -43,12 +43,15 @@ void gelu_tanh(const float* x, float* y, int64_t n);  // x/2 (1 + tanh(√(2/π)
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n);
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n);
 
-// Row reductions. Sums are accumulated in double, in one fixed order that does
-// not depend on the instruction set (element i into accumulator i mod 16, the
-// 16 accumulators added as a fixed tree at the end).
+// Row reductions, in one fixed order that does not depend on the instruction
+// set: element i goes to accumulator i mod 16, and the 16 accumulators are
+// added as a fixed tree at the end. sum and exp_sum accumulate in double
+// (each float term is exact there); dot accumulates products by FMA in float
+// and moves the 16 partial sums to double every 256 elements, so its error is
+// that of 16-term float sums.
 float max(const float* x, int64_t n);                   // −inf when n = 0; NaNs are skipped
 double sum(const float* x, int64_t n);                  // Σ x_i
-double dot(const float* a, const float* b, int64_t n);  // Σ a_i b_i (products exact in double)
+double dot(const float* a, const float* b, int64_t n);  // Σ a_i b_i
 // y[i] = e^(x[i] − shift) and returns Σ_i e^(x[i] − shift). y may be null
 // (sum only) and may alias x.
 double exp_sum(const float* x, float shift, float* y, int64_t n);

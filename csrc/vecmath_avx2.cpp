@@ -91,16 +91,17 @@ struct Sum16 {
     __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
                       _mm256_setzero_pd()};
-    void add(int piece, Floats a) { f[piece] = _mm256_add_ps(f[piece], a.v); }
     void add_product(int piece, Floats a, Floats b) {
         f[piece] = _mm256_fmadd_ps(a.v, b.v, f[piece]);
     }
+    void add_exact(int piece, Floats a) {
+        acc[2 * piece] = _mm256_add_pd(acc[2 * piece], _mm256_cvtps_pd(_mm256_castps256_ps128(a.v)));
+        acc[2 * piece + 1] =
+            _mm256_add_pd(acc[2 * piece + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)));
+    }
     void flush() {
         for (int piece = 0; piece < 2; ++piece) {
-            const __m256 v = f[piece];
-            acc[2 * piece] = _mm256_add_pd(acc[2 * piece], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-            acc[2 * piece + 1] =
-                _mm256_add_pd(acc[2 * piece + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+            add_exact(piece, f[piece]);
             f[piece] = _mm256_setzero_ps();
         }
     }

@@ -88,12 +88,14 @@ inline float max_of(Floats a) { return _mm512_reduce_max_ps(a.v); }
 struct Sum16 {
     __m512 f = _mm512_setzero_ps();
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
-    void add(int, Floats a) { f = _mm512_add_ps(f, a.v); }
     void add_product(int, Floats a, Floats b) { f = _mm512_fmadd_ps(a.v, b.v, f); }
-    void flush() {
-        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+    void add_exact(int, Floats a) {
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(a.v)));
         hi = _mm512_add_pd(
-            hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+            hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1))));
+    }
+    void flush() {
+        add_exact(0, f);
         f = _mm512_setzero_ps();
     }
     // Lane l + lane l+8, then l + l+4, then l + l+2, then 0 + 1.

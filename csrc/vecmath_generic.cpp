@@ -83,8 +83,8 @@ inline float max_of(Floats a) { return a.v; }
 struct Sum16 {
     float f[16] = {};
     double acc[16] = {};
-    void add(int piece, Floats a) { f[piece] += a.v; }
     void add_product(int piece, Floats a, Floats b) { f[piece] = std::fma(a.v, b.v, f[piece]); }
+    void add_exact(int piece, Floats a) { acc[piece] += a.v; }
     void flush() {
         for (int l = 0; l < 16; ++l) {
             acc[l] += f[l];

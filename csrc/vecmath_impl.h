@@ -164,13 +164,14 @@ F log(F x) {
 }
 
 // log(1 + x) = log(u) + c / u, u = 1 + x rounded and c = x − (u − 1) the part
-// of x that rounding lost (exact), so small x keep their digits.
+// of x that rounding lost (exact), so small x keep their digits. Where u = 1,
+// log(1 + x) = x to float precision (and log1p(−0) = −0).
 template <class F>
 F log1p(F x) {
     const F u = F(1.0f) + x;
     const F c = x - (u - F(1.0f));
     const F y = log(u) + select(c == F(0.0f), F(0.0f), c / u);
-    return select(x < F(kInf), y, x);  // inf gives inf, NaN gives NaN
+    return select(u == F(1.0f), x, select(x < F(kInf), y, x));  // inf gives inf, NaN gives NaN
 }
 
 // σ(x) = 1 / (1 + e^−x), from e = e^−|x| in (0, 1] so nothing overflows:
@@ -184,15 +185,16 @@ F sigmoid(F x) {
     return fma(-e, y0, num);
 }
 
-// tanh(x) = x + x³ P(x²) for |x| < 0.625, else ±(1 − 2 / (e^2|x| + 1)): no
-// cancellation in either (1 − 2/(E + 1) ≥ 0.55), and e^2|x| = inf gives ±1.
+// tanh(x) = ±tanh(|x|), tanh(a) = a + a³ P(a²) for a < 0.625, else
+// 1 − 2 / (e^2a + 1): no cancellation in either (1 − 2/(E + 1) ≥ 0.55), and
+// e^2a = inf gives 1. The sign is copied last, so tanh(−0) = −0.
 template <class F>
 F tanh(F x) {
     const F a = abs(x);
-    const F x2 = x * x;
-    const F small = fma(x * x2, polynomial(x2, kTanhPoly), x);
+    const F a2 = a * a;
+    const F small = fma(a * a2, polynomial(a2, kTanhPoly), a);
     const F large = F(1.0f) - F(2.0f) / (exp(a + a) + F(1.0f));
-    return select(a < F(kTanhSmall), small, copysign(large, x));
+    return copysign(select(a < F(kTanhSmall), small, large), x);
 }
 
 // erfc(a) = exp(−a² + S(a)) for a in [0.75, 4] (a is clamped to 4).
@@ -291,12 +293,15 @@ void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivat
 }
 
 // Sums in one fixed order, the same on every instruction set. Element i goes
-// to lane i mod 16 of a Sum16: 16 float accumulators, added every 1,024
-// elements (64 per lane) into 16 double accumulators, which are combined at
-// the end as a fixed tree (lane l + lane l+8, then l + l+4, l + l+2, 0 + 1).
-// Float lanes keep the inner loop as cheap as a float sum; flushing them to
-// double bounds their rounding error to that of 64 terms, whatever n is.
-constexpr int64_t kFlushEvery = 1024;
+// to lane i mod 16 of a Sum16, which has 16 double accumulators, combined at
+// the end as a fixed tree (lane l + lane l+8, then l + l+4, l + l+2, 0 + 1),
+// and 16 float accumulators in front of them:
+//   add_exact(piece, v)      adds v's lanes to the doubles (each float is exact there);
+//   add_product(piece, a, b) adds a·b to the floats by FMA, as cheap as a
+//     float sum; the floats are flushed into the doubles every 256
+//     elements, which bounds their rounding error to that of 16 terms.
+// A piece is the W lanes of one Floats: pieces 0..16/W−1 make up the 16 lanes.
+constexpr int64_t kFlushEvery = 256;
 
 // Σ value(i, lanes) over [0, n): value(i, lanes) returns the W values from i
 // (only the first `lanes` valid; the others are replaced by 0, which leaves
@@ -333,11 +338,13 @@ F load_zero_padded(const float* x, int64_t i, int64_t lanes) {
     return lanes == F::width ? F::load(x + i) : F::load_partial(x + i, lanes);
 }
 
+// Σ x_i, each term exact in double: the normalisers of the losses, where a
+// small relative error can be amplified by a cancellation later.
 template <class F>
 double sum_row(const float* x, int64_t n) {
     return sum16<F>(
         n, [=](int64_t i, int64_t lanes) { return load_zero_padded<F>(x, i, lanes); },
-        [](auto& acc, int p, F v) { acc.add(p, v); });
+        [](auto& acc, int p, F v) { acc.add_exact(p, v); });
 }
 
 // Σ a_i b_i: products accumulated by FMA in the float lanes.
@@ -369,7 +376,7 @@ double exp_sum_row(const float* x, float shift, float* y, int64_t n) {
             if (y) store_partial(y + i, e, lanes);
             return select(F::first(lanes), e, F(0.0f));  // e^(0 − shift) in the padding
         },
-        [](auto& acc, int p, F v) { acc.add(p, v); });
+        [](auto& acc, int p, F v) { acc.add_exact(p, v); });
 }
 
 // The table of one instruction set.

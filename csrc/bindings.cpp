@@ -31,6 +31,7 @@
 #include "parallel.h"
 #include "random.h"
 #include "reductions.h"
+#include "vecmath.h"
 
 namespace py = pybind11;
 using fz::Activation;
@@ -1145,6 +1146,54 @@ py::tuple batch_norm_backward(const py::handle& x_in, const py::handle& gamma_in
     return py::make_tuple(dx, dgamma, dbeta);
 }
 
+// ---------------------------------------------------------------- vector math and log-softmax
+// (csrc/vecmath.h, csrc/activations.h)
+
+// y = f(x) elementwise for any float array, f one of vecmath.h's functions.
+py::array_t<float> vector_math(void (*f)(const float*, float*, int64_t), const char* fn,
+                               const py::handle& x_in, std::optional<py::array> out) {
+    FloatArray x = as_float(x_in, fn, "x");
+    py::array_t<float> y = output(out, shape_of(x), fn, "out");
+    require_same_or_disjoint(y, x, fn, "out", "x");
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    const int64_t n = x.size();
+    py::gil_scoped_release nogil;
+    fz::parallel_map(f, xp, yp, n);
+    return y;
+}
+
+py::array_t<float> log_softmax_forward(const py::handle& x_in, std::optional<py::array> out) {
+    const char* fn = "log_softmax";
+    FloatArray x = as_matrix(x_in, fn, "x");
+    py::array_t<float> y = output(out, shape_of(x), fn, "out");
+    require_same_or_disjoint(y, x, fn, "out", "x");
+    const int64_t rows = x.shape(0), cols = x.shape(1);
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::log_softmax_forward(xp, yp, rows, cols);
+    return y;
+}
+
+// dx from y = log_softmax(x) and dy; dx may be dy itself, not y.
+py::array_t<float> log_softmax_backward(const py::handle& y_in, const py::handle& dy_in,
+                                        std::optional<py::array> out) {
+    const char* fn = "log_softmax_backward";
+    FloatArray y = as_matrix(y_in, fn, "y"), dy = as_matrix(dy_in, fn, "dy");
+    require_same_shape(y, dy, fn, "y", "dy");
+    py::array_t<float> dx = output(out, shape_of(dy), fn, "out");
+    require_disjoint(dx, y, fn, "out", "y");
+    require_same_or_disjoint(dx, dy, fn, "out", "dy");
+    const int64_t rows = y.shape(0), cols = y.shape(1);
+    const float* yp = y.data();
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release nogil;
+    fz::log_softmax_backward(yp, dyp, dxp, rows, cols);
+    return dx;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -1276,4 +1325,18 @@ PYBIND11_MODULE(_core, m) {
     m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gamma"),
           py::arg("mean"), py::arg("inv_std"), py::arg("dy"), py::arg("training"),
           py::arg("out") = none, py::arg("dgamma") = none, py::arg("dbeta") = none);
+
+    // Vector math (csrc/vecmath.h) on any float32 array, and log-softmax.
+    using VectorMathFn = void (*)(const float*, float*, int64_t);
+    const std::pair<const char*, VectorMathFn> vector_math_fns[] = {
+        {"exp", fz::vec::exp}, {"log", fz::vec::log}, {"log1p", fz::vec::log1p}, {"erf", fz::vec::erf}};
+    for (const auto& [name, f] : vector_math_fns) {
+        m.def(name, [name = name, f = f](const py::handle& x, std::optional<py::array> out) {
+            return vector_math(f, name, x, out);
+        }, py::arg("x"), py::arg("out") = none);
+    }
+    m.def("vecmath_isa", &fz::vec::isa);
+    m.def("log_softmax_forward", &log_softmax_forward, py::arg("x"), py::arg("out") = none);
+    m.def("log_softmax_backward", &log_softmax_backward, py::arg("y"), py::arg("dy"),
+          py::arg("out") = none);
 }

@@ -32,14 +32,17 @@ constexpr float kProbMax = 1.0f - kProbEpsilon;
 // clipped, so it propagates into the gradient instead of being hidden.
 template <class T>
 bool is_clipped(T p) {
-    return p < T(kProbEpsilon) || p > T(kProbMax);
+    return (p < T(kProbEpsilon)) | (p > T(kProbMax));
 }
 template <class T>
 T clip_prob(T p) {
-    return std::min(std::max(p, T(kProbEpsilon)), T(kProbMax));
+    const T at_least_epsilon = p < T(kProbEpsilon) ? T(kProbEpsilon) : p;  // NaN stays NaN
+    return at_least_epsilon > T(kProbMax) ? T(kProbMax) : at_least_epsilon;
 }
 
 // op(j) for j in [0, n): a counted loop GCC vectorises, once per instruction set.
+// Only if op has no branch around a load (GCC must not load what the C++
+// would skip), so the ops below load first and then choose between values.
 template <class Op>
 FZ_SIMD_CLONES void for_each_index(int64_t n, Op op) {
     for (int64_t j = 0; j < n; ++j) op(j);
@@ -169,17 +172,19 @@ double categorical_crossentropy(const float* probs, const float* targets, float*
         double loss = 0.0;
         const double t_unclipped = sum_by_blocks(cols, [&](float* t_live, int64_t j0, int64_t n) {
             for_each_index(n, [=, &log_q](int64_t j) {
-                const float q = p[j0 + j] * inv_s;
+                const float q = p[j0 + j] * inv_s, tj = t[j0 + j];
                 log_q[j] = clip_prob(q);
-                t_live[j] = is_clipped(q) ? 0.0f : t[j0 + j];
+                t_live[j] = is_clipped(q) ? 0.0f : tj;
             });
             vec::log(log_q, log_q, n);
             loss -= vec::dot(t + j0, log_q, n);
         });
         if (g) {
             const float c = static_cast<float>(grad_scale * t_unclipped / s);
-            for_each_index(cols, [=](int64_t j) {
-                g[j] = is_clipped(p[j] * inv_s) ? c : c - grad_scale * t[j] / p[j];
+            for_each_index(cols, [=](int64_t j) {  // c, or c − grad_scale·t/p where unclipped
+                const bool clipped = is_clipped(p[j] * inv_s);
+                const float scale = clipped ? 0.0f : grad_scale, denominator = clipped ? 1.0f : p[j];
+                g[j] = c - scale * t[j] / denominator;
             });
         }
         return loss;
@@ -243,9 +248,9 @@ double binary_crossentropy(const float* probs, const float* targets, float* row_
             });
         });
         if (g) {
-            for_each_index(cols, [=](int64_t j) {
+            for_each_index(cols, [=](int64_t j) {  // 0 where clipped
                 const float c = clip_prob(p[j]);
-                g[j] = is_clipped(p[j]) ? 0.0f : k * (c - t[j]) / (c * (1.0f - c));
+                g[j] = (is_clipped(p[j]) ? 0.0f : k) * (c - t[j]) / (c * (1.0f - c));
             });
         }
         return -loss / static_cast<double>(cols);

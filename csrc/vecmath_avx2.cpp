@@ -121,5 +121,5 @@ inline Sum16 new_sum16(Floats) { return {}; }
 #include "vecmath_impl.h"
 
 namespace fz::vec {
-const VecMathKernels kVecMathAvx2 = make_kernels<avx2::Floats>("avx2");
+constexpr VecMathKernels kVecMathAvx2 = make_kernels<avx2::Floats>("avx2");
 }  // namespace fz::vec

@@ -115,5 +115,5 @@ inline Sum16 new_sum16(Floats) { return {}; }
 #include "vecmath_impl.h"
 
 namespace fz::vec {
-const VecMathKernels kVecMathAvx512 = make_kernels<avx512::Floats>("avx512");
+constexpr VecMathKernels kVecMathAvx512 = make_kernels<avx512::Floats>("avx512");
 }  // namespace fz::vec

@@ -109,5 +109,5 @@ inline Sum16 new_sum16(Floats) { return {}; }
 #include "vecmath_impl.h"
 
 namespace fz::vec {
-const VecMathKernels kVecMathGeneric = make_kernels<generic::Floats>("generic");
+constexpr VecMathKernels kVecMathGeneric = make_kernels<generic::Floats>("generic");
 }  // namespace fz::vec

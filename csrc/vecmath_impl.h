@@ -379,9 +379,11 @@ double exp_sum_row(const float* x, float shift, float* y, int64_t n) {
         [](auto& acc, int p, F v) { acc.add_exact(p, v); });
 }
 
-// The table of one instruction set.
+// The table of one instruction set. constexpr, and each file defines its
+// table constexpr, so the table is data in the binary: no initialisation code
+// runs at load time, where code compiled for AVX-512 would crash a CPU without it.
 template <class F>
-VecMathKernels make_kernels(const char* name) {
+constexpr VecMathKernels make_kernels(const char* name) {
     return {
         name,
         [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return exp(v); }); },

@@ -118,7 +118,7 @@ def main(argv=None):
     for layer in base:
         layer.trainable = False
     finetuned = compiled(base + classifier_head(), learning_rate=1e-3)
-    finetuned.build(x_fashion.shape[1:])
+    finetuned.build((None,) + x_fashion.shape[1:])
     finetuned.summary()
 
     print(f"\n4. Fine-tuning on {len(x_fashion)} Fashion-MNIST images")

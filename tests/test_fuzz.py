@@ -132,7 +132,7 @@ def checkpoint_bytes():
         model = fz.Sequential([fz.layers.Dense(4, activation="relu"), fz.layers.Dropout(0.2),
                                fz.layers.Dense(3, activation="softmax")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.build((5,))
+        model.build((None, 5))
         path = WORK / "base.npz"
         model.save(path)
         _CHECKPOINT["bytes"] = path.read_bytes()

@@ -99,7 +99,7 @@ def test_cnn_with_dropout_and_unfused_loss():
     cnn.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     result = fz.utils.profile(cnn, x, y, steps=4, batch_size=16, print_fn=None)
     assert [r["name"].split(" ")[1] for r in result.rows[:5]] == [
-        "(Conv2D)", "(MaxPool2D)", "(Flatten)", "(Dropout)", "(Dense)"]
+        "(Conv2D)", "(MaxPooling2D)", "(Flatten)", "(Dropout)", "(Dense)"]
     assert "metrics" not in " ".join(r["name"] for r in result.rows)
     # a loss without the fused softmax path: value and gradient in one call
     mse = fz.Sequential([fz.layers.Dense(2)])

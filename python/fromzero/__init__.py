@@ -10,14 +10,16 @@ The textbook's program runs with only its names changed::
     model.fit(x_train / 255.0, y_train, epochs=5)
     model.evaluate(x_test / 255.0, y_test)
 
-Reading order: models.py (fit) → layers.py (forward/backward) → ops.py (the
-compiled kernels) → csrc/ (the C++ that does the arithmetic).
+Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
+→ layers/ (each layer's forward/backward) → ops.py (the compiled kernels)
+→ csrc/ (the C++ that does the arithmetic).
 """
 
 from . import (activations, augmentation, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, regularizers, utils)
+               models, ops, optimizers, regularizers, saving, testing, utils)
 from ._core import get_num_threads, set_num_threads
-from .models import Sequential, load_model
+from .layers import Input
+from .models import Model, Sequential, load_model
 from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
 
 __version__ = "0.1.0"
@@ -33,6 +35,6 @@ def info():
     }
 
 
-__all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
+__all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
            "augmentation", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "plot", "regularizers", "utils"]
+           "models", "ops", "optimizers", "plot", "regularizers", "saving", "testing", "utils"]

@@ -223,6 +223,9 @@ class Layer:
             bound = _forward_signature(type(self)).bind(self, *args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{self.name}: cannot be called this way: {e}") from None
+        training = bound.arguments.get("training")
+        if not (training is None or isinstance(training, (bool, np.bool_))):
+            raise TypeError(f"{self.name}: training= must be True, False or None, got {training!r}")
         arguments = list(bound.arguments.values())[1:]  # in forward's order, without self
         inputs = graph.flat_tensors(arguments)
         if not self.built:

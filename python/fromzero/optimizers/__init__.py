@@ -29,9 +29,6 @@ from .. import _core, utils
 from . import schedules
 from .schedules import LearningRateSchedule
 
-_CLIP_ARGS = ("clipnorm", "clipvalue", "global_clipnorm")
-
-
 class Optimizer:
     #: how many state arrays (shaped like the parameter) the update needs
     num_slots = 0
@@ -108,7 +105,10 @@ class Optimizer:
         states = [self._state(p) for p in params]
         # slots[s] lists state array s of every parameter, as the kernels take them
         slots = [[state[s] for state in states] for s in range(self.num_slots)]
-        clipping = {arg: getattr(self, arg) or 0.0 for arg in _CLIP_ARGS}
+        # (clipnorm, global_clipnorm, clipvalue) as the kernels take them, 0 = off;
+        # nothing at all without clipping (the kernels' default, and a cheaper call)
+        clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue)
+        clipping = tuple(c or 0.0 for c in clipping) if any(clipping) else ()
         self._update(params, grads, slots, self.iterations + 1, self.learning_rate, clipping)
         self.iterations += 1
 
@@ -120,7 +120,7 @@ class Optimizer:
 
     def _update(self, params, grads, slots, step, learning_rate, clipping):
         """Step number `step` (1, 2, ...) over all parameters at `learning_rate`,
-        with `clipping` (clipnorm, clipvalue, global_clipnorm; 0 = off): one call into C++."""
+        with `clipping` = (clipnorm, global_clipnorm, clipvalue) or () for none: one call into C++."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ state
@@ -188,7 +188,7 @@ class SGD(Optimizer):
 
     def _update(self, params, grads, slots, step, learning_rate, clipping):
         _core.sgd_update(params, grads, slots[0] if slots else None, learning_rate,
-                         self.momentum, self.nesterov, self.weight_decay, **clipping)
+                         self.momentum, self.nesterov, self.weight_decay, *clipping)
 
 
 class Adam(Optimizer):
@@ -208,7 +208,7 @@ class Adam(Optimizer):
     def _update(self, params, grads, slots, step, learning_rate, clipping):
         m, v = slots
         _core.adam_update(params, grads, m, v, learning_rate, self.beta_1, self.beta_2,
-                          self.epsilon, step, self.weight_decay, **clipping)
+                          self.epsilon, step, self.weight_decay, *clipping)
 
 
 class AdamW(Adam):
@@ -241,7 +241,7 @@ class RMSprop(Optimizer):
     def _update(self, params, grads, slots, step, learning_rate, clipping):
         _core.rmsprop_update(params, grads, slots[0], slots[1] if self.momentum > 0 else None,
                              learning_rate, self.rho, self.momentum, self.epsilon,
-                             self.weight_decay, **clipping)
+                             self.weight_decay, *clipping)
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

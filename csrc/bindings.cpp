@@ -685,40 +685,112 @@ UpdateTensors collect_update(const char* fn, const py::sequence& params, const p
     return u;
 }
 
+// ---- gradient clipping (clipnorm, global_clipnorm, clipvalue of every update)
+//
+// Keras's three options, 0 meaning off. Keras 3 allows at most one, and
+// fromzero.optimizers refuses more before calling here. The scales come from
+// the deterministic norm kernel (fz::clip_scales); the update pass applies
+// them as it reads each gradient (fz::ParamList), so clipping costs one more
+// read of the gradients and no copy.
+struct GradientClip {
+    float clipnorm = 0.0f, global_clipnorm = 0.0f, clipvalue = 0.0f;
+    std::vector<float> scale;  // one factor per array, when clipping by a norm
+
+    // Points `list` at this clipping. Called without the GIL: the norms read every gradient.
+    void attach(fz::ParamList& list) {
+        if (clipnorm > 0.0f || global_clipnorm > 0.0f) {
+            scale.resize(static_cast<size_t>(list.count));
+            fz::clip_scales(list, clipnorm, global_clipnorm, scale.data());
+            list.grad_scale = scale.data();
+        }
+        if (clipvalue > 0.0f) list.grad_clip = clipvalue;
+    }
+};
+
+GradientClip check_clip(const char* fn, float clipnorm, float global_clipnorm, float clipvalue) {
+    int set = 0;
+    for (const auto& [name, v] : {std::pair<const char*, float>{"clipnorm", clipnorm},
+                                  {"global_clipnorm", global_clipnorm}, {"clipvalue", clipvalue}}) {
+        if (!(std::isfinite(v) && v >= 0.0f))
+            fail(std::string(fn) + ": " + name + " must be a finite number > 0 (0: no clipping), got " +
+                 std::to_string(v));
+        set += v > 0.0f;
+    }
+    if (set > 1)
+        fail(std::string(fn) + ": only one of clipnorm, global_clipnorm and clipvalue can be set, got " +
+             std::to_string(clipnorm) + ", " + std::to_string(global_clipnorm) + ", " +
+             std::to_string(clipvalue));
+    return {clipnorm, global_clipnorm, clipvalue, {}};
+}
+
+// grads[t] → Σ_i grads[t][i]², a float64 array: the squared norms clipping
+// uses, summed in a fixed order (the same for any thread count).
+py::array_t<double> grad_sum_of_squares(const py::sequence& grads) {
+    const char* fn = "grad_sum_of_squares";
+    std::vector<FloatArray> arrays;
+    std::vector<const float*> data;
+    std::vector<int64_t> sizes;
+    for (size_t t = 0; t < py::len(grads); ++t) {
+        arrays.push_back(as_float(grads[t], fn, ("gradient " + std::to_string(t)).c_str()));
+        data.push_back(arrays.back().data());
+        sizes.push_back(arrays.back().size());
+    }
+    py::array_t<double> out(static_cast<py::ssize_t>(arrays.size()));
+    double* outp = out.mutable_data();
+    const fz::ParamList list{static_cast<int64_t>(arrays.size()), nullptr, data.data(), nullptr,
+                             nullptr, sizes.data()};
+    py::gil_scoped_release nogil;
+    fz::grad_sum_of_squares(list, outp);
+    return out;
+}
+// ---- end of gradient clipping
+
 void sgd_update(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
-                float lr, float momentum, bool nesterov, float weight_decay) {
+                float lr, float momentum, bool nesterov, float weight_decay, float clipnorm,
+                float global_clipnorm, float clipvalue) {
     const char* fn = "sgd_update";
     require_finite_param(momentum, fn, "momentum", 0.0, 1.0);
     if (momentum > 0 && momentum_buffers.is_none())
         fail("sgd_update: momentum > 0 needs momentum buffers");
+    GradientClip clip = check_clip(fn, clipnorm, global_clipnorm, clipvalue);
     UpdateTensors u = collect_update(fn, params, grads, {{"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    fz::sgd_update_many(u.list(), lr, momentum, nesterov, weight_decay);
+    fz::ParamList list = u.list();
+    clip.attach(list);
+    fz::sgd_update_many(list, lr, momentum, nesterov, weight_decay);
 }
 
 void adam_update(const py::sequence& params, const py::sequence& grads, const py::sequence& m,
                  const py::sequence& v, float lr, float beta1, float beta2, float epsilon,
-                 int64_t step, float weight_decay) {
+                 int64_t step, float weight_decay, float clipnorm, float global_clipnorm,
+                 float clipvalue) {
     const char* fn = "adam_update";
     require_finite_param(beta1, fn, "beta_1", 0.0, 1.0);
     require_finite_param(beta2, fn, "beta_2", 0.0, 1.0);
     if (step < 1) fail("adam_update: step must be >= 1, got " + std::to_string(step));
+    GradientClip clip = check_clip(fn, clipnorm, global_clipnorm, clipvalue);
     UpdateTensors u = collect_update(fn, params, grads, {{"m", m}, {"v", v}}, lr);
     py::gil_scoped_release nogil;
-    fz::adam_update_many(u.list(), lr, beta1, beta2, epsilon, step, weight_decay);
+    fz::ParamList list = u.list();
+    clip.attach(list);
+    fz::adam_update_many(list, lr, beta1, beta2, epsilon, step, weight_decay);
 }
 
 void rmsprop_update(const py::sequence& params, const py::sequence& grads, const py::sequence& v,
                     const py::object& momentum_buffers, float lr, float rho, float momentum,
-                    float epsilon, float weight_decay) {
+                    float epsilon, float weight_decay, float clipnorm, float global_clipnorm,
+                    float clipvalue) {
     const char* fn = "rmsprop_update";
     require_finite_param(rho, fn, "rho", 0.0, 1.0);
     if (momentum > 0 && momentum_buffers.is_none())
         fail("rmsprop_update: momentum > 0 needs momentum buffers");
+    GradientClip clip = check_clip(fn, clipnorm, global_clipnorm, clipvalue);
     UpdateTensors u =
         collect_update(fn, params, grads, {{"v", v}, {"momentum buffer", momentum_buffers}}, lr);
     py::gil_scoped_release nogil;
-    fz::rmsprop_update_many(u.list(), lr, rho, momentum, epsilon, weight_decay);
+    fz::ParamList list = u.list();
+    clip.attach(list);
+    fz::rmsprop_update_many(list, lr, rho, momentum, epsilon, weight_decay);
 }
 
 // ---------------------------------------------------------------- randomness
@@ -1232,13 +1304,16 @@ PYBIND11_MODULE(_core, m) {
 
     // Optimizers take lists: params[t] is updated in place from grads[t].
     m.def("sgd_update", &sgd_update, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
-          py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"));
+          py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"),
+          py::arg("clipnorm") = 0.0f, py::arg("global_clipnorm") = 0.0f, py::arg("clipvalue") = 0.0f);
     m.def("adam_update", &adam_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
           py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-          py::arg("step"), py::arg("weight_decay"));
+          py::arg("step"), py::arg("weight_decay"), py::arg("clipnorm") = 0.0f,
+          py::arg("global_clipnorm") = 0.0f, py::arg("clipvalue") = 0.0f);
     m.def("rmsprop_update", &rmsprop_update, py::arg("params"), py::arg("grads"), py::arg("v"),
           py::arg("momentum_buffers"), py::arg("learning_rate"), py::arg("rho"), py::arg("momentum"),
-          py::arg("epsilon"), py::arg("weight_decay"));
+          py::arg("epsilon"), py::arg("weight_decay"), py::arg("clipnorm") = 0.0f,
+          py::arg("global_clipnorm") = 0.0f, py::arg("clipvalue") = 0.0f);
 
     m.def("dropout_forward", &dropout_forward, py::arg("x"), py::arg("rate"), py::arg("seed"),
           py::arg("out") = none, py::arg("mask") = none);
@@ -1276,4 +1351,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gamma"),
           py::arg("mean"), py::arg("inv_std"), py::arg("dy"), py::arg("training"),
           py::arg("out") = none, py::arg("dgamma") = none, py::arg("dbeta") = none);
+
+    // ---- gradient clipping: the squared gradient norms behind
+    // clipnorm / global_clipnorm, in a fixed order (csrc/optimizers.h).
+    m.def("grad_sum_of_squares", &grad_sum_of_squares, py::arg("grads"));
 }

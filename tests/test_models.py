@@ -391,7 +391,7 @@ def test_fit_is_silent_with_verbose_0(capsys):
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=2, verbose=0, validation_split=0.2)
     model.evaluate(x, y, verbose=0)
-    model.predict(x)
+    model.predict(x, verbose=0)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 

@@ -26,29 +26,13 @@ import threading
 
 import numpy as np
 
-from . import callbacks as callbacks_module, data, losses, metrics as metrics_module, optimizers
-from . import utils
-
-try:  # helper "keras"'s CallbackList; until it is merged, a minimal stand-in
-    from .callbacks import CallbackList
-except ImportError:  # pragma: no cover — removed when callbacks.CallbackList lands
-    from ._callbacklist_standin import CallbackList
+from . import data, losses, metrics as metrics_module, optimizers, utils
+from .callbacks import CallbackList, resolve_verbose
 
 
 def _batch_size(owner, value):
     """Keras's batch_size: None means 32."""
     return 32 if value is None else utils.check_positive_int(owner, "batch_size", value)
-
-
-def _verbose(value):
-    """Keras's verbose="auto" means 1 (a progress bar)."""
-    return 1 if value == "auto" else value
-
-
-def _format(logs):
-    """'loss: 0.1234 - accuracy: 0.9876'; a per-class metric prints as an array."""
-    return " - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else
-                      f"{k}: {np.array2string(np.asarray(v), precision=4)}" for k, v in logs.items())
 
 
 def _structure(value, names, what):
@@ -485,7 +469,7 @@ class Trainer:
         minibatches; returns the History (also model.history)."""
         self._check_compiled("fit")
         batch_size = _batch_size("fit", batch_size)
-        verbose = _verbose(verbose)
+        verbose = resolve_verbose(verbose, "fit")
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"fit: {name} must be a non-negative integer, got {value!r}")
@@ -505,9 +489,10 @@ class Trainer:
                     validation_data, _batch_size("fit", validation_batch_size or batch_size),
                     validation_steps)
             grads_and_params, regularized = self._prepare_training()
-            callbacks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
-                                     verbose=verbose, epochs=epochs, steps=batches.num_batches,
-                                     model=self)
+            if not isinstance(callbacks, CallbackList):
+                callbacks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                                         verbose=verbose, epochs=epochs,
+                                         steps=batches.num_batches, model=self)
             self.stop_training = False
             training_logs = {}
             callbacks.on_train_begin()
@@ -580,12 +565,13 @@ class Trainer:
         compiled (a dict with return_dict=True)."""
         self._check_compiled("evaluate")
         batch_size = _batch_size("evaluate", batch_size)
-        verbose = _verbose(verbose)
+        verbose = resolve_verbose(verbose, "evaluate")
         if steps is not None:
             utils.check_positive_int("evaluate", "steps", steps)
         batches, _ = self._batches(x, y, sample_weight, None, batch_size, steps, False, "evaluate")
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
-                                 steps=batches.num_batches, model=self)
+        if not isinstance(callbacks, CallbackList):
+            callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose,
+                                     epochs=1, steps=batches.num_batches, model=self)
         logs = self._evaluate_batches(batches, callbacks)
         if return_dict:
             return logs
@@ -596,13 +582,14 @@ class Trainer:
         """The model's outputs for x: an array (or the list / dict of the
         model's outputs) with one row per sample."""
         batch_size = _batch_size("predict", batch_size)
-        verbose = _verbose(verbose)
+        verbose = resolve_verbose(verbose, "predict")
         if steps is not None:
             utils.check_positive_int("predict", "steps", steps)
         batches, _ = self._batches(x, None, None, None, batch_size, steps, False, "predict",
                                    with_targets=False)
-        callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
-                                 steps=batches.num_batches, model=self)
+        if not isinstance(callbacks, CallbackList):
+            callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose,
+                                     epochs=1, steps=batches.num_batches, model=self)
         callbacks.on_predict_begin()
         n = getattr(batches, "n", None)
         results = None

@@ -174,3 +174,44 @@ def check_positive_int(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def to_categorical(y, num_classes=None):
+    """Class labels as one-hot rows, as Keras: label k becomes a row of zeros
+    with a 1 at index k. Shape (..., num_classes) for labels of shape (...);
+    labels of shape (n, 1) give (n, num_classes). float32.
+
+    num_classes defaults to the largest label + 1. Labels must be whole
+    numbers (3 or 3.0) in [0, num_classes): anything else is a ValueError
+    naming the first bad label (Keras would wrap a negative label around or
+    truncate 2.5 to 2 without a word).
+
+        >>> to_categorical([0, 2, 1])
+        array([[1., 0., 0.],
+               [0., 0., 1.],
+               [0., 1., 0.]], dtype=float32)
+    """
+    labels = np.asarray(y)
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if np.any(bad):
+            raise ValueError(f"to_categorical: labels must be whole numbers (class indices), got "
+                             f"{labels[bad][0]}")
+    elif labels.dtype.kind not in "iub":
+        raise TypeError(f"to_categorical: labels must be integers, got dtype {labels.dtype}")
+    shape = labels.shape
+    if len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    flat = labels.reshape(-1)
+    if num_classes is None:
+        if flat.size == 0:
+            raise ValueError("to_categorical: no labels to infer num_classes from; pass num_classes")
+        num_classes = int(flat.max()) + 1
+    else:
+        num_classes = check_positive_int("to_categorical", "num_classes", num_classes)
+    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
+        bad = flat[(flat < 0) | (flat >= num_classes)][0]
+        raise ValueError(f"to_categorical: label {bad} is outside [0, {num_classes})")
+    onehot = np.zeros((flat.size, num_classes), dtype=np.float32)
+    onehot[np.arange(flat.size), flat.astype(np.int64)] = 1.0
+    return onehot.reshape(shape + (num_classes,))

@@ -596,3 +596,84 @@ def test_unsupported_keras_arguments_are_refused_clearly():
         L.Dense(2, kernel_constraint="non_neg")
     with pytest.raises(ValueError, match="dtype must be 'float32'"):
         L.Dense(2, dtype="float64")
+
+
+# ---------------------------------------------------------------- the call protocol for richer layers
+
+class Tied(L.Layer):
+    """One weight W (n, d) used two ways, as a token embedding tied to the output
+    layer: forward(x) = x·W, forward(h, reverse=True) = h·Wᵀ."""
+
+    def __init__(self, n, d, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.d = n, d
+
+    def build(self, input_shape):
+        self.w = self.add_weight((self.n, self.d), "glorot_uniform", name="w")
+        self.built = True
+
+    def compute_output_spec(self, x, reverse=False, training=None):
+        return fz.graph.SymbolicTensor(x.shape[:-1] + ((self.n if reverse else self.d),),
+                                       "float32", None)
+
+    def forward(self, x, reverse=False, training=False):
+        x = np.asarray(x, np.float32)
+        self.save(x, reverse)
+        return x @ (self.w.T if reverse else self.w)
+
+    def backward(self, dy):
+        x, reverse = self.saved
+        self.grads[0][...] = dy.T @ x if reverse else x.T @ dy
+        return dy @ (self.w if reverse else self.w.T)
+
+    def get_config(self):
+        return {"name": self.name, "n": self.n, "d": self.d}
+
+
+class Blend(L.Layer):
+    """Several tensor arguments, some by keyword, one without a gradient:
+    y = (query ⊙ value + key) ⊙ [mask > 0] · scale."""
+
+    def compute_output_spec(self, query, value, key=None, mask=None, scale=1.0, training=None):
+        return fz.graph.SymbolicTensor(query.shape, "float32", None)
+
+    def forward(self, query, value, key=None, mask=None, scale=1.0, training=False):
+        keep = np.float32(scale) * (np.ones_like(query) if mask is None else (mask > 0))
+        self.save(query, value, key is not None, mask is not None, keep)
+        return ((query * value + (0 if key is None else key)) * keep).astype(np.float32)
+
+    def backward(self, dy):
+        query, value, has_key, has_mask, keep = self.saved
+        d = dy * keep
+        grads = [d * value, d * query] + ([d] if has_key else []) + ([None] if has_mask else [])
+        return grads  # one per tensor argument, in forward's order (query, value, key, mask)
+
+
+def test_tensor_keyword_arguments_and_per_node_options(tmp_path):
+    fz.utils.set_random_seed(14)
+    q, v, k = fz.Input((3,), name="q"), fz.Input((3,), name="v"), fz.Input((3,), name="k")
+    mask = fz.Input((3,), dtype="int32", name="mask")
+    y = Blend(name="blend")(value=v, mask=mask, key=k, query=q, scale=2.0)  # keywords, any order
+    model = fz.Model([q, v, k, mask], L.Dense(2)(y))
+    assert [t.name for t in y.node.inputs] == ["q", "v", "k", "mask"]  # forward's order
+    data = [inputs((4, 3), seed=i) for i in range(3)] + [np.array([[1, 0, 1]] * 4)]
+    report = fz.testing.check_gradients(model, data)
+    assert sorted(report) == ["param_0", "param_1", "x_0", "x_1", "x_2"]  # no gradient for ids
+    assert_gradients_ok(report)
+    model.save(tmp_path / "blend.npz")
+    loaded = fz.models.load_model(tmp_path / "blend.npz")
+    np.testing.assert_array_equal(loaded.predict(data, verbose=0), model.predict(data, verbose=0))
+
+
+def test_one_layer_called_two_ways_shares_and_sums_its_weight(tmp_path):
+    """Weight tying: the same W embeds and, transposed, projects back out."""
+    fz.utils.set_random_seed(15)
+    tied = Tied(5, 3, name="tied")
+    x = fz.Input((5,))
+    model = fz.Model(x, tied(L.Activation("tanh")(tied(x)), reverse=True))
+    assert model.output_shape == (None, 5) and len(model.trainable_params) == 1
+    assert_gradients_ok(fz.testing.check_gradients(model, inputs((4, 5))))
+    model.save(tmp_path / "tied.npz")
+    loaded = fz.models.load_model(tmp_path / "tied.npz")
+    xv = inputs((4, 5), seed=3)
+    np.testing.assert_array_equal(loaded.predict(xv, verbose=0), model.predict(xv, verbose=0))

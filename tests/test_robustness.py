@@ -556,6 +556,64 @@ def checkpoint_with_a_malformed_layer_config():
     fz.models.load_model(path)
 
 
+def graph_checkpoint(folder):
+    """A saved functional model (x → Dense → Add with x → Dense) and its config."""
+    fz.utils.set_random_seed(0)
+    x = fz.Input((4,))
+    h = L.Dense(4, activation="relu")(x)
+    model = fz.Model(x, L.Dense(3)(L.Add()([x, h])))
+    path = folder / "graph.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        config = json.loads(str(archive["config"]))
+    return path, config
+
+
+def rewrite_config(path, config):
+    entries = npz_entries(path)
+    entries["config.npy"] = npy_bytes(np.array(json.dumps(config)))
+    write_npz(path, entries)
+
+
+@case(ValueError, r"node 1 uses the output of node 3, which does not come before it: the graph "
+                  r"has a cycle or is out of order")
+def graph_checkpoint_with_a_cycle():
+    path, config = graph_checkpoint(tmpdir())
+    config["config"]["nodes"][1]["args"] = [{"tensor": [3, 0]}]  # the Dense reads the last node
+    rewrite_config(path, config)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"a node names layer 99: there are 4 layers")
+def graph_checkpoint_naming_a_missing_layer():
+    path, config = graph_checkpoint(tmpdir())
+    config["config"]["nodes"][2]["layer"] = 99
+    rewrite_config(path, config)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"cannot load model from .*Add needs inputs of the same shape, got \(None, 4\), "
+                  r"\(None, 3\)")
+def graph_checkpoint_with_incompatible_shapes():
+    path, config = graph_checkpoint(tmpdir())
+    config["config"]["layers"][1]["config"]["units"] = 3  # Add now joins (None, 4) and (None, 3)
+    rewrite_config(path, config)
+    fz.models.load_model(path)
+
+
+@case(ValueError, r"cannot load model from .*deeply nested|cannot load model from .*recursion")
+def graph_checkpoint_nested_a_thousand_deep():
+    path, config = graph_checkpoint(tmpdir())
+    depth = 5000  # written as text: json.dumps itself could not nest this deep
+    nested = ('{"name": "m", "layers": [{"class": "Model", "config": ' * depth +
+              json.dumps(config["config"]) + '}], "nodes": [], "inputs": [], "outputs": []}' * depth)
+    text = json.dumps({**config, "config": None}).replace('"config": null', '"config": ' + nested)
+    entries = npz_entries(path)
+    entries["config.npy"] = npy_bytes(np.array(text))
+    write_npz(path, entries)
+    fz.models.load_model(path)
+
+
 @case(ValueError, r"cannot load model from .*: ")
 def directory_as_checkpoint():
     fz.models.load_model(tmpdir())

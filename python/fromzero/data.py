@@ -93,9 +93,8 @@ class ArrayBatches(Batches):
         inputs, targets, weights = self.arrays
         for _ in range(self.num_batches):
             rows = self._next_rows()
-            batch_weights = self._take("w", None if weights is None else [weights], rows)
             yield (self._take("x", inputs, rows), self._take("t", targets, rows),
-                   None if batch_weights is None else batch_weights[0])
+                   None if weights is None else self._take("w", [weights], rows)[0])
 
 
 class DatasetBatches(Batches):

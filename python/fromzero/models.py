@@ -21,6 +21,8 @@ train through trainer.Trainer (compile, fit, evaluate, predict); save and
 load are in saving.py.
 """
 
+import threading
+
 import numpy as np
 
 from . import graph, utils
@@ -207,6 +209,7 @@ class Model(Trainer, Layer):
         self._n_tensors = len(ids)
         self._input_ids = [ids[id(t)] for t in input_list]
         self._output_ids = [ids[id(t)] for t in output_list]
+        self._single_output = graph.is_symbolic(outputs)
         self._steps = [_Step(node, ids) for node in nodes]
         self._consumers = [0] * len(ids)
         for step in self._steps:
@@ -444,6 +447,8 @@ class Model(Trainer, Layer):
             step.run(values, training)
         if training:
             context.saved = True  # backward may follow
+        if self._single_output:
+            return values[self._output_ids[0]]
         return self._pack_outputs([values[tid] for tid in self._output_ids])
 
     def _pack_outputs(self, arrays):
@@ -671,6 +676,7 @@ class Sequential(Model):
         self._init_trainer()
         self._layers = []
         self._input = None  # the fz.Input given as the first element, if any
+        self._build_lock = threading.Lock()
         self.built = False
         for layer in layers or []:
             self.add(layer)
@@ -788,7 +794,10 @@ class Sequential(Model):
                 raise ValueError(f"{self.name}: the model has no layers: add some before using it")
             data = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 \
                 and isinstance(inputs[0], np.ndarray) else inputs
-            self._build_from_data([_convert(data, "float32", what)])
+            data = _convert(data, "float32", what)
+            with self._build_lock:  # two threads predicting at once build it once
+                if not self.built:
+                    self._build_from_data([data])
         return super()._check_inputs(inputs, what)
 
     def get_config(self):

@@ -512,7 +512,8 @@ class Trainer:
                         loss_sum, seen = total, 1
                         break
                     loss_sum += total
-                    per_output = [a + b for a, b in zip(per_output, sums)]
+                    for k, value in enumerate(sums):
+                        per_output[k] += value
                     seen += len(inputs[0])
                     self._update_metrics(targets, outputs)
                     callbacks.on_train_batch_end(step, self._logs(loss_sum, per_output, seen))

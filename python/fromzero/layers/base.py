@@ -192,12 +192,18 @@ class Layer:
     def save(self, *arrays):
         """Keep `arrays` for backward (as PyTorch's ctx.save_for_backward):
         forward(x, training=True) calls it, backward reads ``self.saved``."""
-        self._context().saved = arrays
+        try:
+            self._local.context.saved = arrays
+        except AttributeError:
+            self._context().saved = arrays
 
     @property
     def saved(self):
         """What the last forward(..., training=True) of this call saved."""
-        saved = self._context().saved
+        try:
+            saved = self._local.context.saved
+        except AttributeError:
+            saved = self._context().saved
         if saved is None:
             raise BackwardBeforeForwardError(
                 f"{self.name}: backward() needs a forward(x, training=True) first, which "
@@ -207,7 +213,10 @@ class Layer:
     def buffer(self, name, shape, dtype=np.float32):
         """A reusable array of this call (utils.Buffers): allocated the first
         time a shape is asked for, then the same array every call."""
-        return self._context().buffers.get(name, shape, dtype)
+        try:
+            return self._local.context.buffers.get(name, shape, dtype)
+        except AttributeError:  # the first call in this thread
+            return self._context().buffers.get(name, shape, dtype)
 
     # ------------------------------------------------------------ calling
 

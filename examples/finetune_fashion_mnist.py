@@ -144,7 +144,8 @@ def main(argv=None):
         _, accuracy, f1 = model.evaluate(x_fashion_test, y_fashion_test, verbose=0)
         print(f"{name:<26}{accuracy:>10.4f}{f1:>10.4f}{seconds:>10.1f} s{epochs:>8.2f}")
     print("\nFine-tuned model, per class:")
-    print(fz.metrics.classification_report(y_fashion_test, finetuned.predict(x_fashion_test, verbose=0),
+    predictions = finetuned.predict(x_fashion_test, verbose=0)
+    print(fz.metrics.classification_report(y_fashion_test, predictions,
                                            target_names=CLASS_NAMES))
 
 

@@ -301,11 +301,14 @@ def test_sequence_step_against_pytorch_and_the_fused_softmax():
     logits_model = sequence_model()
     fused_model = sequence_model(softmax=True)
     fused_model.set_weights(logits_model.get_weights())
-    w = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in logits_model.get_weights()]
+    w = [torch.tensor(a, dtype=torch.float64, requires_grad=True)
+         for a in logits_model.get_weights()]
     out = torch.tanh(torch.tensor(x, dtype=torch.float64) @ w[0] + w[1]) @ w[2] + w[3]
-    torch.nn.functional.cross_entropy(out.reshape(-1, 7), torch.tensor(labels.reshape(-1))).backward()
+    loss = torch.nn.functional.cross_entropy(out.reshape(-1, 7), torch.tensor(labels.reshape(-1)))
+    loss.backward()  # the mean over every token
     expected = [a.detach().numpy() - 0.5 * a.grad.numpy() for a in w]
-    logits_model.compile(fz.optimizers.SGD(0.5), fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logits_model.compile(fz.optimizers.SGD(0.5),
+                         fz.losses.SparseCategoricalCrossentropy(from_logits=True))
     fused_model.compile(fz.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
     for model in (logits_model, fused_model):
         model.train_on_batch(x, labels)

@@ -35,6 +35,7 @@ def info():
     }
 
 
-__all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
-           "augmentation", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "plot", "regularizers", "saving", "testing", "utils"]
+__all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads",
+           "set_num_threads", "activations", "augmentation", "callbacks", "datasets", "initializers",
+           "layers", "losses", "metrics", "models", "ops", "optimizers", "plot", "regularizers",
+           "saving", "testing", "utils"]

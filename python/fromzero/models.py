@@ -252,10 +252,11 @@ class Model(Trainer, Layer):
                 raise ValueError(f"{self.name}: {tensor.name} was not produced by a layer call")
             if isinstance(node.layer, InputLayer):
                 route = " → ".join([node.layer.name] + [n.layer.name for n in reversed(path)])
+                output = path[0].layer.name if path else tensor.name
                 raise ValueError(
-                    f"{self.name}: the graph is disconnected: output {path[0].layer.name if path else tensor.name} "
-                    f"depends on input {node.layer.name!r} ({route}), which is not among the "
-                    f"model's inputs ({', '.join(t.node.layer.name for t in inputs)})")
+                    f"{self.name}: the graph is disconnected: output {output} depends on input "
+                    f"{node.layer.name!r} ({route}), which is not among the model's inputs "
+                    f"({', '.join(t.node.layer.name for t in inputs)})")
             seen = state.get(id(node))
             if seen == "done":
                 return

@@ -677,3 +677,14 @@ def test_one_layer_called_two_ways_shares_and_sums_its_weight(tmp_path):
     loaded = fz.models.load_model(tmp_path / "tied.npz")
     xv = inputs((4, 5), seed=3)
     np.testing.assert_array_equal(loaded.predict(xv, verbose=0), model.predict(xv, verbose=0))
+
+
+def test_compiled_sequential_changed_afterwards_trains_its_new_output():
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    model = fz.Sequential([L.Dense(3, activation="softmax", input_shape=(4,))])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, np.zeros(16, int), verbose=0)
+    model.pop()
+    model.add(L.Dense(5, activation="softmax", name="wider"))
+    history = model.fit(x, np.full(16, 4), verbose=0)  # label 4 needs the new 5-way output
+    assert set(history.history) == {"loss", "accuracy"}

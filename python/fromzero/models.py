@@ -226,6 +226,7 @@ class Model(Trainer, Layer):
                 raise ValueError(f"{self.name}: the name {name!r} is used by {names.count(name)} "
                                  f"layers of the model; layer names must be unique")
         self._all_layers = layers
+        self._output_losses = None  # compiled losses follow the outputs: resolved again
         leaves, seen = [], set()
         for layer in layers:
             for leaf in (layer._leaves if isinstance(layer, Model) else [layer]):

@@ -3,6 +3,7 @@ shared layers and nested models — gradients against finite differences and
 against PyTorch, Sequential ≡ Model, save/load, bad graphs, shape layers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -688,3 +689,17 @@ def test_compiled_sequential_changed_afterwards_trains_its_new_output():
     model.add(L.Dense(5, activation="softmax", name="wider"))
     history = model.fit(x, np.full(16, 4), verbose=0)  # label 4 needs the new 5-way output
     assert set(history.history) == {"loss", "accuracy"}
+
+
+def test_utils_imports_nothing_of_fromzero():
+    """utils is what every module imports; it imports no fromzero module itself
+    (the old profiler ↔ utils cycle is gone). check_gradients stays reachable there."""
+    import ast
+    source = (Path(fz.__file__).parent / "utils.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:  # module-level imports only
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and not (node.module or "").startswith("fromzero"), node.module
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("fromzero") for a in node.names)
+    assert fz.utils.check_gradients is fz.testing.check_gradients
+    assert not hasattr(fz.utils, "profile") and callable(fz.profiler.profile)

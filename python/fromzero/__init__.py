@@ -16,7 +16,7 @@ Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
 """
 
 from . import (activations, augmentation, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, regularizers, saving, testing, utils)
+               models, ops, optimizers, profiler, regularizers, saving, testing, utils)
 from ._core import get_num_threads, set_num_threads
 from .layers import Input
 from .models import Model, Sequential, load_model
@@ -37,5 +37,5 @@ def info():
 
 __all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads",
            "set_num_threads", "activations", "augmentation", "callbacks", "datasets", "initializers",
-           "layers", "losses", "metrics", "models", "ops", "optimizers", "plot", "regularizers",
-           "saving", "testing", "utils"]
+           "layers", "losses", "metrics", "models", "ops", "optimizers", "plot", "profiler",
+           "regularizers", "saving", "testing", "utils"]

@@ -1,5 +1,4 @@
-"""Where the time of a training step goes: ``fz.profiler.profile(model, x, y)``
-(also ``fz.utils.profile``).
+"""Where the time of a training step goes: ``fz.profiler.profile(model, x, y)``.
 
 It runs real training steps — the same ``Model._train_step`` that fit runs,
 on the batches fit's iterator gives: forward, loss, backward, update — with a
@@ -80,7 +79,7 @@ class _Patches:
 
 
 class Profile:
-    """The result of fz.utils.profile: ``rows`` (one dict per part, times in
+    """The result of fz.profiler.profile: ``rows`` (one dict per part, times in
     milliseconds per step), ``step_ms``, ``steps`` and ``batch_size``.
     ``profile["dense"]`` is the row whose name starts with "dense "; str() is the table."""
 

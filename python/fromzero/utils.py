@@ -1,7 +1,8 @@
 """Seeds, argument checks, reusable buffers and PyDataset: the helpers every other module uses.
 
 This module imports nothing of fromzero (the gradient check is in
-fromzero.testing, the profiler in fromzero.profiler)."""
+fromzero.testing, the profiler in fromzero.profiler), so every other module
+can import it."""
 
 import contextlib
 import difflib
@@ -64,15 +65,12 @@ def next_seed():
 
 
 def __getattr__(name):
-    """fz.utils.check_gradients and fz.utils.profile, kept for old programs:
-    they live in fromzero.testing and fromzero.profiler, imported only when
-    asked for, so that this module imports nothing of fromzero."""
+    """fz.utils.check_gradients, kept for old programs: it lives in
+    fromzero.testing, imported only when asked for, so that this module
+    imports nothing of fromzero."""
     if name == "check_gradients":
         from .testing import check_gradients
         return check_gradients
-    if name == "profile":
-        from .profiler import profile
-        return profile
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -593,8 +593,17 @@ def test_layer_classes_register_themselves_under_one_naming_rule():
 
 
 def test_unsupported_keras_arguments_are_refused_clearly():
-    with pytest.raises(TypeError, match=r"Dense: unsupported argument\(s\) kernel_constraint"):
+    with pytest.raises(TypeError, match=r"Dense: unsupported argument\(s\) kernel_constraint .*"
+                                        r"kernel_constraint can only be None"):
         L.Dense(2, kernel_constraint="non_neg")
+    with pytest.raises(TypeError, match=r"data_format can only be None or 'channels_last'"):
+        L.Conv2D(2, 3, data_format="channels_first")
+    with pytest.raises(TypeError, match=r"unsupported argument\(s\) kernel_size_typo \(fromzero"):
+        L.Conv2D(2, 3, kernel_size_typo=3)
+    # what Keras programs spell out at the value that means "not used" is accepted
+    L.Conv2D(2, 3, data_format="channels_last", dilation_rate=(1, 1), groups=1,
+             bias_regularizer=None, kernel_constraint=None)
+    L.Dropout(0.1, noise_shape=None, seed=None)
     with pytest.raises(ValueError, match="dtype must be 'float32'"):
         L.Dense(2, dtype="float64")
 

@@ -57,6 +57,27 @@ def unique_name(base):
     return base if count == 0 else f"{base}_{count}"
 
 
+# Keras arguments fromzero does not implement, accepted at the value that
+# means "not used" (what Keras programs often spell out), refused otherwise.
+_KERAS_DEFAULTS = {
+    "activity_regularizer": [None], "bias_regularizer": [None], "kernel_constraint": [None],
+    "bias_constraint": [None], "data_format": [None, "channels_last"],
+    "dilation_rate": [1, (1, 1)], "groups": [1], "noise_shape": [None], "seed": [None],
+    "autocast": [True], "lora_rank": [None],
+}
+
+
+def _is_default(value, defaults):
+    value = tuple(value) if isinstance(value, list) else value
+    return any(value is d or (type(value) is type(d) and value == d) for d in defaults)
+
+
+def _default_hint(names):
+    known = [n for n in names if n in _KERAS_DEFAULTS]
+    return "".join(f"; {n} can only be {' or '.join(repr(d) for d in _KERAS_DEFAULTS[n])}"
+                   for n in known)
+
+
 def get_class(name):
     """The layer class registered under `name` (a class name or an alias)."""
     cls = _REGISTRY.get(name)
@@ -132,9 +153,12 @@ class Layer:
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  **kwargs):
         cls = type(self).__name__
-        if kwargs:
-            raise TypeError(f"{cls}: unsupported argument(s) {', '.join(sorted(kwargs))} "
-                            f"(fromzero does not implement them)")
+        unsupported = sorted(k for k, v in kwargs.items()
+                             if not (k in _KERAS_DEFAULTS and _is_default(v, _KERAS_DEFAULTS[k])))
+        if unsupported:
+            raise TypeError(f"{cls}: unsupported argument(s) {', '.join(unsupported)} "
+                            f"(fromzero does not implement them"
+                            f"{_default_hint(unsupported)})")
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"{cls}: dtype must be 'float32' (fromzero's layers compute in "
                              f"float32), got {dtype!r}")

@@ -52,6 +52,7 @@ def test_one_loss_per_output_summed_with_keras_names(as_dict):
     targets = {"kind": y, "size": size} if as_dict else [y, size]
     history = model.fit(x, targets, epochs=2, verbose=0)
     assert list(history.history) == ["loss", "kind_accuracy", "kind_loss", "size_loss"]
+    assert model.metrics_names == list(history.history)
     logs = model.evaluate(x, targets, verbose=0, return_dict=True)
     kind, scale = model.predict(x, verbose=0)
     ce = -np.mean(np.log(np.clip(kind[np.arange(len(y)), y], 1e-7, 1)))

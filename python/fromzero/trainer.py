@@ -175,8 +175,13 @@ class Trainer:
         self._output_losses = outputs
         return outputs
 
-    def _metric_names(self):
-        return [o.prefix + m.name for o in self._losses() for m in o.metrics]
+    @property
+    def metrics_names(self):
+        """The names of what evaluate returns, in order (Keras's metrics_names)."""
+        names = ["loss"] + [o.prefix + m.name for o in self._losses() for m in o.metrics]
+        if len(self.outputs) > 1:
+            names += [f"{o.name}_loss" for o in self._losses()]
+        return names
 
     # ------------------------------------------------------------ data
 

@@ -105,11 +105,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = args.programs or programs()
     engines = ["fromzero", "keras"] if args.compare else [args.engine]
-    rows = []
+    rows, failed = [], 0
     for name in names:
         row = [name]
         for engine in engines:
-            accuracy, seconds, _ = run(name, engine, args.subset, args.timeout)
+            try:
+                accuracy, seconds, _ = run(name, engine, args.subset, args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"{name} on {engine}: FAILED\n{str(e)[-2000:]}", flush=True)
+                row += [None, None]
+                failed += 1
+                continue
             print(f"{name} on {engine}: test accuracy {accuracy:.4f} ({seconds:.0f} s)", flush=True)
             row += [accuracy, seconds]
         rows.append(row)
@@ -118,12 +124,13 @@ def main(argv=None):
     print(header + (" | difference |" if args.compare else " |"))
     print("|" + " --- |" * (1 + 2 * len(engines) + args.compare))
     for row in rows:
-        cells = [row[0]] + [f"{v:.4f}" if i % 2 == 0 else f"{v:.0f}"
+        cells = [row[0]] + ["failed" if v is None else f"{v:.4f}" if i % 2 == 0 else f"{v:.0f}"
                             for i, v in enumerate(row[1:])]
         if args.compare:
-            cells.append(f"{row[1] - row[3]:+.4f}")
+            both = row[1] is not None and row[3] is not None
+            cells.append(f"{row[1] - row[3]:+.4f}" if both else "—")
         print("| " + " | ".join(cells) + " |")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

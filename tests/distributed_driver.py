@@ -7,7 +7,8 @@ apply_gradients) and writes what the tests compare.
     python tests/distributed_driver.py OUT --plain              one process, whole batches
 
 Each rank writes OUT/rank<r>.npz (its final weights and the reduced logs);
-rank 0 alone writes OUT/model.npz. --fault makes rank 1 misbehave at step
+rank 0 alone writes OUT/model.npz; a model mismatch or divergence also goes
+to OUT/error_rank<r>.txt. --fault makes rank 1 misbehave at step
 --fault-step, for the fault tests. This is a test driver, not a training
 loop to copy: model.fit is that (and will call the same DataParallel).
 """
@@ -115,4 +116,11 @@ def misbehave(fault, model):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (fz.distributed.ModelMismatchError, fz.distributed.WeightsDivergedError) as e:
+        # Every rank raises these; written to a file of its own as well, since
+        # the ranks' tracebacks can interleave in the launcher's output.
+        with open(os.path.join(sys.argv[1], f"error_rank{fz.distributed.rank()}.txt"), "w") as f:
+            f.write(f"{type(e).__name__}: {e}")
+        raise

@@ -279,6 +279,11 @@ class DataParallel:
                           if self.size > 1 and self.timeout is not None else None)
 
         self._model = model
+        unbuilt = [layer.name for layer in getattr(model, "layers", []) if not layer.built]
+        if unbuilt:
+            raise ValueError(f"DataParallel: build the model first (model.build(input_shape)): "
+                             f"{', '.join(unbuilt)} {'has' if len(unbuilt) == 1 else 'have'} "
+                             f"no weights yet")
         self._params = list(model.trainable_params)
         grads = list(model.trainable_grads)
         if len(grads) != len(self._params):

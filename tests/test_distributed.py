@@ -42,6 +42,23 @@ def test_init_without_a_launcher_is_a_world_of_one_without_mpi4py():
     assert out.split() == ["(0,", "1)", "True", "1", "False"]
 
 
+@pytest.mark.parametrize("module, source", [
+    ("__init__.py", "raise ImportError('No module named mpi4py')"),              # not installed
+    ("MPI.py", "raise RuntimeError('cannot load MPI library')"),                 # no libmpi
+])
+def test_a_launcher_without_mpi4py_says_what_to_install(tmp_path, module, source):
+    fake = tmp_path / "mpi4py"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / module).write_text(source)
+    env = dict(os.environ, PMI_SIZE="2", PYTHONPATH=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", "import fromzero as fz; fz.distributed.init()"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "ImportError: fromzero.distributed:" in run.stderr
+    assert "pip install fromzero[mpi]" in run.stderr
+
+
 def small_model(seed=0, hidden=8, outputs=3, loss="mse"):
     fz.utils.set_random_seed(seed)
     model = fz.Sequential([L.Dense(hidden, activation="tanh"), L.Dense(outputs)])

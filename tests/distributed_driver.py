@@ -62,7 +62,7 @@ def main():
     # The same batches on every rank: one permutation per epoch from a shared seed.
     order_rng = np.random.default_rng(args.seed if dp is None else dp.same_on_every_rank(args.seed))
     order = np.empty(0, np.int64)
-    loss_sum, seen = 0.0, 0
+    loss_sum, seen, global_losses = 0.0, 0, []
 
     def train_on(index):
         pred = model.forward(x[index], training=True)
@@ -85,8 +85,8 @@ def main():
             for shard in dp.shards(batch):
                 total, n = train_on(shard.indices)
                 loss_sum, seen = loss_sum + total, seen + n
-                dp.accumulate(shard)
-            dp.allreduce_gradients()
+                dp.accumulate(shard, total)
+            global_losses.append(dp.allreduce_gradients())  # the whole batch's loss sum
         optimizer.apply_gradients(grads_and_params)
         if dp is not None:
             dp.check_in_sync(step)
@@ -95,7 +95,8 @@ def main():
             else dp.reduce_logs(loss_sum, seen, [accuracy]))
     weights = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     np.savez(os.path.join(args.out, f"rank{rank}.npz"), loss=logs["loss"],
-             accuracy=logs["accuracy"], local_seen=seen, **weights)
+             accuracy=logs["accuracy"], local_seen=seen,
+             batch_losses=np.array(global_losses, np.float32), **weights)
     if dp is None or dp.is_chief:
         model.save(os.path.join(args.out, "model.npz"))
         print(f"world size {size}: loss {logs['loss']:.6f} accuracy {logs['accuracy']:.6f}")

@@ -127,6 +127,16 @@ def test_shares_are_summed_in_rank_order():
         assert np.array_equal(a, b)
 
 
+def test_the_shares_loss_sums_ride_along():
+    model = small_model()
+    dp = distributed.DataParallel(model, shards=2)
+    for shard, loss_sum in zip(dp.shards(np.arange(10)), [1.5, 2.25]):
+        dp.accumulate(shard, loss_sum)
+    assert dp.allreduce_gradients() == 3.75
+    dp.shards(np.arange(10))
+    assert dp.allreduce_gradients() == 0.0  # nothing accumulated: nothing summed
+
+
 def test_an_empty_share_adds_nothing_even_after_a_full_step():
     x, y = data(12)
     model = small_model()
@@ -300,6 +310,11 @@ def test_two_ranks_train_as_one_process(tmp_path):
         plain_accuracy, abs=1e-3)
     with np.load(tmp_path / "mpi" / "rank1.npz") as rank1:
         assert int(rank1["local_seen"]) == 300 * 16  # each rank saw half of every batch
+        # Every rank learned each whole batch's loss from the all-reduce, as the emulation did.
+        for folder in ("mpi", "emulated"):
+            with np.load(tmp_path / folder / "rank0.npz") as other:
+                assert np.array_equal(rank1["batch_losses"], other["batch_losses"])
+        assert np.mean(rank1["batch_losses"]) / 32 == pytest.approx(loss, rel=1e-5)
 
 
 @needs_mpi

@@ -22,8 +22,8 @@ Usage — what a training loop calls (``fit`` will, for ``distribute=True``)::
     for step, batch in enumerate(batches, 1):   # batch: sample indices, equal on every rank
         for shard in dp.shards(batch):          # this rank's share of the batch
             ...forward / loss / backward on x[shard.indices]...
-            dp.accumulate(shard)                # g_r·b_r/B into the flat buffer
-        dp.allreduce_gradients()                # one collective; model's grads ← g
+            dp.accumulate(shard, loss_sum)      # g_r·b_r/B (and the share's loss) into the buffer
+        batch_loss = dp.allreduce_gradients()   # one exchange; model's grads ← g; Σ of the losses
         optimizer.apply_gradients(zip(model.trainable_grads, model.trainable_params))
         dp.check_in_sync(step)                  # every `check_every` steps: same weights?
     logs = dp.reduce_logs(loss_sum, samples_seen, metrics)   # sums over ranks, then ratios
@@ -32,7 +32,10 @@ Usage — what a training loop calls (``fit`` will, for ``distribute=True``)::
 The gradients travel as one flat float32 buffer, preallocated: ``accumulate``
 packs every trainable gradient into it (one NumPy pass per array, scaled by
 the share's weight b_r/B on the way), ``allreduce_gradients`` makes one
-exchange and copies the sum back into the model's gradient arrays. Copying in
+exchange and copies the sum back into the model's gradient arrays. The
+share's loss sum rides along in one extra element, so every rank learns the
+loss of the whole batch (for the progress bar, for stopping on NaN — a
+decision all ranks must take together) without a second collective. Copying in
 and out (rather than making the layers' gradients views of the buffer) keeps
 the layers unaware of distribution; the copies cost ~0.1 ms per million
 parameters, a few percent of the exchange itself (bench/distributed.py).
@@ -299,9 +302,10 @@ class DataParallel:
         self._spans = list(zip(ends[:-1].tolist(), ends[1:].tolist()))
         self.num_parameters = int(ends[-1])
 
-        # The flat buffers, allocated once. Padded to a multiple of the shard
-        # count so that the Alltoall cuts it into equal chunks.
-        self._chunk = max(1, math.ceil(self.num_parameters / self.num_shards))
+        # The flat buffers, allocated once: the gradients, then one element
+        # for the loss sum, padded to a multiple of the shard count so that
+        # the Alltoall cuts them into equal chunks.
+        self._chunk = math.ceil((self.num_parameters + 1) / self.num_shards)
         padded = self._chunk * self.num_shards
         self._shares = np.zeros((len(self._local_shards), padded), np.float32)  # g_r · b_r/B
         self._filled = np.zeros(len(self._local_shards), bool)
@@ -339,18 +343,21 @@ class DataParallel:
                 out.append(Shard(slot, batch[low:high], np.float32((high - low) / len(batch))))
         return out
 
-    def accumulate(self, shard):
+    def accumulate(self, shard, loss_sum=0.0):
         """Copy the model's gradients, scaled by the shard's weight b_r/B, into
-        the shard's row of the flat buffer: one NumPy pass per array."""
+        the shard's row of the flat buffer (one NumPy pass per array), and
+        the shard's loss sum (Σ over its samples) into the element after them."""
         row = self._shares[shard.slot]
         for g, (low, high) in zip(self._flat_grads, self._spans):
             np.multiply(g, shard.weight, out=row[low:high])
+        row[self.num_parameters] = loss_sum
         self._filled[shard.slot] = True
 
     def allreduce_gradients(self):
         """Set the model's gradients to Σ_r (b_r/B)·g_r over every share of
         the step, added in rank order: one exchange (two MPI collectives that
-        only move bytes) under MPI, a local sum in emulation."""
+        only move bytes) under MPI, a local sum in emulation. Returns the sum
+        of the shares' loss sums: the whole batch's, equal on every rank."""
         for slot in np.flatnonzero(~self._filled):  # an empty share adds nothing
             self._shares[slot].fill(0.0)
         if self.size == 1:
@@ -370,6 +377,7 @@ class DataParallel:
             np.copyto(g, self._sum[low:high])
         self._filled[:] = False
         self.steps += 1
+        return float(self._sum[self.num_parameters])
 
     # ------------------------------------------------------------ weights
 

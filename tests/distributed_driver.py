@@ -7,7 +7,7 @@ apply_gradients) and writes what the tests compare.
     python tests/distributed_driver.py OUT --plain              one process, whole batches
 
 Each rank writes OUT/rank<r>.npz (its final weights and the reduced logs);
-rank 0 alone writes OUT/model.npz; a model mismatch or divergence also goes
+rank 0 alone writes OUT/model.npz; a mismatch or a divergence also goes
 to OUT/error_rank<r>.txt. --fault makes rank 1 misbehave at step
 --fault-step, for the fault tests. This is a test driver, not a training
 loop to copy: model.fit is that (and will call the same DataParallel).
@@ -23,7 +23,7 @@ import numpy as np
 
 import fromzero as fz
 
-FAULTS = ("kill", "exit", "raise", "hang", "diverge", "mismatch")
+FAULTS = ("kill", "exit", "raise", "hang", "diverge", "mismatch", "data")
 
 
 def main():
@@ -52,12 +52,15 @@ def main():
     model.build((784,))
     loss, optimizer, accuracy = model.loss, model.optimizer, model.metrics[0]
 
+    samples = args.samples - 1 if faulty and args.fault == "data" else args.samples
     (x, y), _ = fz.datasets.mnist.load_data()
-    x = np.divide(x[:args.samples].reshape(-1, 784), 255, dtype=np.float32)
-    targets = loss.prepare_targets(y[:args.samples], (args.samples, 10))
+    x = np.divide(x[:samples].reshape(-1, 784), 255, dtype=np.float32)
+    targets = loss.prepare_targets(y[:samples], (samples, 10))
 
     dp = None if args.plain else fz.distributed.DataParallel(
         model, shards=args.shards, check_every=args.check_every, timeout=args.timeout)
+    if dp is not None:
+        dp.check_same("the number of training samples", len(x))
     grads_and_params = list(zip(model.trainable_grads, model.trainable_params))
     # The same batches on every rank: one permutation per epoch from a shared seed.
     order_rng = np.random.default_rng(args.seed if dp is None else dp.same_on_every_rank(args.seed))
@@ -74,7 +77,7 @@ def main():
 
     for step in range(1, args.steps + 1):
         if len(order) < args.batch_size:
-            order = order_rng.permutation(args.samples)
+            order = order_rng.permutation(len(x))
         batch, order = order[:args.batch_size], order[args.batch_size:]
         if faulty and step == args.fault_step:
             misbehave(args.fault, model)
@@ -119,7 +122,7 @@ def misbehave(fault, model):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (fz.distributed.ModelMismatchError, fz.distributed.WeightsDivergedError) as e:
+    except (fz.distributed.MismatchError, fz.distributed.WeightsDivergedError) as e:
         # Every rank raises these; written to a file of its own as well, since
         # the ranks' tracebacks can interleave in the launcher's output.
         with open(os.path.join(sys.argv[1], f"error_rank{fz.distributed.rank()}.txt"), "w") as f:

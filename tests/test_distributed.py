@@ -164,6 +164,7 @@ def test_one_process_is_always_in_sync_and_broadcasts_nothing():
     assert dp.check_in_sync(1) is False
     assert dp.same_on_every_rank(42) == 42
     dp.check_same("the data size", 10)
+    assert issubclass(distributed.ModelMismatchError, distributed.MismatchError)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
@@ -361,6 +362,14 @@ def test_mismatched_models_are_named_at_the_start(tmp_path):
     assert ("ModelMismatchError: the model on rank 1 differs from rank 0's: layer 0 (Dense 'dense') "
             "has weights [(784, 128) float32, (128,) float32] on rank 0 but [(784, 64) float32, "
             "(64,) float32] there") in errors(tmp_path / "mismatch")[0]
+
+
+@needs_mpi
+def test_ranks_with_different_data_are_stopped_before_training(tmp_path):
+    code, output, _ = run(tmp_path / "data", "--fault", "data", limit=60)
+    assert code != 0 and errors(tmp_path / "data"), output
+    assert ("MismatchError: the number of training samples differs across ranks: 4096 on rank 0, "
+            "4095 on rank 1") in errors(tmp_path / "data")[0]
 
 
 @needs_mpi

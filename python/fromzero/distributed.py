@@ -98,7 +98,7 @@ import numpy as np
 from . import utils
 
 __all__ = ["init", "rank", "world_size", "is_chief", "verbosity", "DataParallel", "Shard",
-           "ModelMismatchError", "WeightsDivergedError"]
+           "MismatchError", "ModelMismatchError", "WeightsDivergedError"]
 
 # Environment variables set by MPI launchers in the processes they start:
 # MPICH's Hydra and Intel MPI (PMI_*), Open MPI (OMPI_*), PMIx launchers
@@ -107,7 +107,11 @@ __all__ = ["init", "rank", "world_size", "is_chief", "verbosity", "DataParallel"
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 
 
-class ModelMismatchError(ValueError):
+class MismatchError(ValueError):
+    """Something that must be equal on every rank is not (DataParallel.check_same)."""
+
+
+class ModelMismatchError(MismatchError):
     """The ranks built different models (layers, weight shapes, optimizer, loss)."""
 
 
@@ -252,7 +256,8 @@ class DataParallel:
     shards: in a single process, compute each global batch as this many
         shares one after another (micro-batches) and add them in the order
         the ranks of an N-process run would: the result equals that run's bit
-        for bit. Under MPI it must be None or the world size.
+        for bit (memory: one gradient-sized buffer per share). Under MPI it
+        must be None or the world size.
     check_every: compare the weights' hashes every this many steps (None: never).
     timeout: seconds a collective may wait for the other ranks before the
         watchdog aborts the job (None: wait forever).
@@ -423,12 +428,15 @@ class DataParallel:
             return self._comm.bcast(value, root=0)
 
     def check_same(self, what, value):
-        """Raise ModelMismatchError on every rank unless `value` (picklable,
-        comparable) is equal on all ranks; `what` names it in the error."""
+        """Raise MismatchError on every rank unless `value` (picklable,
+        comparable) is equal on all ranks; `what` names it in the error: the
+        number of samples, the batch size, the epochs — anything that decides
+        how many steps a rank takes, since a rank with one step more would
+        wait forever for the others."""
         values = self._allgather(value, f"the check of {what}")
         for r, v in enumerate(values):
             if v != values[0]:
-                raise ModelMismatchError(f"{what} differs across ranks: {values[0]!r} on rank 0, "
+                raise MismatchError(f"{what} differs across ranks: {values[0]!r} on rank 0, "
                                          f"{v!r} on rank {r}")
 
     # ------------------------------------------------------------ logs

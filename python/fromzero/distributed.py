@@ -72,7 +72,8 @@ ranks are added, then divided; a metric's state (the attributes its
 ``result()`` is read from the sum — never a mean of per-rank means.
 
 Faults. MPICH's launcher (Hydra) kills every rank as soon as one dies from a
-signal or exits with an error, and exits with that code. What it cannot see
+signal or exits with an error, and exits with that code (a rank that exits
+early with code 0 ends the job with code 0, too). What it cannot see
 is a rank that hangs, or one whose Python raised (its exit handler then waits
 forever in MPI_Finalize). So ``init`` makes an uncaught exception call
 MPI_Abort (as ``python -m mpi4py`` does), and a watchdog thread aborts the

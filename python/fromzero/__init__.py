@@ -14,8 +14,8 @@ Reading order: models.py (fit) → layers.py (forward/backward) → ops.py (the
 compiled kernels) → csrc/ (the C++ that does the arithmetic).
 """
 
-from . import (activations, augmentation, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, regularizers, utils)
+from . import (activations, augmentation, callbacks, datasets, distributed, initializers, layers, losses,
+               metrics, models, ops, optimizers, regularizers, utils)
 from ._core import get_num_threads, set_num_threads
 from .models import Sequential, load_model
 from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
@@ -34,5 +34,5 @@ def info():
 
 
 __all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
-           "augmentation", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
+           "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
            "models", "ops", "optimizers", "plot", "regularizers", "utils"]

@@ -1,15 +1,18 @@
 // attention.cpp — scaled dot-product attention (formulas in attention.h).
 //
-// Work is split by (batch, head) and, in the forward, by blocks of
-// kQueryBlock query rows: each unit owns its rows of P and O outright. The
-// three products of a unit are GEMMs on per-head tiles read in place through
-// the strides (lda = the time stride), run serially inside the unit's thread.
-// The backward's units are whole (batch, head) pairs, because dK and dV sum
-// over every query: one thread adds the query blocks' contributions in
-// block order, so the sums do not depend on the thread count.
+// Work is split by (batch, head): a thread owns every row of P, O, dQ, dK and
+// dV of its heads, so nothing is shared and dK, dV (sums over the queries) are
+// added in the same order whatever the thread count. Within a head, queries
+// go in blocks of kQueryBlock rows, and each block's three products are GEMMs
+// on per-head tiles read in place through the strides (lda = the time stride),
+// run serially in the head's thread.
+//
+// Q·Kᵀ and dO·Vᵀ multiply by a transposed operand, which the GEMM would pack
+// (transpose) again for every query block; instead the head's Kᵀ (forward) or
+// Vᵀ (backward) is transposed once into a per-thread scratch and read in place.
 //
 // With a causal mask, query block [i0, i1) sees no key past i1 − 1 + offset,
-// so its products stop there: the blocks above the diagonal are never
+// so its products stop there: the tiles above the diagonal are never
 // computed (at T = 64 and blocks of 16 that is 3/8 of the work saved).
 #include "attention.h"
 
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "lanes.h"
 #include "parallel.h"
 
 namespace fz {
@@ -32,20 +36,15 @@ constexpr int64_t kMinFlopsPerThread = 1 << 17;
 
 // p[0:n] ← softmax(p[0:n]) in place. Entries equal to −∞ (masked) become 0; if
 // all are −∞ the row becomes all zeros. This is the one place attention calls
-// exp: when the vectorized exp/softmax primitive lands, it goes here.
+// exp: the loop marked below becomes the vectorized exp primitive when it lands.
 void softmax_row(float* p, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) max = std::max(max, p[j]);
+    const float max = lane_max(p, n);
     if (max == -INFINITY) {
         std::fill(p, p + n, 0.0f);
         return;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-        p[j] = std::exp(p[j] - max);
-        sum += p[j];
-    }
-    const auto inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) p[j] = std::exp(p[j] - max);  // ← the vectorized exp
+    const float inv = 1.0f / lane_sum(n, [=](int64_t j) { return p[j]; });
     for (int64_t j = 0; j < n; ++j) p[j] *= inv;
 }
 
@@ -82,11 +81,25 @@ void softmax_backward_rows(const float* P, int64_t ldp, float* dS, int64_t ld, i
     for (int64_t i = 0; i < rows; ++i) {
         const float* p = P + i * ldp;
         float* d = dS + i * ld;
-        double dot = 0.0;
-        for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(p[j]) * d[j];
-        const auto dot_f = static_cast<float>(dot);
-        for (int64_t j = 0; j < n; ++j) d[j] = p[j] * (d[j] - dot_f);
+        const float dot = lane_sum(n, [=](int64_t j) { return p[j] * d[j]; });
+        for (int64_t j = 0; j < n; ++j) d[j] = p[j] * (d[j] - dot);
     }
+}
+
+// out (dim, n) ← the rows [0, n) of one head of x, transposed.
+void transpose_head(HeadArray<const float> x, int64_t b, int64_t h, int64_t n, int64_t dim,
+                    float* out) {
+    for (int64_t t = 0; t < n; ++t) {
+        const float* row = x.row(b, t, h);
+        for (int64_t d = 0; d < dim; ++d) out[d * n + t] = row[d];
+    }
+}
+
+// A per-thread scratch of at least n floats; it only grows, so a training
+// loop allocates it once.
+float* scratch(std::vector<float>& buffer, int64_t n) {
+    if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+    return buffer.data();
 }
 
 // The rows of one head of a HeadArray set to zero.
@@ -103,22 +116,26 @@ int64_t unit_grain(int64_t flops_per_unit) {
 void attention_forward(const AttentionShape& s, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
                        const AttentionMask& mask, float* probs, HeadArray<float> out) {
-    const int64_t blocks = (s.q_len + kQueryBlock - 1) / kQueryBlock;
-    const int64_t flops = 2 * std::min(kQueryBlock, s.q_len) * s.kv_len * (s.key_dim + s.value_dim);
-    parallel_for(0, s.batch * s.heads * blocks, unit_grain(flops), [&](int64_t lo, int64_t hi) {
+    const int64_t flops = 2 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
+    parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
+        thread_local std::vector<float> kt_buffer;
+        float* const kt = scratch(kt_buffer, s.key_dim * s.kv_len);
         for (int64_t u = lo; u < hi; ++u) {
-            const int64_t b = u / (s.heads * blocks), h = u / blocks % s.heads;
-            const int64_t i0 = u % blocks * kQueryBlock, i1 = std::min(s.q_len, i0 + kQueryBlock);
-            const int64_t end = visible_keys(s, mask, i1);
-            float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
-            // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
-            gemm(false, true, i1 - i0, end, s.key_dim, scale, q.row(b, i0, h), q.time,
-                 k.row(b, 0, h), k.time, 0.0f, P, s.kv_len);
-            for (int64_t i = i0; i < i1; ++i)
-                mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
-            // O = P·V (zero rows when no key is visible: a GEMM with K = 0).
-            gemm(false, false, i1 - i0, s.value_dim, end, 1.0f, P, s.kv_len, v.row(b, 0, h),
-                 v.time, 0.0f, out.row(b, i0, h), out.time);
+            const int64_t b = u / s.heads, h = u % s.heads;
+            transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
+            for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
+                const int64_t m = std::min(kQueryBlock, s.q_len - i0);
+                const int64_t end = visible_keys(s, mask, i0 + m);
+                float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
+                // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
+                gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
+                     s.kv_len, 0.0f, P, s.kv_len);
+                for (int64_t i = i0; i < i0 + m; ++i)
+                    mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
+                // O = P·V (zero rows when no key is visible: a GEMM with K = 0).
+                gemm(false, false, m, s.value_dim, end, 1.0f, P, s.kv_len, v.row(b, 0, h), v.time,
+                     0.0f, out.row(b, i0, h), out.time);
+            }
         }
     });
 }
@@ -129,13 +146,12 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
                         HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv) {
     const int64_t flops = 4 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
-        // dS for one query block; per thread, it only grows (allocated once
-        // in a training loop).
-        thread_local std::vector<float> dS_buffer;
-        dS_buffer.resize(static_cast<size_t>(kQueryBlock * s.kv_len));
-        float* const dS = dS_buffer.data();
+        thread_local std::vector<float> vt_buffer, dS_buffer;
+        float* const vt = scratch(vt_buffer, s.value_dim * s.kv_len);
+        float* const dS = scratch(dS_buffer, kQueryBlock * s.kv_len);  // one query block
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
+            transpose_head(v, b, h, s.kv_len, s.value_dim, vt);
             zero_head_rows(dk, b, h, s.kv_len, s.key_dim);
             zero_head_rows(dv, b, h, s.kv_len, s.value_dim);
             for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
@@ -147,8 +163,8 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
                 gemm(true, false, end, s.value_dim, m, 1.0f, P, s.kv_len, dO, dout.time, 1.0f,
                      dv.row(b, 0, h), dv.time);
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place
-                gemm(false, true, m, end, s.value_dim, 1.0f, dO, dout.time, v.row(b, 0, h),
-                     v.time, 0.0f, dS, end);
+                gemm(false, false, m, end, s.value_dim, 1.0f, dO, dout.time, vt, s.kv_len, 0.0f,
+                     dS, end);
                 softmax_backward_rows(P, s.kv_len, dS, end, m, end);
                 // dQ = scale·dS·K,  dK += scale·dSᵀ·Q
                 gemm(false, false, m, s.key_dim, end, scale, dS, end, k.row(b, 0, h), k.time,

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "lanes.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -26,22 +27,6 @@ constexpr int64_t kGrain = 16384;
 
 // Rows per block of the backward's dγ/dβ partial sums.
 constexpr int64_t kRowBlock = 32;
-
-// Σ_{j<n} term(j) accumulated in kLanes interleaved partial sums (term j goes
-// to lane j mod kLanes) that are then added in lane order: a fixed order the
-// compiler can still turn into vector additions without -ffast-math.
-constexpr int kLanes = 16;
-template <class Term>
-inline float lane_sum(int64_t n, Term term) {
-    float acc[kLanes] = {};
-    int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) acc[l] += term(j + l);
-    for (int l = 0; j < n; ++j, ++l) acc[l] += term(j);
-    float sum = 0.0f;
-    for (int l = 0; l < kLanes; ++l) sum += acc[l];
-    return sum;
-}
 
 FZ_SIMD_CLONES void normalize_row(const float* x, const float* gamma, const float* beta, float* y,
                                   float* mean, float* rstd, int64_t C, float epsilon) {
@@ -57,29 +42,21 @@ FZ_SIMD_CLONES void normalize_row(const float* x, const float* gamma, const floa
     }
 }
 
-// dx for one row, and the row's terms dy·x̂ and dy added into the block's
-// partial sums pg, pb (null: not wanted).
+// The row's terms dy·x̂ and dy added into the block's partial sums pg, pb,
+// then dx (each may be null: not wanted). The sums read dy before dx is
+// written, so dx may alias dy.
 FZ_SIMD_CLONES void backward_row(const float* x, const float* gamma, float mu, float r,
                                  const float* dy, float* dx, float* pg, float* pb, int64_t C) {
-    if (dx) {
-        const float inv_c = 1.0f / static_cast<float>(C);
-        auto g = [=](int64_t j) { return gamma ? dy[j] * gamma[j] : dy[j]; };
-        const float mean_g = lane_sum(C, g) * inv_c;
-        const float mean_gx = lane_sum(C, [=](int64_t j) { return g(j) * (x[j] - mu) * r; }) * inv_c;
-        // Each dy_j (and x_j) is read before dx_j is written, so dx may alias dy.
-        for (int64_t j = 0; j < C; ++j) {
-            const float xhat = (x[j] - mu) * r;
-            const float dyj = dy[j];
-            if (pg) pg[j] += dyj * xhat;
-            if (pb) pb[j] += dyj;
-            dx[j] = r * (g(j) - mean_g - xhat * mean_gx);
-        }
-        return;
-    }
-    for (int64_t j = 0; j < C; ++j) {
-        if (pg) pg[j] += dy[j] * ((x[j] - mu) * r);
-        if (pb) pb[j] += dy[j];
-    }
+    if (pg)
+        for (int64_t j = 0; j < C; ++j) pg[j] += dy[j] * ((x[j] - mu) * r);
+    if (pb)
+        for (int64_t j = 0; j < C; ++j) pb[j] += dy[j];
+    if (!dx) return;
+    const float inv_c = 1.0f / static_cast<float>(C);
+    auto g = [=](int64_t j) { return gamma ? dy[j] * gamma[j] : dy[j]; };
+    const float mean_g = lane_sum(C, g) * inv_c;
+    const float mean_gx = lane_sum(C, [=](int64_t j) { return g(j) * ((x[j] - mu) * r); }) * inv_c;
+    for (int64_t j = 0; j < C; ++j) dx[j] = r * (g(j) - mean_g - ((x[j] - mu) * r) * mean_gx);
 }
 
 }  // namespace

@@ -13,7 +13,7 @@
 //
 // With a causal mask, query block [i0, i1) sees no key past i1 − 1 + offset,
 // so its products stop there: the tiles above the diagonal are never
-// computed (at T = 64 and blocks of 16 that is 3/8 of the work saved).
+// computed (at T = 64 and blocks of 24 that is a third of the work saved).
 #include "attention.h"
 
 #include <algorithm>
@@ -27,9 +27,12 @@
 namespace fz {
 namespace {
 
-// Query rows per work unit: small enough to skip most of the masked half of a
-// causal score matrix, large enough to keep the GEMM micro-kernel busy.
-constexpr int64_t kQueryBlock = 16;
+// Query rows per block: small enough to skip most of the masked half of a
+// causal score matrix, large enough to keep the GEMM busy, and a multiple of
+// every micro-kernel's MR (6 and 8) so no block has a ragged edge tile.
+// Measured (callgrind, 8 to 64): 24 is best at T = 64 causal, within 2% (forward)
+// and 11% (backward) of the best (48) at T = 128 without a mask.
+constexpr int64_t kQueryBlock = 24;
 
 // Below this many flops a parallel region costs more than it saves.
 constexpr int64_t kMinFlopsPerThread = 1 << 17;
@@ -119,17 +122,24 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
     const int64_t flops = 2 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
         thread_local std::vector<float> kt_buffer;
-        float* const kt = scratch(kt_buffer, s.key_dim * s.kv_len);
+        // One query (generation with a key/value cache): its score row is
+        // the column K·q, computed from K in place, with no transpose.
+        const bool one_query = s.q_len == 1;
+        float* const kt = one_query ? nullptr : scratch(kt_buffer, s.key_dim * s.kv_len);
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
-            transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
+            if (!one_query) transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
             for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
                 const int64_t m = std::min(kQueryBlock, s.q_len - i0);
                 const int64_t end = visible_keys(s, mask, i0 + m);
                 float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
                 // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
-                gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
-                     s.kv_len, 0.0f, P, s.kv_len);
+                if (one_query)
+                    gemm(false, false, end, 1, s.key_dim, scale, k.row(b, 0, h), k.time,
+                         q.row(b, 0, h), 1, 0.0f, P, 1);
+                else
+                    gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
+                         s.kv_len, 0.0f, P, s.kv_len);
                 for (int64_t i = i0; i < i0 + m; ++i)
                     mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
                 // O = P·V (zero rows when no key is visible: a GEMM with K = 0).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 namespace fz {
 
@@ -25,6 +26,28 @@ inline float lane_sum(int64_t n, Term term) {
     float sum = 0.0f;
     for (int l = 0; l < kLanes; ++l) sum += acc[l];
     return sum;
+}
+
+// (Σ_{j<n} a(j), Σ_{j<n} b(j)) in one sweep, each as lane_sum adds it.
+template <class TermA, class TermB>
+inline std::pair<float, float> lane_sum2(int64_t n, TermA a, TermB b) {
+    float acc_a[kLanes] = {}, acc_b[kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) {
+            acc_a[l] += a(j + l);
+            acc_b[l] += b(j + l);
+        }
+    for (int l = 0; j < n; ++j, ++l) {
+        acc_a[l] += a(j);
+        acc_b[l] += b(j);
+    }
+    float sum_a = 0.0f, sum_b = 0.0f;
+    for (int l = 0; l < kLanes; ++l) {
+        sum_a += acc_a[l];
+        sum_b += acc_b[l];
+    }
+    return {sum_a, sum_b};
 }
 
 // max_{j<n} x[j] (−∞ when n = 0); NaNs are ignored.

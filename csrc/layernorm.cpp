@@ -42,20 +42,22 @@ FZ_SIMD_CLONES void normalize_row(const float* x, const float* gamma, const floa
     }
 }
 
-// The row's terms dy·x̂ and dy added into the block's partial sums pg, pb,
-// then dx (each may be null: not wanted). The sums read dy before dx is
-// written, so dx may alias dy.
+// The row's terms dy·x̂ and dy added into the block's partial sums pg and pb
+// (null: not wanted), then dx (null: not wanted). The sums read dy before dx
+// is written, so dx may alias dy.
 FZ_SIMD_CLONES void backward_row(const float* x, const float* gamma, float mu, float r,
                                  const float* dy, float* dx, float* pg, float* pb, int64_t C) {
     if (pg)
-        for (int64_t j = 0; j < C; ++j) pg[j] += dy[j] * ((x[j] - mu) * r);
-    if (pb)
-        for (int64_t j = 0; j < C; ++j) pb[j] += dy[j];
+        for (int64_t j = 0; j < C; ++j) {
+            pg[j] += dy[j] * ((x[j] - mu) * r);
+            pb[j] += dy[j];
+        }
     if (!dx) return;
-    const float inv_c = 1.0f / static_cast<float>(C);
     auto g = [=](int64_t j) { return gamma ? dy[j] * gamma[j] : dy[j]; };
-    const float mean_g = lane_sum(C, g) * inv_c;
-    const float mean_gx = lane_sum(C, [=](int64_t j) { return g(j) * ((x[j] - mu) * r); }) * inv_c;
+    auto g_xhat = [=](int64_t j) { return g(j) * ((x[j] - mu) * r); };
+    const auto [sum_g, sum_gx] = lane_sum2(C, g, g_xhat);
+    const float inv_c = 1.0f / static_cast<float>(C);
+    const float mean_g = sum_g * inv_c, mean_gx = sum_gx * inv_c;
     for (int64_t j = 0; j < C; ++j) dx[j] = r * (g(j) - mean_g - ((x[j] - mu) * r) * mean_gx);
 }
 
@@ -79,11 +81,10 @@ void layernorm_backward(const float* x, const float* gamma, const float* mean, c
     const int64_t grain = std::max<int64_t>(1, kGrain / (kRowBlock * std::max<int64_t>(C, 1)));
     parallel_for(0, blocks, grain, [&](int64_t lo, int64_t hi) {
         for (int64_t b = lo; b < hi; ++b) {
-            float* pg = dgamma ? partial.data() + b * 2 * C : nullptr;
-            float* pb = dbeta ? partial.data() + b * 2 * C + C : nullptr;
+            float* pg = partial.empty() ? nullptr : partial.data() + b * 2 * C;
             for (int64_t i = b * kRowBlock; i < std::min(rows, (b + 1) * kRowBlock); ++i)
                 backward_row(x + i * C, gamma, mean[i], rstd[i], dy + i * C,
-                             dx ? dx + i * C : nullptr, pg, pb, C);
+                             dx ? dx + i * C : nullptr, pg, pg ? pg + C : nullptr, C);
         }
     });
     if (!dgamma && !dbeta) return;

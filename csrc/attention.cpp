@@ -122,24 +122,17 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
     const int64_t flops = 2 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
         thread_local std::vector<float> kt_buffer;
-        // One query (generation with a key/value cache): its score row is
-        // the column K·q, computed from K in place, with no transpose.
-        const bool one_query = s.q_len == 1;
-        float* const kt = one_query ? nullptr : scratch(kt_buffer, s.key_dim * s.kv_len);
+        float* const kt = scratch(kt_buffer, s.key_dim * s.kv_len);
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
-            if (!one_query) transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
+            transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
             for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
                 const int64_t m = std::min(kQueryBlock, s.q_len - i0);
                 const int64_t end = visible_keys(s, mask, i0 + m);
                 float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
                 // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
-                if (one_query)
-                    gemm(false, false, end, 1, s.key_dim, scale, k.row(b, 0, h), k.time,
-                         q.row(b, 0, h), 1, 0.0f, P, 1);
-                else
-                    gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
-                         s.kv_len, 0.0f, P, s.kv_len);
+                gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
+                     s.kv_len, 0.0f, P, s.kv_len);
                 for (int64_t i = i0; i < i0 + m; ++i)
                     mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
                 // O = P·V (zero rows when no key is visible: a GEMM with K = 0).

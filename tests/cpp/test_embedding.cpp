@@ -23,7 +23,7 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint32_t seed) {
 
 TEST(Embedding, MatchesReferenceBitForBit) {
     for (int threads : testing::kThreadCounts)
-        for (int64_t n : {1, 7, 65, 768, 5000})
+        for (int64_t n : {1, 7, 65, 2000})
             for (int64_t vocab : {1, 3, 65, 300})
                 for (int64_t dim : {1, 7, 33, 128}) {
                     SCOPED_TRACE("n=" + std::to_string(n) + " vocab=" + std::to_string(vocab) +

@@ -38,12 +38,13 @@ constexpr int64_t kQueryBlock = 24;
 constexpr int64_t kMinFlopsPerThread = 1 << 17;
 
 // p[0:n] ← softmax(p[0:n]) in place. Entries equal to −∞ (masked) become 0; if
-// all are −∞ the row becomes all zeros. This is the one place attention calls
-// exp: the loop marked below becomes the vectorized exp primitive when it lands.
+// all are −∞ the row becomes all zeros. NaNs propagate: a row with a NaN score
+// is all NaN. This is the one place attention calls exp: the loop marked below
+// becomes the vectorized exp primitive when it lands.
 void softmax_row(float* p, int64_t n) {
-    const float max = lane_max(p, n);
-    if (max == -INFINITY) {
-        std::fill(p, p + n, 0.0f);
+    const float max = lane_max(p, n);  // ignores NaNs
+    if (max == -INFINITY) {  // every key masked, or NaN: zeros, keeping the NaNs
+        for (int64_t j = 0; j < n; ++j) p[j] = std::isnan(p[j]) ? p[j] : 0.0f;
         return;
     }
     for (int64_t j = 0; j < n; ++j) p[j] = std::exp(p[j] - max);  // ← the vectorized exp
@@ -203,7 +204,9 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
     for (int64_t b = 0; b < s.batch; ++b)
         for (int64_t h = 0; h < s.heads; ++h)
             for (int64_t i = 0; i < s.q_len; ++i) {
+                // Scores, −∞ where masked; a NaN score makes the row NaN.
                 double max = -INFINITY;
+                bool any_visible = false, any_nan = false;
                 for (int64_t j = 0; j < s.kv_len; ++j) {
                     p[j] = -INFINITY;
                     if (!visible(mask, b, h, i, j)) continue;
@@ -211,16 +214,18 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
                     if (mask.bias)
                         p[j] += mask.bias[b * mask.bias_batch + h * mask.bias_head +
                                           i * mask.bias_query + j];
-                    max = std::max(max, p[j]);
+                    any_nan = any_nan || std::isnan(p[j]);
+                    any_visible = any_visible || p[j] > -INFINITY;
+                    if (p[j] > max) max = p[j];
                 }
                 double sum = 0.0;
                 for (int64_t j = 0; j < s.kv_len; ++j) {
-                    p[j] = max == -INFINITY ? 0.0 : std::exp(p[j] - max);
+                    p[j] = any_visible ? std::exp(p[j] - max) : 0.0;
                     sum += p[j];
                 }
                 float* P = probs + ((b * s.heads + h) * s.q_len + i) * s.kv_len;
                 for (int64_t j = 0; j < s.kv_len; ++j) {
-                    p[j] = sum > 0.0 ? p[j] / sum : 0.0;
+                    p[j] = any_nan ? NAN : any_visible ? p[j] / sum : 0.0;
                     P[j] = static_cast<float>(p[j]);
                 }
                 for (int64_t d = 0; d < s.value_dim; ++d) {

@@ -14,7 +14,8 @@
 // not O.) Query row i attends to key j, or not, by the mask: a masked score
 // counts as −∞, so P_ij = 0. A row with every key masked has no key to attend
 // to: its P row and its O row are all zeros (not NaN, and not Keras's uniform
-// average over the masked keys), and it passes no gradient.
+// average over the masked keys), and it passes no gradient. NaNs are not
+// masks: a NaN score makes its whole row of P and O NaN.
 //
 // Layouts. Q, K, V, O and their gradients are read and written in place with
 // strides (HeadArray below), so the kernel takes the (batch, time, heads, dim)

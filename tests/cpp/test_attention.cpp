@@ -281,6 +281,43 @@ TEST(Attention, FullyMaskedRowsAreZero) {
     check_against_reference(c);
 }
 
+// A NaN in a query row makes that row's P and O NaN (a fully masked row must
+// not hide it as zeros); other rows are untouched.
+TEST(Attention, NaNScoresPropagate) {
+    for (bool masked : {false, true}) {
+        SCOPED_TRACE(masked ? "all keys masked but one NaN" : "no mask");
+        const int64_t T = 5, d = 4;
+        auto q = random_vector(T * d, 31), k = random_vector(T * d, 32), v = random_vector(T * d, 33);
+        q[2 * d + 1] = NAN;  // query row 2
+        // Masked: every key hidden by an additive −∞, so only the NaN is left.
+        std::vector<float> bias(T * T, masked ? -INFINITY : 0.0f);
+        AttentionMask mask;
+        mask.bias = bias.data();
+        mask.bias_query = T;
+        std::vector<float> probs(T * T), out(T * d), ref_probs(T * T), ref_out(T * d);
+        const AttentionShape s{1, 1, T, T, d, d};
+        attention_forward(s, 0.5f, contiguous_heads<const float>(q.data(), T, 1, d),
+                          contiguous_heads<const float>(k.data(), T, 1, d),
+                          contiguous_heads<const float>(v.data(), T, 1, d), mask, probs.data(),
+                          contiguous_heads(out.data(), T, 1, d));
+        reference::attention_forward(s, 0.5f, contiguous_heads<const float>(q.data(), T, 1, d),
+                                     contiguous_heads<const float>(k.data(), T, 1, d),
+                                     contiguous_heads<const float>(v.data(), T, 1, d), mask,
+                                     ref_probs.data(), contiguous_heads(ref_out.data(), T, 1, d));
+        for (int64_t i = 0; i < T; ++i) {
+            const bool nan_row = i == 2;
+            for (int64_t j = 0; j < T; ++j)
+                EXPECT_EQ(std::isnan(probs[i * T + j]), nan_row) << i << "," << j;
+            for (int64_t c = 0; c < d; ++c) {
+                EXPECT_EQ(std::isnan(out[i * d + c]), nan_row) << i << "," << c;
+                if (masked && !nan_row) EXPECT_EQ(out[i * d + c], 0.0f);
+            }
+        }
+        expect_close(probs, ref_probs, 1e-5f, 1e-6f);
+        expect_close(out, ref_out, 1e-5f, 1e-6f);
+    }
+}
+
 // Generation with a key/value cache: query i alone, against the first i + 1
 // keys (causal_offset = Tk − Tq = i), gives row i of the full causal
 // computation bit for bit, so cached generation equals recomputing the window.

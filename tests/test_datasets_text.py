@@ -129,16 +129,17 @@ def test_truncated_file_is_refused(packaged_copy):
 
 
 def test_altered_text_fails_the_checksum(packaged_copy):
-    altered = text.load_data("tinyshakespeare").replace("Citizen", "Citizens", 1)
-    (packaged_copy / "tinyshakespeare.txt.xz").write_bytes(lzma.compress(altered.encode()))
-    with pytest.raises(ValueError, match=r"tinyshakespeare\.txt\.xz is corrupted: SHA-256 of its "
-                                         r"text expected 86c4e6aa.*, found "):
-        text.load_data("tinyshakespeare")
+    altered = text.load_data("tang300").replace("张九龄", "张九齡", 1)
+    (packaged_copy / "tang300.txt.xz").write_bytes(lzma.compress(altered.encode()))
+    with pytest.raises(ValueError, match=r"tang300\.txt\.xz is corrupted: SHA-256 of its "
+                                         r"text expected a78f4e39.*, found "):
+        text.load_data("tang300")
 
 
-def test_decompression_bomb_is_refused(packaged_copy):
-    bomb = lzma.compress(bytes(text.MAX_TEXT_BYTES + 10))
-    assert len(bomb) < 10_000
+def test_decompression_bomb_is_refused(packaged_copy, monkeypatch):
+    monkeypatch.setattr(text, "MAX_TEXT_BYTES", 200_000)  # above tang300's 83,605 bytes
+    bomb = lzma.compress(bytes(200_010))
+    assert len(bomb) < 1_000
     (packaged_copy / "tang300.txt.xz").write_bytes(bomb)
     with pytest.raises(ValueError, match="does not decompress to a complete text of at most"):
         text.load_data("tang300")

@@ -15,7 +15,7 @@ compiled kernels) → csrc/ (the C++ that does the arithmetic).
 """
 
 from . import (activations, augmentation, callbacks, datasets, distributed, initializers, layers, losses,
-               metrics, models, ops, optimizers, regularizers, utils)
+               metrics, models, ops, optimizers, regularizers, text, utils)
 from ._core import get_num_threads, set_num_threads
 from .models import Sequential, load_model
 from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
@@ -35,4 +35,4 @@ def info():
 
 __all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
            "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "plot", "regularizers", "utils"]
+           "models", "ops", "optimizers", "plot", "regularizers", "text", "utils"]

@@ -38,6 +38,6 @@ void microkernel_avx2(int64_t kc, float alpha, const float* a, int64_t rs_a, int
 }
 }  // namespace
 
-const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, 120, 256, 4080, microkernel_avx2};
+const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, microkernel_avx2};
 
 }  // namespace fz

@@ -1,15 +1,16 @@
 // gemm.cpp — the portable GEMM algorithm, BLIS style: pack, block, loop.
 //
-// Threads first split C into one block each (gemm_with_kernel), then every
-// thread runs the serial BLIS loop nest on its block (gemm_block):
+// Threads first split C into chunks of whole panels, which they claim one at
+// a time (gemm_with_plan, parallel_for), then run the serial BLIS loop nest on
+// each chunk (gemm_block):
 //
 //   for jc in N by NC:                 columns of C and B
 //     for pc in K by KC:               the shared dimension
 //       pack op(B)[pc:+KC, jc:+NC]     into NR-wide panels
 //       for ic in M by MC:
-//         pack op(A)[ic:+MC, pc:+KC]   into MR-tall panels (fits in L2)
+//         pack op(A)[ic:+MC, pc:+KC]   into MR-tall panels (stays in L2)
 //         for each MR×NR tile (jr, ir):
-//           micro-kernel: tile += A panel · B panel   (B panel stays in L1)
+//           micro-kernel: tile += A panel · B panel   (B panel stays in L2)
 //           after the last pc: epilogue (bias, activation) on the hot tile
 //
 // Packing copies a block once into the exact order the micro-kernel reads, so
@@ -21,7 +22,7 @@
 //
 // Each element of C belongs to one thread and is summed over k in the same
 // order whatever the thread count, so results are bit-reproducible.
-// Where the sum over k is cut into kc-slices depends on the L1 size (block
+// Where the sum over k is cut into kc-slices depends on the L2 size (block
 // sizes below), so two different CPUs may round differently.
 #include "gemm.h"
 

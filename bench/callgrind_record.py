@@ -33,7 +33,8 @@ instructions) is subtracted.
 
 Repeatable: one thread (OMP_NUM_THREADS=1 and fz.set_num_threads(1): a
 second thread would add spin-waiting at barriers, whose length depends on
-timing) and PYTHONHASHSEED=0 (dict and set layouts fixed). Two runs agree to
+timing), PYTHONHASHSEED=0 (dict and set layouts fixed), and Python's garbage
+collector run before each region and kept off during it. Two runs agree to
 within a few hundred instructions. Note that valgrind presents a CPU without
 AVX-512, so the counts are of the AVX2 kernels (fz.info() under valgrind says
 which); they measure the work the code does, comparable from run to run and
@@ -42,6 +43,7 @@ from commit to commit, not the speed of this machine's fastest path.
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import re
@@ -155,9 +157,12 @@ def run_child(pattern):
         requests.region_end(b"bracket warm-up")
         for name, call in all_regions(pattern):
             call()  # warm: buffers allocated, code paths taken once (a second time for prepared cases)
+            gc.collect()
+            gc.disable()  # a garbage collection must not start inside a region
             requests.region_begin()
             call()
             requests.region_end(name.encode())
+            gc.enable()
             print(f"  counted {name}", file=sys.stderr, flush=True)
     print(json.dumps(fz.info()))
 

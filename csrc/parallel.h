@@ -16,9 +16,9 @@
 // program may start its share milliseconds late: split into one fixed share
 // per thread, every region would wait for it (an epoch ran 3× slower on 2
 // threads than on 1 with one core busy). So parallel_for
-//   1. cuts the range into up to kChunksPerThread chunks per thread, which the
-//      threads claim one at a time from a shared counter: a late or slowed
-//      thread simply takes fewer chunks;
+//   1. cuts the range into up to kChunksPerThread chunks per thread; each
+//      thread works through its own share of them, then claims chunks left in
+//      the others' shares: a late or slowed thread simply does fewer chunks;
 //   2. watches for workers that arrive after every chunk was taken while the
 //      calling thread waited for them at the end of the region — a worker that
 //      cannot get a core. Then, for a while (16 ms, doubling while it keeps
@@ -31,6 +31,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
@@ -130,6 +131,7 @@ private:
 namespace detail {
 
 constexpr int64_t kChunksPerThread = 4;
+constexpr int kSmallTeam = 16;  // teams up to this size keep their chunk counters on the stack
 constexpr int64_t kLateWaitNs = 50'000;        // a wait at the end of a region that counts as late
 constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
 constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
@@ -139,6 +141,12 @@ inline int64_t now_ns() {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
+
+// The next unclaimed chunk of one thread's share, and the end of that share.
+struct alignas(64) ChunkCounter {
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+};
 
 // What the regions have seen of the workers, shared by all calling threads.
 struct TeamHealth {
@@ -197,16 +205,33 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
         return;
     }
 #ifdef _OPENMP
-    std::atomic<int64_t> next_chunk{0};
+    // Thread t's own chunks are [chunks·t/team, chunks·(t+1)/team): the
+    // contiguous share a static split would give it, so consecutive kernels
+    // over the same arrays find their part in the same core's cache. A thread
+    // that runs out of its own chunks claims the others' (each share has its
+    // own counter, on its own cache line).
+    const int team = static_cast<int>(std::min(threads, chunks));
+    detail::ChunkCounter small[detail::kSmallTeam];
+    std::unique_ptr<detail::ChunkCounter[]> large;
+    detail::ChunkCounter* share = small;
+    if (team > detail::kSmallTeam) share = (large.reset(new detail::ChunkCounter[team]), large.get());
+    for (int t = 0; t < team; ++t) {
+        share[t].next.store(chunks * t / team, std::memory_order_relaxed);
+        share[t].end = chunks * (t + 1) / team;
+    }
     std::atomic<int> idle_workers{0};
     int64_t caller_done_ns = 0;
-#pragma omp parallel num_threads(static_cast<int>(std::min(threads, chunks)))
+#pragma omp parallel num_threads(team)
     {
         DenormalScope denormals;
+        const int me = omp_get_thread_num();
         int64_t claimed = 0;
-        for (int64_t c; (c = next_chunk.fetch_add(1, std::memory_order_relaxed)) < chunks; ++claimed)
-            f(begin + n * c / chunks, begin + n * (c + 1) / chunks);
-        if (omp_get_thread_num() == 0)
+        for (int v = 0; v < team; ++v) {  // my share first, then the next ones round the team
+            detail::ChunkCounter& from = share[(me + v) % team];
+            for (int64_t c; (c = from.next.fetch_add(1, std::memory_order_relaxed)) < from.end; ++claimed)
+                f(begin + n * c / chunks, begin + n * (c + 1) / chunks);
+        }
+        if (me == 0)
             caller_done_ns = detail::now_ns();
         else if (claimed == 0)
             idle_workers.fetch_add(1, std::memory_order_relaxed);

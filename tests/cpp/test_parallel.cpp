@@ -3,6 +3,7 @@
 // in every kernel thread and restored on the calling thread.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -79,11 +80,11 @@ TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
     // ... until the back-off has passed; then the team is tried again.
     detail::team_health().serial_until_ns.store(0);
     detail::record_region(false, detail::now_ns());
-    std::vector<int> threads_seen(2, 0);
+    std::atomic<bool> on_a_team{false};
     parallel_for(0, 1000, 1, [&](int64_t, int64_t) {
-        if (omp_in_parallel()) threads_seen[static_cast<size_t>(omp_get_thread_num())] = 1;
+        if (omp_in_parallel()) on_a_team = true;
     });
-    EXPECT_EQ(threads_seen[0], 1);  // (whether the worker came in time depends on the machine's load)
+    EXPECT_TRUE(on_a_team);  // (which threads took the chunks depends on the machine's load)
     detail::team_health().serial_until_ns.store(0);
 }
 

@@ -21,9 +21,10 @@
 //      the others' shares: a late or slowed thread simply does fewer chunks;
 //   2. watches for workers that arrive after every chunk was taken while the
 //      calling thread waited for them at the end of the region — a worker that
-//      cannot get a core. Then, for a while (16 ms, doubling while it keeps
-//      happening, up to 1 s), kernels run on the calling thread alone, with no
-//      parallel region; afterwards a region tries the team again.
+//      cannot get a core. Then, for a while (16 ms; while it keeps happening,
+//      doubling and at least 50 times the wait, up to 4 s), kernels run on the
+//      calling thread alone, with no parallel region; afterwards a region
+//      tries the team again.
 // Each thread also runs its part with the flush-to-zero setting in force
 // (set_flush_denormal), and restores its own state on the way out.
 #pragma once
@@ -134,7 +135,7 @@ constexpr int64_t kChunksPerThread = 4;
 constexpr int kSmallTeam = 16;  // teams up to this size keep their chunk counters on the stack
 constexpr int64_t kLateWaitNs = 50'000;        // a wait at the end of a region that counts as late
 constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
-constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
+constexpr int64_t kMaxBackoffNs = 4'000'000'000;  // ... up to 4 s
 
 inline int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -161,15 +162,18 @@ inline TeamHealth& team_health() {
 }
 
 // After a region: a worker that found no chunk left while the caller waited
-// for it longer than kLateWaitNs was late, so the next regions run serially for
-// the back-off time, which doubles while lateness repeats and resets once a
-// region goes well.
-inline void record_region(bool worker_was_late, int64_t end_ns) {
+// for it (wait_ns) longer than kLateWaitNs was late, so the next regions run
+// serially for the back-off time. While lateness repeats, the back-off doubles
+// and is at least 50 waits, so that trying the team again costs at most ~2 %
+// of the time however long workers make it wait; it resets once a region
+// goes well.
+inline void record_region(bool worker_was_late, int64_t end_ns, int64_t wait_ns = 0) {
     TeamHealth& h = team_health();
     if (worker_was_late) {
         const int64_t backoff = h.backoff_ns.load(std::memory_order_relaxed);
         h.serial_until_ns.store(end_ns + backoff, std::memory_order_relaxed);
-        h.backoff_ns.store(std::min(2 * backoff, kMaxBackoffNs), std::memory_order_relaxed);
+        h.backoff_ns.store(std::min(std::max(2 * backoff, 50 * wait_ns), kMaxBackoffNs),
+                           std::memory_order_relaxed);
         h.late_regions.fetch_add(1, std::memory_order_relaxed);
     } else {
         h.backoff_ns.store(kFirstBackoffNs, std::memory_order_relaxed);
@@ -236,9 +240,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
         else if (claimed == 0)
             idle_workers.fetch_add(1, std::memory_order_relaxed);
     }
-    const int64_t end_ns = detail::now_ns();
-    detail::record_region(idle_workers.load() > 0 && end_ns - caller_done_ns > detail::kLateWaitNs,
-                          end_ns);
+    const int64_t end_ns = detail::now_ns(), wait_ns = end_ns - caller_done_ns;
+    detail::record_region(idle_workers.load() > 0 && wait_ns > detail::kLateWaitNs, end_ns, wait_ns);
 #endif
 }
 

@@ -96,6 +96,10 @@ TEST(ParallelFor, BackOffDoublesWhileLatenessRepeatsUpToItsLimit) {
     EXPECT_GT(detail::team_health().serial_until_ns.load(), now);
     detail::record_region(false, now);
     EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kFirstBackoffNs);
+    // A long wait makes the back-off at least 50 waits at once.
+    detail::record_region(true, now, 10'000'000);
+    EXPECT_EQ(detail::team_health().backoff_ns.load(), 500'000'000);
+    detail::record_region(false, now);
     detail::team_health().serial_until_ns.store(0);
 }
 #endif

@@ -14,9 +14,9 @@ Reading order: models.py (fit) → layers.py (forward/backward) → ops.py (the
 compiled kernels) → csrc/ (the C++ that does the arithmetic).
 """
 
-from . import (activations, augmentation, callbacks, datasets, distributed, initializers, layers, losses,
-               metrics, models, ops, optimizers, regularizers, text, utils)
-from ._core import get_num_threads, set_num_threads
+from . import (_core, activations, augmentation, callbacks, datasets, distributed, initializers, layers,
+               losses, metrics, models, ops, optimizers, regularizers, text, utils)
+from ._core import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
 from .models import Sequential, load_model
 from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
 
@@ -24,15 +24,19 @@ __version__ = "0.1.0"
 
 
 def info():
-    """What the engine runs on: version, SIMD path of the GEMM, OpenMP and threads."""
+    """What the engine runs on: version, SIMD path of the GEMM, OpenMP, threads,
+    denormal flushing, and the GEMM's micro-kernel and cache blocks for this CPU."""
     return {
         "version": __version__,
         "simd": ops.simd_path(),
         "openmp": ops.has_openmp(),
         "threads": get_num_threads(),
+        "flush_denormal": get_flush_denormal(),
+        "gemm": _core.gemm_info(),
     }
 
 
-__all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
-           "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "plot", "regularizers", "text", "utils"]
+__all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads",
+           "get_flush_denormal", "set_flush_denormal", "activations",
+           "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers", "losses",
+           "metrics", "models", "ops", "optimizers", "plot", "regularizers", "text", "utils"]

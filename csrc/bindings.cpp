@@ -1255,6 +1255,32 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("n"));
     m.def("gemm_kernel_name", &fz::gemm_kernel_name);
 
+    // ---- Denormal flushing, the GEMM's plan for this CPU, late workers (fz.info()) ----
+    m.def("get_flush_denormal", &fz::get_flush_denormal);
+    m.def("set_flush_denormal", [](const py::handle& on) {
+        if (!PyBool_Check(on.ptr()))
+            throw py::type_error("set_flush_denormal: on must be True or False, got " +
+                                 std::string(py::repr(on)));
+        fz::set_flush_denormal(on.ptr() == Py_True);
+    }, py::arg("on"));
+    m.def("gemm_info", [] {
+        const fz::GemmInfo g = fz::gemm_info();
+        py::dict d;
+        d["kernel"] = g.kernel;
+        d["mr"] = g.mr;
+        d["nr"] = g.nr;
+        d["mc"] = g.mc;
+        d["kc"] = g.kc;
+        d["nc"] = g.nc;
+        d["l1d"] = g.caches.l1d;
+        d["l2"] = g.caches.l2;
+        d["l3"] = g.caches.l3;
+        d["caches_from"] = g.caches.source;
+        return d;
+    });
+    m.def("late_regions", &fz::late_regions);
+    // ---- end of block ----
+
     const auto none = py::none();
     m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("transpose_a") = false,
           py::arg("transpose_b") = false, py::arg("bias") = none,

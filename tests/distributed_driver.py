@@ -49,7 +49,7 @@ def main():
                            fz.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=fz.optimizers.Adam(0.001), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.build((784,))
+    model.build((None, 784))
     loss, optimizer, accuracy = model.loss, model.optimizer, model.metrics[0]
 
     samples = args.samples - 1 if faulty and args.fault == "data" else args.samples

@@ -63,7 +63,7 @@ def small_model(seed=0, hidden=8, outputs=3, loss="mse"):
     fz.utils.set_random_seed(seed)
     model = fz.Sequential([L.Dense(hidden, activation="tanh"), L.Dense(outputs)])
     model.compile(optimizer="sgd", loss=loss)
-    model.build((5,))
+    model.build((None, 5))
     return model
 
 
@@ -220,7 +220,7 @@ def test_model_differences_are_named(change, message):
     other = small_model()
     change(other)
     if len(other.layers) == 3:
-        other.build((5,))
+        other.build((None, 5))
     assert re.search(message, distributed._first_difference(reference, distributed._describe(other)))
 
 
@@ -232,7 +232,7 @@ def test_layer_shape_and_type_differences_are_named():
     fz.utils.set_random_seed(0)
     other = fz.Sequential([L.Dense(8, activation="tanh"), L.Dropout(0.1), L.Dense(3)])
     other.compile(optimizer="sgd", loss="mse")
-    other.build((5,))
+    other.build((None, 5))
     assert "layer 1 is Dense" in distributed._first_difference(reference, distributed._describe(other))
     assert distributed._first_difference(reference, distributed._describe(small_model(seed=5))) == ""
 

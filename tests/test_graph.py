@@ -712,3 +712,12 @@ def test_utils_imports_nothing_of_fromzero():
             assert not any(a.name.startswith("fromzero") for a in node.names)
     assert fz.utils.check_gradients is fz.testing.check_gradients
     assert not hasattr(fz.utils, "profile") and callable(fz.profiler.profile)
+
+
+def test_add_and_pop_on_a_sequential_built_from_a_shape():
+    model = fz.Sequential([L.Dense(4)])
+    model.build((None, 5))
+    model.add(L.Dense(2))
+    assert model.output_shape == (None, 2)
+    model.pop()
+    assert model.built and model.output_shape == (None, 4)

@@ -445,3 +445,26 @@ def test_predict_memory_stays_flat_whatever_the_batch_sizes():
     finally:
         fz.set_num_threads(threads)
     assert grown < 20 * 2**20, f"RSS grew by {grown / 2**20:.1f} MB over 1,000 predict calls"
+
+
+def test_next_token_training_on_random_windows():
+    """The GPT recipe's plumbing: int32 token windows from fz.text.RandomWindows
+    (an endless PyDataset), (batch, time, vocab) logits, (batch, time) labels."""
+    vocab, T = 11, 8
+    ids = np.tile(np.arange(vocab), 300)  # the next token is always (t + 1) mod 11
+    train = fz.text.RandomWindows(ids, T, batch_size=16, seed=0)
+    fz.utils.set_random_seed(16)
+    tokens = fz.Input((T,), dtype="int32")
+    logits = L.Dense(vocab)(Lookup(vocab, 16)(tokens))
+    model = fz.Model(tokens, logits)
+    model.compile(fz.optimizers.Adam(0.05),
+                  fz.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(train, epochs=3, steps_per_epoch=20, verbose=0)
+    assert history.history["loss"][0] < np.log(vocab)
+    assert history.history["loss"][-1] < 0.2 * np.log(vocab)
+    assert train.epoch == 3  # on_epoch_end after every epoch
+    val_loss, val_accuracy = model.evaluate(fz.text.RandomWindows(ids, T, 16, seed=1), steps=3,
+                                            verbose=0)
+    assert val_accuracy > 0.95
+    with pytest.raises(ValueError, match="endless"):
+        model.fit(train, epochs=1, verbose=0)

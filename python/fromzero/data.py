@@ -98,12 +98,17 @@ class ArrayBatches(Batches):
 
 
 class DatasetBatches(Batches):
-    """Batches from a PyDataset: dataset[i] for i in 0..len−1 (shuffled with
-    shuffle=True), each made ready by `prepare`; on_epoch_end after each epoch."""
+    """Batches from a PyDataset: dataset[i] for i in 0..num_batches−1
+    (shuffled with shuffle=True), each made ready by `prepare`;
+    on_epoch_end after each epoch. An endless dataset (num_batches None, as
+    Keras's) is read in order 0, 1, 2, ..., steps_per_epoch batches an epoch."""
 
     def __init__(self, dataset, prepare, shuffle, steps_per_epoch):
         self.dataset, self.prepare, self.shuffle = dataset, prepare, shuffle
-        self.length = len(dataset)
+        self.length = dataset.num_batches if hasattr(dataset, "num_batches") else len(dataset)
+        if self.length is None and not steps_per_epoch:
+            raise ValueError("the dataset is endless (its num_batches is None): give "
+                             "steps_per_epoch to fit, steps to evaluate and predict")
         if self.length == 0 and not steps_per_epoch:
             raise ValueError("the dataset is empty: len(dataset) == 0")
         self.steps_per_epoch = steps_per_epoch
@@ -114,11 +119,14 @@ class DatasetBatches(Batches):
         if not self.steps_per_epoch:
             self._order = None
         for _ in range(self.num_batches):
-            if self._order is None or self._position >= len(self._order):
-                self._order = (_core.random_permutation(self.length, utils.next_seed())
-                               if self.shuffle else range(self.length))
-                self._position = 0
-            i = int(self._order[self._position])
+            if self.length is None:  # endless: the next index, epoch after epoch
+                i = self._position
+            else:
+                if self._order is None or self._position >= self.length:
+                    self._order = (_core.random_permutation(self.length, utils.next_seed())
+                                   if self.shuffle else range(self.length))
+                    self._position = 0
+                i = int(self._order[self._position])
             self._position += 1
             yield self.prepare(self.dataset[i])
 

@@ -678,6 +678,7 @@ class Sequential(Model):
         self._init_trainer()
         self._layers = []
         self._input = None  # the fz.Input given as the first element, if any
+        self._built_for = None  # (input shape, dtype) of the graph once built
         self._build_lock = threading.Lock()
         self.built = False
         for layer in layers or []:
@@ -732,6 +733,8 @@ class Sequential(Model):
         Input, input_shape= on the first layer, or a model as first layer."""
         if self._input is not None:
             return self._input.shape, self._input.dtype
+        if self._built_for is not None:  # built before (build(), or data): the same inputs
+            return self._built_for
         if not self._layers:
             return None
         first = self._layers[0]
@@ -782,6 +785,7 @@ class Sequential(Model):
             for layer in self._layers:
                 x = layer(x)
         self._init_graph(inputs, x)
+        self._built_for = (shape, dtype)
 
     def _build_from_data(self, arrays):
         """Build for the first batch the model sees (see the class docstring)."""

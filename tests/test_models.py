@@ -559,3 +559,23 @@ def test_cli_without_command_fails(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([])
     assert exit_info.value.code == 2
+
+
+# ---------------------------------------------------------------- files of the first format
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_format_1_files_still_load():
+    """A Sequential saved by fromzero's first format (format_version 1, written
+    by the previous engine): its Dense read (N, 4, 3) samples flattened, which a
+    Flatten in front now says; same weights, same predictions, still compiled."""
+    model = fz.models.load_model(os.path.join(DATA, "sequential_format1.npz"))
+    assert [type(l).__name__ for l in model.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert model.input_shape == (None, 4, 3)
+    x = np.random.default_rng(0).standard_normal((40, 4, 3)).astype(np.float32)
+    expected = np.load(os.path.join(DATA, "sequential_format1_predictions.npy"))
+    np.testing.assert_array_equal(model.predict(x[:6], verbose=0), expected)
+    assert isinstance(model.optimizer, fz.optimizers.Adam)
+    assert [m.name for m in model.metrics] == ["accuracy"]
+    model.fit(x, np.zeros(40, int), epochs=1, verbose=0)

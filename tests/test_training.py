@@ -468,3 +468,21 @@ def test_next_token_training_on_random_windows():
     assert val_accuracy > 0.95
     with pytest.raises(ValueError, match="endless"):
         model.fit(train, epochs=1, verbose=0)
+
+
+def test_class_weight_on_a_binary_output_weighs_by_the_label():
+    """Keras: for one yes/no column the class is the rounded target (not an
+    argmax over that single column, which would make every sample class 0)."""
+    x, y = blobs(n=40, classes=2)
+    labels = y.astype(np.float32)
+    trained = []
+    for weights in ({"class_weight": {0: 0.25, 1: 2.0}},
+                    {"sample_weight": np.where(y == 1, 2.0, 0.25)}):
+        fz.utils.set_random_seed(0)
+        inp = fz.Input((6,))
+        binary = fz.Model(inp, L.Dense(1, activation="sigmoid")(inp))
+        binary.compile(fz.optimizers.SGD(0.5), "binary_crossentropy")
+        binary.fit(x, labels, epochs=1, batch_size=40, shuffle=False, verbose=0, **weights)
+        trained.append(binary.get_weights())
+    for a, b in zip(*trained):
+        np.testing.assert_array_equal(a, b)

@@ -254,7 +254,12 @@ class Trainer:
             if len(self._losses()) != 1:
                 raise ValueError(f"{what}: class_weight works for models with one output")
             t = targets[0]
-            labels = t if t.dtype.kind in "iu" else np.argmax(t, axis=-1)
+            if t.dtype.kind in "iu":  # class indices
+                labels = t
+            elif t.ndim == 1 or t.shape[-1] == 1:  # one yes/no column: the rounded value
+                labels = np.round(t).reshape(len(t)).astype(np.int64)
+            else:  # one-hot rows
+                labels = np.argmax(t, axis=-1)
             table = np.ones(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
             for c, w in class_weight.items():
                 if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:

@@ -229,22 +229,22 @@ def nan_labels():
     fz.losses.SparseCategoricalCrossentropy()(np.array([np.nan, 1.0]), np.full((2, 3), 1 / 3))
 
 
-@case(TypeError, r"sparse_categorical_crossentropy: labels must be an integer array, got dtype float64")
+@case(TypeError, r"sparse_categorical_crossentropy: y_true must be an integer array, got dtype float64")
 def float_labels_to_the_kernel():
     fz.ops._core.sparse_categorical_crossentropy(np.full((2, 3), 1 / 3), np.array([0.0, 1.0]))
 
 
-@case(ValueError, r"count_correct: label 7 at index 1 is outside \[0, 3\)")
+@case(ValueError, r"count_correct: labels value 7 at flat index 1 is outside \[0, 3\)")
 def count_correct_label_out_of_range():
     fz.ops.count_correct(np.ones((2, 3)), np.array([0, 7]))
 
 
-@case(ValueError, r"gather_rows: index -1 at position 2 is outside \[0, 4\)")
+@case(ValueError, r"gather_rows: index value -1 at flat index 2 is outside \[0, 4\)")
 def gather_rows_negative_index():
     fz.ops.gather_rows(np.ones((4, 2)), np.array([0, 1, -1]))
 
 
-@case(ValueError, r"gather_rows: integer src \(dtype int64\) holds 4294967296 .* outside int32")
+@case(ValueError, r"gather_rows: src \(dtype int64\) holds 4294967296 at flat index 1, outside int32")
 def gather_rows_int64_beyond_int32():
     fz.ops.gather_rows(np.array([1, 2**32]), np.array([0, 1]))  # used to wrap to 0 silently
 
@@ -334,7 +334,8 @@ def dense_layer_of_a_trillion_units():
     L.Dense(2**40).build((4,))
 
 
-@case(ValueError, r"random_permutation: n = 4611686018427387904 values cannot be allocated")
+@case(ValueError, r"random_permutation: permutation of shape \(4611686018427387904,\) cannot be allocated: "
+                  r"array is too big")
 def permutation_of_absurd_length():
     fz.ops.random_permutation(2**62, 0)
 
@@ -358,7 +359,7 @@ def read_only_out():
     fz.ops.softmax_crossentropy_backward(np.full((2, 3), 1 / 3), np.array([0, 1]), True, out=out)
 
 
-@case(ValueError, r"matmul: out must not overlap a or b")
+@case(ValueError, r"matmul: out must not overlap a \(they are the same array\)")
 def out_aliasing_an_input_of_matmul():
     a = np.ones((4, 4), np.float32)
     fz.ops.matmul(a, np.ones((4, 4), np.float32), out=a)
@@ -382,7 +383,7 @@ def out_exactly_the_input_is_in_place():
     np.testing.assert_allclose(y, expected_softmax, rtol=1e-6)
 
 
-@case(ValueError, r"mean_squared_error: grad must not overlap y_pred or y_true")
+@case(ValueError, r"mean_squared_error: grad must not overlap y_pred")
 def loss_gradient_aliasing_the_prediction():
     p = np.ones((3, 2), np.float32)
     fz.ops._core.mean_squared_error(p, np.zeros((3, 2), np.float32), grad=p)
@@ -402,19 +403,19 @@ def dense_backward_outputs_aliasing_each_other():
     fz.ops.dense_backward(x, w, None, y, np.ones((3, 4)), Act.relu, 0.0, dz_out=dz, dx_out=dz)
 
 
-@case(ValueError, r"gather_rows: out must be a writable C-contiguous int32 array of shape \(2,\), got float32")
+@case(TypeError, r"gather_rows: out must be an int32 array, got float32")
 def gather_rows_out_of_the_wrong_dtype():
     fz.ops.gather_rows(np.array([1, 2, 3]), np.array([0, 2]), np.empty(2, np.float32))
 
 
-@case(ValueError, r"sgd_update: parameter 0 is read-only")
+@case(ValueError, r"sgd_update: params\[0\] is read-only")
 def optimizer_on_a_read_only_parameter():
     p = np.ones(3, np.float32)
     p.flags.writeable = False
     fz.optimizers.SGD().apply_gradients([(np.ones(3), p)])
 
 
-@case(TypeError, r"adam_update: parameter 0 must be a float32 array, got float64")
+@case(TypeError, r"adam_update: params\[0\] must be a float32 array, got float64")
 def optimizer_on_a_float64_parameter():
     fz.optimizers.Adam().apply_gradients([(np.ones(3), np.ones(3))])
 

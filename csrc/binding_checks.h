@@ -146,9 +146,10 @@ struct Spec {
     Spec& values_below(const char* dim) { return args.back().values_below = dim, *this; }
     Spec& hint(const char* text) { return args.back().hint = text, *this; }
     Spec& param(const char* n, const Limit& limit) { return params.emplace_back(n, &limit), *this; }
-    // A valid call for the generated tests: sizes of the dims ("batch=3 in=4";
-    // "a=5x3" gives an array's whole shape, "...=2x3" the axes "..." stands
-    // for) and other arguments as Python keywords ("activation=Activation.relu").
+    // A valid call, for the tests generated from the declarations: the dims'
+    // sizes ("batch=3 in=4 ho=in-1", "a=5x3" an array's whole shape, "...=2x3"
+    // the axes "..." stands for), then the other arguments as Python keywords
+    // ("activation=Activation.relu, input_shape=(batch, 5)").
     Spec& example(const char* sizes, const char* kwargs = "") { return examples.emplace_back(sizes, kwargs), *this; }
 
     size_t keyword(const std::string& n) const {
@@ -366,7 +367,7 @@ class Call {
     template <class A>
     A convert(const py::array& arr, const std::string& name) const {
         try {
-            return A(arr);
+            return aligned(arr) ? A(arr) : A(arr.attr("copy")());  // (A(arr) keeps a misaligned view)
         } catch (py::error_already_set& e) {
             rethrow(e, cat("cannot convert ", name, " of shape ", ShapeText{shape_of(arr)}, " and dtype ",
                            arr.dtype(), " to a C-contiguous ", py::dtype::of<typename A::value_type>(), " array"));
@@ -389,6 +390,7 @@ class Call {
         bool written() const { return arg->role != Role::input; }
     };
 
+    static bool aligned(const py::array& a) { return a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_; }
     const Symbol* lookup(const std::string& symbol) const {
         for (const Symbol& s : symbols_)
             if (s.name == symbol) return &s;
@@ -494,6 +496,7 @@ class Call {
         if (!(arr.flags() & py::array::c_style))
             fail(name, " must be C-contiguous, got an array of shape ", ShapeText{shape_of(arr)}, " with byte strides ",
                  ShapeText{Shape(arr.strides(), arr.strides() + arr.ndim())}, " (np.ascontiguousarray makes one)");
+        check(aligned(arr), name, " is not aligned to its dtype (np.require(a, requirements='A') makes one)");
         check(arr.writeable(), name, " is read-only");
         check(shape_of(arr) == shape, name, " must have shape ", ShapeText{shape}, ", got ", ShapeText{shape_of(arr)});
         return track(a.name, name, arr), py::reinterpret_borrow<py::array_t<T>>(arr);

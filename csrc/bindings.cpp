@@ -175,9 +175,10 @@ constexpr int64_t kMaxSize = int64_t(1) << 40;  // per dim from a Python int: wi
 const char* kImage = "batch, height, width, channels";
 const char* kPooled = "batch, ho, wo, channels";
 const char* kImageHint = "add a channel axis for one-channel images, e.g. x[..., None]";
-const char* kConvSizes = "batch=2 height=5 width=4 channels=3 kh=2 kw=3 in_channels=3 filters=4 ho=4 wo=2 "
-                         "positions=16 patch=18";
-const char* kPoolSizes = "batch=2 height=5 width=4 channels=3 ho=2 wo=2";
+const char* kConvSizes = "batch=2 height=5 width=4 channels=3 in_channels=channels kh=2 kw=3 filters=4 "
+                         "ho=height-kh+1 wo=width-kw+1 positions=batch*ho*wo patch=kh*kw*channels";
+const char* kPoolSizes = "batch=2 height=5 width=4 channels=3 ho=(height-2)//2+1 wo=(width-2)//2+1";
+const char* kPoolBackArgs = "input_shape=(batch, height, width, channels), pool_size=(2, 2), strides=(2, 2)";
 
 Shape text_shape(Pair p) { return {p[0], p[1]}; }
 
@@ -280,8 +281,8 @@ PYBIND11_MODULE(_core, m) {
                 "alpha=0.0, out=None, accumulate=False, reference=False)",
                 "out = act(op(a)·op(b) + bias [+ out when accumulate]), op(a) = aᵀ when transpose_a")
                .in("a", "_, _").in("b", "_, _").in("bias", "n").out("out", "m, n").param("alpha", kSlope)
-               .example("a=5x3 b=3x4", "activation=Activation.relu")
-               .example("a=3x5 b=4x3", "transpose_a=True, transpose_b=True, bias=None"),
+               .example("a=5x3 b=3x4 m=a[0] n=b[1]", "activation=Activation.relu")
+               .example("a=3x5 b=4x3 m=a[1] n=b[0]", "transpose_a=True, transpose_b=True, bias=None"),
            [](Call& c) {
                const Activation act = activation(c, true);
                const float alpha = c.param("alpha");
@@ -590,7 +591,7 @@ PYBIND11_MODULE(_core, m) {
                .in("dz", "batch, ho, wo, filters").in("kernel", "kh, kw, channels, filters").in("cols", "positions, patch")
                .out("dx_out", kImage).out("dkernel_out", "kh, kw, channels, filters").out("dbias_out", "filters")
                .out("dcols", "positions, patch").in_place("cols")
-               .example(kConvSizes, "input_shape=(2, 5, 4, 3)"),
+               .example(kConvSizes, "input_shape=(batch, height, width, channels)"),
            [](Call& c) {
                const Shape in = input_shape(c);
                FloatArray kernel = c.in("kernel");
@@ -624,7 +625,7 @@ PYBIND11_MODULE(_core, m) {
     kernel(Spec("max_pool2d_backward(dy, argmax, input_shape, pool_size, strides, padding='valid', out=None)",
                 "dx: each dy value added to the input its window's maximum came from")
                .in("dy", kPooled).in("argmax", kPooled).dtype(DType::i32).values_below("image").out("out", kImage)
-               .example(kPoolSizes, "input_shape=(2, 5, 4, 3), pool_size=(2, 2), strides=(2, 2)"),
+               .example(kPoolSizes, kPoolBackArgs),
            [](Call& c) {
                const auto g = window(c, input_shape(c), c.get<Pair>("pool_size"), "pool_size");
                c.let("image", g.h * g.w * g.c);  // an argmax outside its image would write outside dx
@@ -648,7 +649,7 @@ PYBIND11_MODULE(_core, m) {
     kernel(Spec("avg_pool2d_backward(dy, input_shape, pool_size, strides, padding='valid', out=None)",
                 "dx: each dy value shared equally by the inputs its window averaged")
                .in("dy", kPooled).out("out", kImage)
-               .example(kPoolSizes, "input_shape=(2, 5, 4, 3), pool_size=(2, 2), strides=(2, 2)"),
+               .example(kPoolSizes, kPoolBackArgs),
            [](Call& c) {
                const auto g = window(c, input_shape(c), c.get<Pair>("pool_size"), "pool_size");
                FloatArray dy = c.in("dy");
@@ -666,7 +667,8 @@ PYBIND11_MODULE(_core, m) {
                return y;
            });
     kernel(Spec("global_avg_pool2d_backward(dy, input_shape, out=None)", "dx = dy / (H·W) at every pixel")
-               .in("dy", "batch, channels").out("out", kImage).example(kPoolSizes, "input_shape=(2, 5, 4, 3)"),
+               .in("dy", "batch, channels").out("out", kImage)
+               .example(kPoolSizes, "input_shape=(batch, height, width, channels)"),
            [](Call& c) {
                const Shape s = input_shape(c);
                FloatArray dy = c.in("dy");

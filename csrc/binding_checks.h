@@ -34,6 +34,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fz::bind {
@@ -46,13 +47,23 @@ using FloatArray = Array<float>;
 
 // ---------------------------------------------------------------- messages
 
-struct ShapeText { Shape s; };  // prints as Python prints a tuple: (2, 3), (4,)
+struct ShapeText { const Shape& s; };  // prints as Python prints a tuple: (2, 3), (4,)
 inline std::ostream& operator<<(std::ostream& o, const ShapeText& t) {
     o << "(";
     for (size_t i = 0; i < t.s.size(); ++i) o << (i ? ", " : "") << t.s[i];
     return o << (t.s.size() == 1 ? ",)" : ")");
 }
 inline Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
+// Message parts are evaluated even when a check passes, so anything costly is
+// wrapped to be formatted only when a message is built:
+struct ShapeOf { const py::array& a; };  // an array's shape
+struct TypeOf { py::handle h; };         // type(h).__name__
+struct Repr { py::handle h; };           // repr(h)
+inline std::ostream& operator<<(std::ostream& o, const ShapeOf& s) { return o << ShapeText{shape_of(s.a)}; }
+inline std::ostream& operator<<(std::ostream& o, const TypeOf& t) {
+    return o << std::string(py::str(py::type::handle_of(t.h).attr("__name__")));
+}
+inline std::ostream& operator<<(std::ostream& o, const Repr& r) { return o << std::string(py::repr(r.h)); }
 
 template <class... Parts>
 std::string cat(const Parts&... parts) {
@@ -100,6 +111,8 @@ struct Arg {
     std::vector<std::string> in_place;  // inputs this output may be exactly (never a shifted view)
     std::string values_below;           // integer inputs: the dim bounding their values
     std::string hint;                   // added to a wrong-rank message
+    size_t fixed = 0;                   // how many dims are not "..."
+    bool rest = false, named = false;   // a "..." among them; a dim other than "_"
 };
 
 // "a, b=(1, 2), c='x'" → {"a", "b=(1, 2)", "c='x'"}: separators inside brackets
@@ -152,29 +165,42 @@ struct Spec {
     // ("activation=Activation.relu, input_shape=(batch, 5)").
     Spec& example(const char* sizes, const char* kwargs = "") { return examples.emplace_back(sizes, kwargs), *this; }
 
-    size_t keyword(const std::string& n) const {
+    size_t keyword(std::string_view n) const {
         return std::find(keywords.begin(), keywords.end(), n) - keywords.begin();
     }
-    const Arg& arg(const std::string& n) const {
+    const Arg& arg(std::string_view n) const {
         for (const Arg& a : args)
             if (a.name == n) return a;
-        throw std::logic_error(name + ": no array '" + n + "' is declared");
+        throw std::logic_error(name + ": no array '" + std::string(n) + "' is declared");
     }
-    const Limit& limit(const std::string& n) const {
+    const Limit& limit(std::string_view n) const {
         for (const auto& [p, limit] : params)
             if (p == n) return *limit;
-        throw std::logic_error(name + ": no parameter '" + n + "' is declared");
+        throw std::logic_error(name + ": no parameter '" + std::string(n) + "' is declared");
     }
 
   private:
     Spec& add(const char* n, Role role, const char* dims) {
-        args.emplace_back();
-        args.back().name = n, args.back().role = role, args.back().dims = split(dims, ',');
+        Arg& a = args.emplace_back();
+        a.name = n, a.role = role, a.dims = split(dims, ',');
+        a.rest = std::count(a.dims.begin(), a.dims.end(), "...") > 0;
+        a.fixed = a.dims.size() - a.rest;
+        a.named = std::count(a.dims.begin(), a.dims.end(), "_") < std::ptrdiff_t(a.dims.size());
         return *this;
     }
 };
 
 // ---------------------------------------------------------------- one call
+
+// An argument's name in messages: "x", or "params[3]" for an element of a list.
+struct Label {
+    std::string_view name;
+    int index = -1;
+};
+inline std::ostream& operator<<(std::ostream& o, const Label& l) {
+    o << l.name;
+    return l.index < 0 ? o : o << "[" << l.index << "]";
+}
 
 class Call {
   public:
@@ -184,7 +210,7 @@ class Call {
                    " were given");
         for (size_t i = 0; i < args.size(); ++i) values_[i] = args[i];
         for (const auto& [key, value] : kwargs) {
-            const size_t i = spec.keyword(py::str(key));
+            const size_t i = spec.keyword(key.cast<std::string_view>());
             check_type(i < values_.size(), "got an unexpected keyword argument '", key, "'");
             check_type(!values_[i], "got multiple values for argument '", key, "'");
             values_[i] = value;
@@ -193,11 +219,14 @@ class Call {
             check_type(values_[i] || spec.default_values[i], "missing argument '", spec.keywords[i], "'");
             if (!values_[i]) values_[i] = spec.default_values[i];
         }
+        symbols_.reserve(8), tracked_.reserve(8);
     }
 
     const std::string& fn() const { return spec_.name; }
 
-    // ValueError "fn: parts..." unless ok (TypeError for check_type).
+    // ValueError "fn: parts..." unless ok (TypeError for check_type). The parts
+    // are evaluated even when the check passes: wrap anything costly to format
+    // (ShapeOf, TypeOf, Repr) or test it with if (...) fail(...).
     template <class... Parts>
     void check(bool ok, const Parts&... parts) const { if (!ok) fail(parts...); }
     template <class... Parts>
@@ -208,39 +237,40 @@ class Call {
     }
 
     // An argument as passed (or its default), and converted to T.
-    py::handle operator[](const std::string& name) const {
+    py::handle operator[](std::string_view name) const {
         const size_t i = spec_.keyword(name);
-        if (i >= values_.size()) throw std::logic_error(fn() + ": no argument '" + name + "' is declared");
+        if (i >= values_.size()) throw std::logic_error(fn() + ": no argument '" + std::string(name) + "' is declared");
         return values_[i];
     }
-    bool given(const char* name) const { return !(*this)[name].is_none(); }
+    bool given(std::string_view name) const { return !(*this)[name].is_none(); }
     template <class T>
-    T get(const char* name) const {
+    T get(std::string_view name) const {
         try {
             return (*this)[name].cast<T>();
         } catch (py::cast_error&) {
-            throw py::type_error(cat(fn(), ": ", name, " has the wrong type: got ", py::repr((*this)[name])));
+            throw py::type_error(cat(fn(), ": ", name, " has the wrong type: got ", Repr{(*this)[name]}));
         }
     }
     // A scalar hyperparameter, checked against its declared Limit.
-    float param(const char* name) const {
+    float param(std::string_view name) const {
         const float v = get<float>(name);
         const Limit& limit = spec_.limit(name);
-        check(limit.contains(v), name, " must be in ", limit.interval(), ", got ", v);
+        if (!limit.contains(v)) fail(name, " must be in ", limit.interval(), ", got ", v);
         return v;
     }
 
     // Dims shared between arrays; let() binds one the binding computes (an
     // output height, say) before the arrays that use it.
-    void let(const char* symbol, int64_t value, const std::string& from = "", const Shape& from_shape = {}) {
-        symbols_.push_back({symbol, value, {}, from, from_shape});
+    void let(std::string_view symbol, int64_t value, std::string_view from = "", const Shape& from_shape = {}) {
+        symbols_.push_back({symbol, value, {}, from, {}, from_shape});
     }
-    int64_t dim(const std::string& symbol) const {
+    int64_t dim(std::string_view symbol) const {
         if (const Symbol* s = lookup(symbol)) return s->value;
-        throw std::logic_error(fn() + ": dim '" + symbol + "' is used before it is known");
+        throw std::logic_error(fn() + ": dim '" + std::string(symbol) + "' is used before it is known");
     }
     // The product of `shape`; a ValueError naming `what` when it overflows int64.
-    int64_t numel(const Shape& shape, const std::string& what) const {
+    template <class What>
+    int64_t numel(const Shape& shape, const What& what) const {
         int64_t n = 1;
         for (py::ssize_t d : shape)
             check(d >= 0 && !__builtin_mul_overflow(n, static_cast<int64_t>(d), &n), what, " of shape ",
@@ -249,80 +279,85 @@ class Call {
     }
 
     // An input as float32 C-contiguous; maybe_in: None → nullopt.
-    FloatArray in(const char* name) {
-        FloatArray arr = as_float((*this)[name], name);
-        match(declared(name, Role::input), name, arr);
-        return track(name, name, arr), arr;
+    FloatArray in(std::string_view name) {
+        const Arg& a = declared(name, Role::input);
+        FloatArray arr = as_float((*this)[name], Label{a.name});
+        match(a, arr);
+        return track(a, -1, arr), arr;
     }
-    std::optional<FloatArray> maybe_in(const char* name) {
+    std::optional<FloatArray> maybe_in(std::string_view name) {
         return given(name) ? std::optional<FloatArray>(in(name)) : std::nullopt;
     }
     // An integer input as int32 or int64 (T), each value checked before any
     // narrowing: to lie in [0, values_below) when declared, else to fit in T.
     template <class T>
-    Array<T> ints(const char* name) { return ints<T>(name, integers((*this)[name], name)); }
+    Array<T> ints(std::string_view name) { return ints<T>(name, integers((*this)[name], Label{name})); }
     template <class T>
-    Array<T> ints(const char* name, const py::array& raw) {
+    Array<T> ints(std::string_view name, const py::array& raw) {
         const Arg& a = declared(name, Role::input);
-        match(a, name, raw);
+        match(a, raw);
         const bool bounded = !a.values_below.empty(), unsigned_ = raw.dtype().kind() == 'u';
-        if (bounded || raw.itemsize() > py::ssize_t(sizeof(T)) || (unsigned_ && raw.itemsize() == sizeof(T))) {
-            const int64_t lo = bounded || unsigned_ ? 0 : std::numeric_limits<T>::min();
-            const int64_t hi = bounded ? dim(a.values_below) - 1 : std::numeric_limits<T>::max();
-            const Array<int64_t> wide = convert<Array<int64_t>>(raw, name);  // uint64 ≥ 2⁶³ wraps below lo
-            for (py::ssize_t i = 0; i < wide.size(); ++i) {
-                const int64_t v = wide.data()[i];
+        const bool narrowing = raw.itemsize() > py::ssize_t(sizeof(T)) || (unsigned_ && raw.itemsize() == sizeof(T));
+        const int64_t lo = bounded || unsigned_ ? 0 : std::numeric_limits<T>::min();
+        const int64_t hi = bounded ? dim(a.values_below) - 1 : std::numeric_limits<T>::max();
+        const auto check_values = [&](const auto& values) {
+            const auto* data = values.data();
+            for (py::ssize_t i = 0, n = values.size(); i < n; ++i) {
+                const int64_t v = data[i];
                 if (v >= lo && v <= hi) continue;
                 if (bounded) fail(name, " value ", v, " at flat index ", i, " is outside [0, ", hi + 1, ")");
-                fail(name, " (dtype ", raw.dtype(), ") holds ", py::object(raw.attr("flat")[py::int_(i)]), " at flat index ", i,
-                     ", outside ", py::dtype::of<T>(), ", the type it is read as");
+                fail(name, " (dtype ", raw.dtype(), ") holds ", py::object(raw.attr("flat")[py::int_(i)]),
+                     " at flat index ", i, ", outside ", py::dtype::of<T>(), ", the type it is read as");
             }
-        }
-        Array<T> arr = convert<Array<T>>(raw, name);
-        return track(name, name, arr), arr;
+        };
+        if (narrowing) check_values(convert<Array<int64_t>>(raw, Label{name}));  // uint64 ≥ 2⁶³ wraps below lo
+        auto arr = convert<Array<T>>(raw, Label{name});
+        if (bounded && !narrowing) check_values(arr);
+        return track(a, -1, arr), arr;
     }
+
     // An output: the caller's array (float32 or T, C-contiguous, writable, of
     // the declared shape) or, when None, a fresh one. out_if: only when wanted.
     template <class T = float>
-    py::array_t<T> out(const char* name) {
+    py::array_t<T> out(std::string_view name) {
         const Arg& a = declared(name, Role::output);
-        return given(name) ? caller_array<T>(a, name, (*this)[name], expected(a)) : allocate<T>(a, name);
+        return given(name) ? caller_array<T>(a, -1, (*this)[name], expected(a)) : allocate<T>(a);
     }
     template <class T = float>
-    std::optional<py::array_t<T>> out_if(const char* name, bool wanted) {
+    std::optional<py::array_t<T>> out_if(std::string_view name, bool wanted) {
         return wanted ? std::optional<py::array_t<T>>(out<T>(name)) : std::nullopt;
     }
     template <class T = float>
-    py::array_t<T> result(const char* name) { return allocate<T>(declared(name, Role::result), name); }
+    py::array_t<T> result(std::string_view name) { return allocate<T>(declared(name, Role::result)); }
     // A state array: the caller's float32 array, read and updated in place.
-    py::array_t<float> state(const char* name) {
+    py::array_t<float> state(std::string_view name) {
         const Arg& a = declared(name, Role::state);
-        return caller_array<float>(a, name, (*this)[name], expected(a));
+        return caller_array<float>(a, -1, (*this)[name], expected(a));
     }
     // A list argument (optimizers): a sequence of `count` arrays, or None.
-    std::optional<py::sequence> list(const char* name, size_t count) const {
+    std::optional<py::sequence> list(std::string_view name, size_t count) const {
         if (!given(name)) return std::nullopt;
         const py::handle l = (*this)[name];
         check_type(py::isinstance<py::sequence>(l), name, " must be a list of arrays (one per parameter), got ",
-                   py::repr(l));
+                   Repr{l});
         check(py::len(l) == count, name, " must hold one array per parameter (", count, "), got ", py::len(l));
         return l.cast<py::sequence>();
     }
     // Element t of a state list, shaped like `like` (any shape when null).
-    py::array_t<float> state_at(const char* name, size_t t, py::handle given, const Shape* like) {
-        const std::string label = cat(name, "[", t, "]");
-        check_type(py::isinstance<py::array>(given), label, " must be a numpy array, got ",
-                   py::str(py::type::handle_of(given).attr("__name__")));
+    py::array_t<float> state_at(std::string_view name, int t, py::handle given, const Shape* like) {
+        const Arg& a = declared(name, Role::state);
+        check_type(py::isinstance<py::array>(given), Label{a.name, t}, " must be a numpy array, got ", TypeOf{given});
         const Shape shape = like ? *like : shape_of(py::reinterpret_borrow<py::array>(given));
-        return caller_array<float>(declared(name, Role::state), label, given, shape);
+        return caller_array<float>(a, t, given, shape);
     }
-    // Element t of an input list, of the shape `like` of the array named like_label.
-    FloatArray in_at(const char* name, size_t t, py::handle obj, const Shape& like, const std::string& like_label) {
-        const std::string label = cat(name, "[", t, "]");
-        FloatArray arr = as_float(obj, label);
-        check(shape_of(arr) == like, label, " has shape ", ShapeText{shape_of(arr)}, " but ", like_label,
-              " has shape ", ShapeText{like});
-        return track(name, label, arr), arr;
+    // Element t of an input list, of the shape `like` of element t of `like_name`.
+    FloatArray in_at(std::string_view name, int t, py::handle obj, const Shape& like, std::string_view like_name) {
+        const Arg& a = declared(name, Role::input);
+        FloatArray arr = as_float(obj, Label{a.name, t});
+        if (shape_of(arr) != like)
+            fail(Label{a.name, t}, " has shape ", ShapeOf{arr}, " but ", Label{like_name, t}, " has shape ",
+                 ShapeText{like});
+        return track(a, t, arr), arr;
     }
 
     // Checks that no array the kernel writes overlaps another array of the
@@ -336,27 +371,26 @@ class Call {
 
     // Any object → a NumPy array (no copy when it already is one). A ragged
     // list or an object NumPy cannot read is a TypeError naming the argument.
-    py::array as_array(py::handle obj, const std::string& name) const {
+    py::array as_array(py::handle obj, const Label& name) const {
         if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
         try {
             return py::array(py::reinterpret_borrow<py::object>(obj));
         } catch (py::error_already_set& e) {
-            throw py::type_error(cat(fn(), ": ", name, " must be array-like, got ",
-                                     py::str(py::type::handle_of(obj).attr("__name__")), " (", e.value(), ")"));
+            throw py::type_error(cat(fn(), ": ", name, " must be array-like, got ", TypeOf{obj}, " (", e.value(), ")"));
         }
     }
-    py::array integers(py::handle obj, const std::string& name) const {  // an empty float array too
+    py::array integers(py::handle obj, const Label& name) const {  // an empty float array too
         py::array raw = as_array(obj, name);
         const char kind = raw.dtype().kind();
-        check_type(kind == 'i' || kind == 'u' || (raw.size() == 0 && (kind == 'f' || kind == 'b')), name,
-                   " must be an integer array, got dtype ", raw.dtype());
+        if (!(kind == 'i' || kind == 'u' || (raw.size() == 0 && (kind == 'f' || kind == 'b'))))
+            check_type(false, name, " must be an integer array, got dtype ", raw.dtype());
         return raw;
     }
-    FloatArray as_float(py::handle obj, const std::string& name) const {
+    FloatArray as_float(py::handle obj, const Label& name) const {
         py::array arr = as_array(obj, name);
         const char kind = arr.dtype().kind();
-        check_type(kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b', name, " must hold numbers, got dtype ",
-                   arr.dtype());
+        if (!(kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b'))
+            check_type(false, name, " must hold numbers, got dtype ", arr.dtype());
         return convert<FloatArray>(arr, name);
     }
     // `arr` as the array type A: itself when it already is one, else a
@@ -365,40 +399,43 @@ class Call {
     // crashed the first kernel to read it; the constructor keeps NumPy's error,
     // raised again naming the argument (a MemoryError stays a MemoryError).
     template <class A>
-    A convert(const py::array& arr, const std::string& name) const {
+    A convert(const py::array& arr, const Label& name) const {
         try {
-            return aligned(arr) ? A(arr) : A(arr.attr("copy")());  // (A(arr) keeps a misaligned view)
+            if (!aligned(arr)) return A(arr.attr("copy")());  // A(arr) would keep a misaligned view
+            return py::isinstance<A>(arr) ? py::reinterpret_borrow<A>(arr) : A(arr);
         } catch (py::error_already_set& e) {
-            rethrow(e, cat("cannot convert ", name, " of shape ", ShapeText{shape_of(arr)}, " and dtype ",
-                           arr.dtype(), " to a C-contiguous ", py::dtype::of<typename A::value_type>(), " array"));
+            rethrow(e, cat("cannot convert ", name, " of shape ", ShapeOf{arr}, " and dtype ", arr.dtype(),
+                           " to a C-contiguous ", py::dtype::of<typename A::value_type>(), " array"));
         }
     }
 
   private:
     struct Symbol {
-        std::string name;
+        std::string_view name;
         int64_t value;
-        Shape group;       // the axes "..." stands for
-        std::string from;  // the array (or argument) that set it, and its shape
+        Shape group;           // the axes "..." stands for
+        std::string_view from;  // the array (or argument) that set it, for messages
+        py::handle from_array;
         Shape from_shape;
     };
     struct Tracked {
         const Arg* arg;
-        std::string label;
+        int index;  // in its list, or -1
         const char *lo, *hi;
         size_t order;
         bool written() const { return arg->role != Role::input; }
+        Label label() const { return {arg->name, index}; }
     };
 
     static bool aligned(const py::array& a) { return a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_; }
-    const Symbol* lookup(const std::string& symbol) const {
+    const Symbol* lookup(std::string_view symbol) const {
         for (const Symbol& s : symbols_)
             if (s.name == symbol) return &s;
         return nullptr;
     }
-    const Arg& declared(const std::string& name, Role role) const {
+    const Arg& declared(std::string_view name, Role role) const {
         const Arg& a = spec_.arg(name);
-        if (a.role != role) throw std::logic_error(fn() + ": " + name + " is not declared as " + role_name(role));
+        if (a.role != role) throw std::logic_error(fn() + ": " + a.name + " is not declared as " + role_name(role));
         return a;
     }
     [[noreturn]] void rethrow(py::error_already_set& e, const std::string& what) const {
@@ -437,27 +474,27 @@ class Call {
     }
 
     // Checks an input's shape against its declared dims, binding new symbols.
-    void match(const Arg& a, const std::string& name, const py::array& arr) {
-        const Shape s = shape_of(arr);
-        const size_t rest = std::count(a.dims.begin(), a.dims.end(), "..."), fixed = a.dims.size() - rest;
-        if (rest ? s.size() < fixed : s.size() != fixed) {
-            const bool named = std::count(a.dims.begin(), a.dims.end(), "_") < std::ptrdiff_t(a.dims.size());
-            fail(name, " must be ", rest ? "at least " : "", fixed, "-D, got shape ", ShapeText{s},
-                 named ? cat(" (expected ", dims_text(a, false), ")") : "", a.hint.empty() ? "" : "; ", a.hint);
-        }
+    void match(const Arg& a, const py::array& arr) {
+        const py::ssize_t* s = arr.shape();
+        const size_t ndim = arr.ndim();
+        const size_t fixed = a.fixed;
+        if (a.rest ? ndim < fixed : ndim != fixed)
+            fail(a.name, " must be ", a.rest ? "at least " : "", fixed, "-D, got shape ", ShapeOf{arr},
+                 a.named ? cat(" (expected ", dims_text(a, false), ")") : "", a.hint.empty() ? "" : "; ", a.hint);
         const auto mismatch = [&](const Symbol* sym) {
-            const bool source = sym && !sym->from.empty();
-            fail(name, " must have shape ", dims_text(a, true), ", got ", ShapeText{s},
-                 source ? cat(", to match ", sym->from) : "",
-                 source && !sym->from_shape.empty() ? cat(" of shape ", ShapeText{sym->from_shape}) : "");
+            std::string source;
+            if (sym && sym->from_array) source = cat(", to match ", sym->from, " of shape ",
+                                                     ShapeOf{py::reinterpret_borrow<py::array>(sym->from_array)});
+            else if (sym && !sym->from.empty()) source = cat(", to match ", sym->from, " of shape ", ShapeText{sym->from_shape});
+            fail(a.name, " must have shape ", dims_text(a, true), ", got ", ShapeOf{arr}, source);
         };
         size_t axis = 0;
         for (const std::string& d : a.dims) {
             if (d == "...") {
-                const Shape group(s.begin() + axis, s.begin() + axis + (s.size() - fixed));
+                const Shape group(s + axis, s + axis + (ndim - fixed));
                 axis += group.size();
                 if (const Symbol* g = lookup(d); g && g->group != group) mismatch(g);
-                if (!lookup(d)) symbols_.push_back({d, 0, group, name, s});
+                if (!lookup(d)) symbols_.push_back({d, 0, group, a.name, arr, {}});
                 continue;
             }
             const int64_t v = s[axis++];
@@ -467,49 +504,59 @@ class Call {
             } else if (const Symbol* sym = lookup(d)) {
                 if (sym->value != v) mismatch(sym);
             } else {
-                symbols_.push_back({d, v, {}, name, s});
+                symbols_.push_back({d, v, {}, a.name, arr, {}});
             }
         }
     }
 
     template <class T>
-    py::array_t<T> allocate(const Arg& a, const std::string& name) {
+    py::array_t<T> allocate(const Arg& a) {
         const Shape shape = expected(a);
-        numel(shape, name);
+        numel(shape, a.name);
         try {
             py::array_t<T> arr(shape);
-            return track(a.name, name, arr), arr;
+            return track(a, -1, arr), arr;
         } catch (py::error_already_set& e) {
-            rethrow(e, cat(name, " of shape ", ShapeText{shape}, " cannot be allocated"));
+            rethrow(e, cat(a.name, " of shape ", ShapeText{shape}, " cannot be allocated"));
         }
     }
     // A caller's output or state array: used as is, so it must be exactly right.
     template <class T>
-    py::array_t<T> caller_array(const Arg& a, const std::string& name, py::handle given, const Shape& shape) {
-        check_type(py::isinstance<py::array>(given), name, " must be a numpy array, got ",
-                   py::str(py::type::handle_of(given).attr("__name__")));
+    py::array_t<T> caller_array(const Arg& a, int index, py::handle given, const Shape& shape) {
+        const Label name{a.name, index};
+        check_type(py::isinstance<py::array>(given), name, " must be a numpy array, got ", TypeOf{given});
         const auto arr = py::reinterpret_borrow<py::array>(given);
-        check_type(py::isinstance<py::array_t<T>>(arr) && arr.dtype().kind() == py::dtype::of<T>().kind() &&
-                       arr.itemsize() == sizeof(T),
-                   name, std::is_integral_v<T> ? " must be an " : " must be a ", py::dtype::of<T>(), " array, got ",
-                   arr.dtype());
+        if (!py::isinstance<py::array_t<T>>(arr) || arr.dtype().kind() != py::dtype::of<T>().kind() ||
+            arr.itemsize() != sizeof(T))
+            check_type(false, name, std::is_integral_v<T> ? " must be an " : " must be a ", py::dtype::of<T>(),
+                       " array, got ", arr.dtype());
         if (!(arr.flags() & py::array::c_style))
-            fail(name, " must be C-contiguous, got an array of shape ", ShapeText{shape_of(arr)}, " with byte strides ",
+            fail(name, " must be C-contiguous, got an array of shape ", ShapeOf{arr}, " with byte strides ",
                  ShapeText{Shape(arr.strides(), arr.strides() + arr.ndim())}, " (np.ascontiguousarray makes one)");
         check(aligned(arr), name, " is not aligned to its dtype (np.require(a, requirements='A') makes one)");
         check(arr.writeable(), name, " is read-only");
-        check(shape_of(arr) == shape, name, " must have shape ", ShapeText{shape}, ", got ", ShapeText{shape_of(arr)});
-        return track(a.name, name, arr), py::reinterpret_borrow<py::array_t<T>>(arr);
+        if (arr.ndim() != py::ssize_t(shape.size()) || !std::equal(shape.begin(), shape.end(), arr.shape()))
+            fail(name, " must have shape ", ShapeText{shape}, ", got ", ShapeOf{arr});
+        return track(a, index, arr), py::reinterpret_borrow<py::array_t<T>>(arr);
     }
 
-    void track(const std::string& name, const std::string& label, const py::array& arr) {
+    void track(const Arg& a, int index, const py::array& arr) {
         const char* lo = static_cast<const char*>(arr.data());
-        tracked_.push_back({&spec_.arg(name), label, lo, lo + arr.nbytes(), tracked_.size()});
+        tracked_.push_back({&a, index, lo, lo + arr.nbytes(), tracked_.size()});
     }
-    // Every written array against every other: a sweep over the arrays sorted
-    // by address, so a step over hundreds of parameters costs n·log n, not n².
+    // Every written array against every other: pair by pair for a few arrays,
+    // else a sweep over the arrays sorted by address, so that a step over
+    // hundreds of parameters costs n·log n, not n².
     void check_overlaps() const {
+        if (tracked_.size() <= 16) {
+            for (const Tracked& t : tracked_)
+                for (const Tracked* o = tracked_.data(); o != &t; ++o)
+                    if ((t.written() || o->written()) && t.lo < o->hi && o->lo < t.hi && t.lo < t.hi && o->lo < o->hi)
+                        refuse_overlap(*o, t);
+            return;
+        }
         std::vector<const Tracked*> order, open;
+        order.reserve(tracked_.size());
         for (const Tracked& t : tracked_)
             if (t.lo < t.hi) order.push_back(&t);
         std::sort(order.begin(), order.end(), [](const Tracked* x, const Tracked* y) {
@@ -532,8 +579,8 @@ class Call {
         };
         const bool same = w.lo == r.lo && w.hi == r.hi;
         if (!allows(w, r) && !allows(r, w))
-            fail(w.label, " must not overlap ", r.label, same ? " (they are the same array)" : "");
-        check(same, w.label, " overlaps ", r.label,
+            fail(w.label(), " must not overlap ", r.label(), same ? " (they are the same array)" : "");
+        check(same, w.label(), " overlaps ", r.label(),
               " without being the same array (in place is fine, a shifted view is not)");
     }
 

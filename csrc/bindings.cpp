@@ -108,7 +108,7 @@ template <class Target>
 py::object run_loss(Call& c, LossKernel<Target> kernel) {
     const float scale = c.param("grad_scale");
     FloatArray pred = c.in("y_pred");
-    c.check(pred.shape(1) > 0, "y_pred must have at least one column, got shape ", ShapeText{shape_of(pred)});
+    c.check(pred.shape(1) > 0, "y_pred must have at least one column, got shape ", ShapeOf{pred});
     const Array<Target> target = [&] {
         if constexpr (std::is_same_v<Target, int32_t>) return c.ints<int32_t>("y_true");
         else return c.in("y_true");
@@ -151,16 +151,16 @@ struct Update {
 
 Update collect_update(Call& c, const char* slot0, const char* slot1) {
     c.check_type(py::isinstance<py::sequence>(c["params"]), "params must be a list of arrays, got ",
-                 py::repr(c["params"]));
+                 Repr{c["params"]});
     const auto params = c["params"].cast<py::sequence>();
     const auto grads = c.list("grads", params.size()), s0 = c.list(slot0, params.size()),
                s1 = slot1 ? c.list(slot1, params.size()) : std::nullopt;
     c.check_type(grads.has_value(), "grads must be a list of arrays, got None");
     Update u;
-    for (size_t t = 0; t < params.size(); ++t) {
+    for (int t = 0; t < int(params.size()); ++t) {
         auto p = c.state_at("params", t, params[t], nullptr);
         const Shape shape = shape_of(p);
-        u.grads.push_back(c.in_at("grads", t, (*grads)[t], shape, cat("params[", t, "]")));
+        u.grads.push_back(c.in_at("grads", t, (*grads)[t], shape, "params"));
         u.p.push_back(p.mutable_data()), u.g.push_back(u.grads.back().data()), u.n.push_back(p.size());
         if (s0) u.s0.push_back(c.state_at(slot0, t, (*s0)[t], &shape).mutable_data());
         if (s1) u.s1.push_back(c.state_at(slot1, t, (*s1)[t], &shape).mutable_data());
@@ -291,7 +291,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray a = c.in("a"), b = c.in("b");
                const int64_t M = a.shape(ta), K = a.shape(!ta), Kb = b.shape(tb), N = b.shape(!tb);
                c.check(K == Kb, "inner dimensions differ: op(a) is (", M, ", ", K, ") and op(b) is (", Kb, ", ", N,
-                       ") (a has shape ", ShapeText{shape_of(a)}, ", b has shape ", ShapeText{shape_of(b)},
+                       ") (a has shape ", ShapeOf{a}, ", b has shape ", ShapeOf{b},
                        ", transpose_a=", ta ? "True" : "False", ", transpose_b=", tb ? "True" : "False", ")");
                c.check(!accumulate || c.given("out"), "accumulate=True needs out=");
                c.let("m", M), c.let("n", N);
@@ -366,7 +366,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x");
                const bool softmax = act == Activation::softmax;
                c.check(!softmax || x.ndim() == 2, "softmax needs a 2-D x (batch, classes), got shape ",
-                       ShapeText{shape_of(x)});
+                       ShapeOf{x});
                auto y = c.out("out");
                c.run([&] {
                    if (softmax) fz::softmax_forward(x.data(), y.mutable_data(), x.shape(0), x.shape(1));
@@ -387,7 +387,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray y = c.in("y"), dy = c.in("dy");
                const bool softmax = act == Activation::softmax, needs_x = fz::activation_backward_needs_input(act);
                c.check(!softmax || y.ndim() == 2, "softmax needs a 2-D y (batch, classes), got shape ",
-                       ShapeText{shape_of(y)});
+                       ShapeOf{y});
                c.check(!needs_x || c.given("x"), "this activation needs x");
                const auto x = needs_x ? std::optional(c.in("x")) : std::nullopt;
                auto dx = c.out("out");
@@ -425,15 +425,15 @@ PYBIND11_MODULE(_core, m) {
                if (c.get<bool>("sparse")) {
                    const auto labels = c.ints<int32_t>("y_true");
                    c.check(labels.ndim() == 1, "y_true must be (batch,) labels with sparse=True, got shape ",
-                           ShapeText{shape_of(labels)});
+                           ShapeOf{labels});
                    auto out = c.out("out");
                    c.run([&] { fz::softmax_crossentropy_backward(probs.data(), labels.data(), out.mutable_data(),
                                                                  rows, cols, scale); });
                    return out;
                }
                FloatArray target = c.in("y_true");
-               c.check(shape_of(target) == shape_of(probs), "y_true has shape ", ShapeText{shape_of(target)},
-                       " but probs has shape ", ShapeText{shape_of(probs)});
+               c.check(shape_of(target) == shape_of(probs), "y_true has shape ", ShapeOf{target},
+                       " but probs has shape ", ShapeOf{probs});
                auto out = c.out("out");
                c.run([&] { fz::softmax_crossentropy_backward_dense(probs.data(), target.data(), out.mutable_data(),
                                                                    rows, cols, scale); });
@@ -473,7 +473,7 @@ PYBIND11_MODULE(_core, m) {
                .in("src", "rows, ...").in("index", "n").dtype(DType::i64).values_below("rows").out("out", "n, ...")
                .example("rows=5 n=3 ...=2"),
            [](Call& c) {
-               const py::array src = c.as_array(c["src"], "src");
+               const py::array src = c.as_array(c["src"], Label{"src"});
                const char kind = src.dtype().kind();
                return kind == 'i' || kind == 'u' ? gather(c, c.ints<int32_t>("src", src)) : gather(c, c.in("src"));
            });
@@ -573,10 +573,10 @@ PYBIND11_MODULE(_core, m) {
                const float alpha = c.param("alpha");
                FloatArray x = c.in("x"), kernel = c.in("kernel");
                const int64_t channels = c.dim("channels"), filters = c.dim("filters");
-               c.check(c.dim("in_channels") == channels, "kernel has shape ", ShapeText{shape_of(kernel)}, " for ",
-                       c.dim("in_channels"), " input channels but x has shape ", ShapeText{shape_of(x)}, " with ",
+               c.check(c.dim("in_channels") == channels, "kernel has shape ", ShapeOf{kernel}, " for ",
+                       c.dim("in_channels"), " input channels but x has shape ", ShapeOf{x}, " with ",
                        channels);
-               c.check(filters >= 1, "kernel has no filters: shape ", ShapeText{shape_of(kernel)});
+               c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
                const auto g = window(c, images(c, shape_of(x), "x"), {kernel.shape(0), kernel.shape(1)}, "kernel");
                const auto bias = c.maybe_in("bias");
                auto y = c.out("out"), cols = c.out("cols");
@@ -596,7 +596,7 @@ PYBIND11_MODULE(_core, m) {
                const Shape in = input_shape(c);
                FloatArray kernel = c.in("kernel");
                const int64_t filters = c.dim("filters");
-               c.check(filters >= 1, "kernel has no filters: shape ", ShapeText{shape_of(kernel)});
+               c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
                const auto g = window(c, in, {kernel.shape(0), kernel.shape(1)}, "kernel");
                FloatArray dz = c.in("dz"), cols = c.in("cols");
                const bool need_dx = c.get<bool>("need_dx"), need_dparams = c.get<bool>("need_dparams");
@@ -615,7 +615,7 @@ PYBIND11_MODULE(_core, m) {
            [](Call& c) {
                FloatArray x = c.in("x");
                const auto g = window(c, images(c, shape_of(x), "x"), c.get<Pair>("pool_size"), "pool_size");
-               c.check(g.h * g.w * g.c <= INT32_MAX, "images of shape ", ShapeText{shape_of(x)},
+               c.check(g.h * g.w * g.c <= INT32_MAX, "images of shape ", ShapeOf{x},
                        " have too many values for int32 argmax offsets");
                auto y = c.out("out");
                auto argmax = c.out<int32_t>("argmax");
@@ -688,7 +688,7 @@ PYBIND11_MODULE(_core, m) {
                const float momentum = c.param("momentum"), epsilon = c.param("epsilon");
                FloatArray x = c.in("x"), gamma = c.in("gamma"), beta = c.in("beta");
                c.check(x.ndim() >= 2 && x.size() > 0, "x must have a batch axis and a channel axis and not be empty, "
-                       "got shape ", ShapeText{shape_of(x)});
+                       "got shape ", ShapeOf{x});
                auto moving_mean = c.state("moving_mean"), moving_var = c.state("moving_var");
                auto y = c.out("out"), mean = c.out("mean"), inv_std = c.out("inv_std");
                const bool training = c.get<bool>("training");
@@ -709,7 +709,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x"), gamma = c.in("gamma"), mean = c.in("mean"), inv_std = c.in("inv_std"),
                           dy = c.in("dy");
                c.check(x.ndim() >= 2 && x.size() > 0, "x must have a batch axis and a channel axis and not be empty, "
-                       "got shape ", ShapeText{shape_of(x)});
+                       "got shape ", ShapeOf{x});
                auto dx = c.out("out"), dgamma = c.out("dgamma"), dbeta = c.out("dbeta");
                const bool training = c.get<bool>("training");
                const int64_t channels = c.dim("channels");

@@ -22,6 +22,8 @@
 //            below, |error| < 1e-8, and the result is 0 beyond −12.9 (|x Φ(x)| < 3e-37)
 //   gelu_tanh 7 ulp for x ≥ −2, 36 ulp for x ≥ −5.6, |error| < 1e-8 below
 //   gelu_backward, gelu_tanh_backward: |error| ≤ 3 (resp. 4) · 2⁻²⁴ · max(1, |f'(x)|)
+// With denormal flushing on (fz.set_flush_denormal, the default: FTZ/DAZ in
+// every kernel thread) a denormal input reads as 0 and a denormal result is 0.
 // Special values follow C: exp(−inf) = 0, exp(inf) = inf, log(0) = −inf,
 // log(x < 0) = NaN, tanh(±inf) = ±1, sigmoid(−inf) = 0; NaN gives NaN.
 #pragma once

@@ -373,7 +373,7 @@ def test_cnn_save_load_round_trip_is_bit_exact(tmp_path):
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     bn = model.layers[1]
     assert not np.all(bn.moving_mean == 0)  # training moved the statistics
-    path = tmp_path / "cnn.npz"
+    path = tmp_path / "cnn.safetensors"
     model.save(path)
     loaded = fz.load_model(path)
     for a, b in zip(model.get_weights(), loaded.get_weights()):

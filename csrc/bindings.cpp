@@ -845,13 +845,11 @@ py::array_t<int32_t> index_output(const std::optional<py::array>& out, const Sha
     return py::reinterpret_borrow<py::array_t<int32_t>>(*out);
 }
 
-// y = act(conv(x, kernel) + bias). Returns (y, cols); cols = im2col(x), the
-// (N·Ho·Wo, kh·kw·C) matrix conv2d_backward needs (pass it back as `cols` to
-// reuse the memory on the next call).
-py::tuple conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
-                         const std::optional<py::handle>& bias_in, Pair strides,
-                         const std::string& padding, Activation act, float alpha,
-                         std::optional<py::array> cols_out, std::optional<py::array> out) {
+// y = act(conv(x, kernel) + bias).
+py::array_t<float> conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
+                                  const std::optional<py::handle>& bias_in, Pair strides,
+                                  const std::string& padding, Activation act, float alpha,
+                                  std::optional<py::array> out) {
     const char* fn = "conv2d_forward";
     act = checked(act, fn);
     FloatArray x = as_images(x_in, fn, "x");
@@ -875,55 +873,45 @@ py::tuple conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
         require_shape(*bias, {filters}, fn, "bias");
     }
     py::array_t<float> y = output(out, image_shape(g, filters), fn, "out");
-    py::array_t<float> cols = output(cols_out, {g.positions(), g.patch()}, fn, "cols");
-    for (const py::array& in : {py::array(x), py::array(kernel)}) {
+    for (const py::array& in : {py::array(x), py::array(kernel)})
         require_disjoint(y, in, fn, "out", "the inputs");
-        require_disjoint(cols, in, fn, "cols", "the inputs");
-    }
-    require_disjoint(y, cols, fn, "out", "cols");
     const float* xp = x.data();
     const float* kp = kernel.data();
     const float* bp = bias ? bias->data() : nullptr;
-    float* cp = cols.mutable_data();
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        fz::conv2d_forward(g, xp, kp, bp, filters, act, alpha, cp, yp);
+        fz::conv2d_forward(g, xp, kp, bp, filters, act, alpha, yp);
     }
-    return py::make_tuple(y, cols);
+    return y;
 }
 
-// From dz = ∂L/∂(conv + bias) (the activation's derivative already applied):
-// returns (dx, dkernel, dbias), each None when not asked for — dx when
-// need_dx is false (a first layer), dkernel and dbias when need_dparams is
-// false (a frozen layer), dbias when use_bias is false.
+// From dz = ∂L/∂(conv + bias) (the activation's derivative already applied)
+// and x, the forward's input: returns (dx, dkernel, dbias), each None when not
+// asked for — dx when need_dx is false (a first layer), dkernel and dbias when
+// need_dparams is false (a frozen layer), dbias when use_bias is false.
 py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
-                          const py::handle& cols_in, const std::vector<int64_t>& input_shape,
-                          Pair strides, const std::string& padding, bool use_bias, bool need_dx,
-                          bool need_dparams, std::optional<py::array> dx_out,
-                          std::optional<py::array> dkernel_out, std::optional<py::array> dbias_out,
-                          std::optional<py::array> dcols_out) {
+                          const py::handle& x_in, Pair strides, const std::string& padding,
+                          bool use_bias, bool need_dx, bool need_dparams,
+                          std::optional<py::array> dx_out, std::optional<py::array> dkernel_out,
+                          std::optional<py::array> dbias_out) {
     const char* fn = "conv2d_backward";
-    const Shape in_shape(input_shape.begin(), input_shape.end());
-    require_image_shape(in_shape, fn, "input_shape");
+    FloatArray x = as_images(x_in, fn, "x");
+    const Shape in_shape = shape_of(x);
     FloatArray kernel = as_float(kernel_in, fn, "kernel");
     if (kernel.ndim() != 4 || kernel.shape(2) != in_shape[3] || kernel.shape(3) < 1)
         fail(std::string(fn) + ": kernel must have shape (kh, kw, " + std::to_string(in_shape[3]) +
-             ", filters) for input_shape " + shape_str(in_shape) + ", got " + shape_str(shape_of(kernel)));
+             ", filters) for x of shape " + shape_str(in_shape) + ", got " + shape_str(shape_of(kernel)));
     const int64_t filters = kernel.shape(3);
     const fz::Window2d g = window_geometry(in_shape, {kernel.shape(0), kernel.shape(1)}, strides,
                                            padding, fn, "kernel");
-    FloatArray dz = as_float(dz_in, fn, "dz"), cols = as_float(cols_in, fn, "cols");
+    FloatArray dz = as_float(dz_in, fn, "dz");
     require_shape(dz, image_shape(g, filters), fn, "dz");
-    require_shape(cols, {g.positions(), g.patch()}, fn, "cols");
-    std::optional<py::array_t<float>> dx, dkernel, dbias, dcols;
+    std::optional<py::array_t<float>> dx, dkernel, dbias;
     if (need_dx) {
         dx = output(dx_out, in_shape, fn, "dx_out");
-        dcols = output(dcols_out, {g.positions(), g.patch()}, fn, "dcols");
-        for (const py::array& in : {py::array(dz), py::array(kernel), py::array(cols)})
+        for (const py::array& in : {py::array(dz), py::array(kernel), py::array(x)})
             require_disjoint(*dx, in, fn, "dx_out", "the inputs");
-        require_disjoint(*dcols, dz, fn, "dcols", "dz");
-        require_disjoint(*dcols, kernel, fn, "dcols", "kernel");
     }
     if (need_dparams) {
         dkernel = output(dkernel_out, shape_of(kernel), fn, "dkernel_out");
@@ -931,14 +919,13 @@ py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
     }
     const float* dzp = dz.data();
     const float* kp = kernel.data();
-    const float* cp = cols.data();
+    const float* xp = x.data();
     float* dxp = dx ? dx->mutable_data() : nullptr;
-    float* dcp = dcols ? dcols->mutable_data() : nullptr;
     float* dkp = dkernel ? dkernel->mutable_data() : nullptr;
     float* dbp = dbias ? dbias->mutable_data() : nullptr;
     {
         py::gil_scoped_release nogil;
-        fz::conv2d_backward(g, cp, kp, dzp, filters, dkp, dbp, dcp, dxp);
+        fz::conv2d_backward(g, xp, kp, dzp, filters, dkp, dbp, dxp);
     }
     const auto or_none = [](const std::optional<py::array_t<float>>& a) -> py::object {
         return a ? py::object(*a) : py::object(py::none());
@@ -1249,12 +1236,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("kernel"), py::arg("bias") = none,
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
-          py::arg("cols") = none, py::arg("out") = none);
-    m.def("conv2d_backward", &conv2d_backward, py::arg("dz"), py::arg("kernel"), py::arg("cols"),
-          py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("out") = none);
+    m.def("conv2d_backward", &conv2d_backward, py::arg("dz"), py::arg("kernel"), py::arg("x"),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("use_bias") = true, py::arg("need_dx") = true, py::arg("need_dparams") = true,
-          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none,
-          py::arg("dcols") = none);
+          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none);
     m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("pool_size"),
           py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none,
           py::arg("argmax") = none);

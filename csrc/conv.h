@@ -53,22 +53,29 @@ Window2d make_window2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 // (i, j, c) like the kernel's rows, so
 //   y = act(cols · K + bias),   K = kernel viewed as (kh·kw·C, F),
 // one GEMM with the bias and activation in its epilogue (elementwise
-// activations only: not softmax).
-// cols: the caller's (N·Ho·Wo, kh·kw·C) workspace; it holds im2col(x)
-// afterwards, which conv2d_backward needs for the kernel gradient.
+// activations only: not softmax). cols is never built whole: conv2d.cpp
+// builds it a block of rows at a time, in cache, for the GEMM micro-kernel.
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
-                    int64_t filters, Activation act, float alpha, float* cols, float* y);
+                    int64_t filters, Activation act, float alpha, float* y);
 
 // dz: (N, Ho, Wo, F), the gradient after the activation's derivative, i.e. ∂L/∂(cols·K + b).
 //   dkernel = colsᵀ · dz             (kh·kw·C, F)     skipped if dkernel is null
 //   dbias   = Σ_rows dz              (F,)             skipped if dbias is null
 //   dx      = col2im(dz · Kᵀ)        (N, H, W, C)     skipped if dx is null
 // col2im adds each row of dcols = dz · Kᵀ back onto the input values its
-// window read (windows overlap, so inputs collect several terms).
-// cols: im2col(x) from conv2d_forward. dcols: a (N·Ho·Wo, kh·kw·C) workspace,
-// used only for dx; it may be cols itself (then cols is overwritten, after dkernel).
-void conv2d_backward(const Window2d& g, const float* cols, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dcols, float* dx);
+// window read (windows overlap, so inputs collect several terms). x is the
+// forward's input (cols = im2col(x) is rebuilt block by block).
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
+                     int64_t filters, float* dkernel, float* dbias, float* dx);
+
+// The two above with a given GEMM micro-kernel (the tests run every available one).
+struct MicroKernel;
+void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
+                                const float* kernel, const float* bias, int64_t filters,
+                                Activation act, float alpha, float* y);
+void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
+                                 const float* kernel, const float* dz, int64_t filters,
+                                 float* dkernel, float* dbias, float* dx);
 
 // ---------------------------------------------------------------- pooling
 //

@@ -23,7 +23,7 @@ from ._core import Activation as Act
 _name_counters = {}
 
 # What the layers' forward(x, training=True) saves for backward (Layer.__getattr__).
-_SAVED_BY_FORWARD = frozenset({"_x", "_y", "_z", "_mask", "_input_shape", "_cols", "_argmax",
+_SAVED_BY_FORWARD = frozenset({"_x", "_y", "_z", "_mask", "_input_shape", "_argmax",
                                "_mean", "_inv_std", "_batch_stats"})
 
 
@@ -480,7 +480,9 @@ class Conv2D(KernelLayer):
         forward   y  = f(cols · K + b)           one GEMM, b and f in its epilogue
         backward  dK = colsᵀ · dz,  db = Σ dz,  dx = col2im(dz · Kᵀ)
 
-    col2im adds each window's gradient back onto the pixels it read.
+    col2im adds each window's gradient back onto the pixels it read. The
+    kernels build cols a block of rows at a time, in cache (csrc/conv2d.cpp),
+    so backward needs only x.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
@@ -513,16 +515,13 @@ class Conv2D(KernelLayer):
             raise ValueError(f"{self.name}: expected {self.kernel.shape[2]} input channels, "
                              f"got input of shape {x.shape}")
         out_shape = (len(x),) + self.output_shape(x.shape[1:])
-        patch = self.kernel_size[0] * self.kernel_size[1] * x.shape[3]
-        cols = self._buffer("cols", (math.prod(out_shape[:3]), patch))
         fused = self._activation_layer is None
         z = self._buffer("y" if fused else "z", out_shape)
         ops.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
-                           self.activation if fused else Act.identity, self.alpha,
-                           cols=cols, out=z)
+                           self.activation if fused else Act.identity, self.alpha, out=z)
         y = z if fused else self._activation_layer.forward(z, training)
         if training:
-            self._input_shape, self._cols, self._y = x.shape, cols, y
+            self._x, self._y = x, y
         return y
 
     def backward(self, dy):
@@ -538,12 +537,11 @@ class Conv2D(KernelLayer):
                                          out=self._buffer("dz", dy.shape))
         train, need_dx = self.trainable, self.input_grad_needed
         dx, _, _ = ops.conv2d_backward(
-            dz, self.kernel, self._cols, self._input_shape, self.strides, self.padding,
+            dz, self.kernel, self._x, self.strides, self.padding,
             use_bias=self.use_bias, need_dx=need_dx, need_dparams=train,
-            dx_out=self._buffer("dx", self._input_shape) if need_dx else None,
+            dx_out=self._buffer("dx", self._x.shape) if need_dx else None,
             dkernel_out=self.grads[0] if train else None,
-            dbias_out=self.grads[1] if train and self.use_bias else None,
-            dcols=self._buffer("dcols", self._cols.shape) if need_dx else None)
+            dbias_out=self.grads[1] if train and self.use_bias else None)
         self._add_penalty_gradient()
         return dx
 

@@ -137,7 +137,7 @@ const std::vector<ConvCase> kConvCases = {
 };
 
 struct ConvResult {
-    std::vector<float> y, cols, dkernel, dbias, dx;
+    std::vector<float> y, dkernel, dbias, dx;
 };
 
 ConvResult run_conv(const ConvCase& k, const Window2d& g, const std::vector<float>& x,
@@ -147,15 +147,13 @@ ConvResult run_conv(const ConvCase& k, const Window2d& g, const std::vector<floa
     // Outputs and workspaces start as NaN: the kernels must write every value.
     ConvResult r;
     r.y.assign(g.positions() * k.f, kNaN);
-    r.cols.assign(g.positions() * g.patch(), kNaN);
     conv2d_forward(g, x.data(), kernel.data(), k.bias ? bias.data() : nullptr, k.f, k.act, 0.0f,
-                   r.cols.data(), r.y.data());
+                   r.y.data());
     r.dkernel.assign(kernel.size(), kNaN);
     r.dbias.assign(k.f, kNaN);
     r.dx.assign(x.size(), kNaN);
-    std::vector<float> dcols(r.cols.size(), kNaN);
-    conv2d_backward(g, r.cols.data(), kernel.data(), dz.data(), k.f, r.dkernel.data(),
-                    r.dbias.data(), dcols.data(), r.dx.data());
+    conv2d_backward(g, x.data(), kernel.data(), dz.data(), k.f, r.dkernel.data(), r.dbias.data(),
+                    r.dx.data());
     return r;
 }
 
@@ -197,25 +195,10 @@ TEST(Conv2d, HandWorkedSamePaddingWithStride) {
     std::vector<float> x(9);
     std::iota(x.begin(), x.end(), 1.0f);
     const std::vector<float> kernel(4, 1.0f), bias = {0.5f};
-    std::vector<float> cols(g.positions() * g.patch()), y(g.positions());
+    std::vector<float> y(g.positions());
     conv2d_forward(g, x.data(), kernel.data(), bias.data(), 1, Activation::identity, 0.0f,
-                   cols.data(), y.data());
+                   y.data());
     expect_close(y, {1 + 2 + 4 + 5 + 0.5f, 3 + 6 + 0.5f, 7 + 8 + 0.5f, 9 + 0.5f});
-}
-
-TEST(Conv2d, DcolsMayBeCols) {
-    const ConvCase k = {2, 6, 5, 3, 3, 2, 4, 2, 1, Padding::same};
-    const Window2d g = make_window2d(k.n, k.h, k.w, k.c, k.kh, k.kw, k.sh, k.sw, k.padding);
-    const auto x = random_vector(k.n * k.h * k.w * k.c, 1);
-    const auto kernel = random_vector(g.patch() * k.f, 2);
-    const auto bias = random_vector(k.f, 3);
-    const auto dz = random_vector(g.positions() * k.f, 4);
-    const ConvResult separate = run_conv(k, g, x, kernel, bias, dz, 1);
-    std::vector<float> cols = separate.cols, dk(kernel.size()), db(k.f), dx(x.size());
-    conv2d_backward(g, cols.data(), kernel.data(), dz.data(), k.f, dk.data(), db.data(),
-                    cols.data(), dx.data());
-    expect_bitwise_equal(dk, separate.dkernel, "dkernel");
-    expect_bitwise_equal(dx, separate.dx, "dx");
 }
 
 TEST(Conv2d, GradientsMatchFiniteDifferences) {
@@ -228,16 +211,15 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
         auto kernel = random_vector(g.patch() * k.f, 2);
         auto bias = random_vector(k.f, 3);
         const auto r = random_vector(g.positions() * k.f, 4);
-        std::vector<float> cols(g.positions() * g.patch()), y(g.positions() * k.f);
+        std::vector<float> y(g.positions() * k.f);
         const auto loss = [&] {
             conv2d_forward(g, x.data(), kernel.data(), bias.data(), k.f, Activation::identity,
-                           0.0f, cols.data(), y.data());
+                           0.0f, y.data());
             return dot(y, r);
         };
-        loss();
-        std::vector<float> dk(kernel.size()), db(k.f), dx(x.size()), dcols(cols.size());
-        conv2d_backward(g, cols.data(), kernel.data(), r.data(), k.f, dk.data(), db.data(),
-                        dcols.data(), dx.data());
+        std::vector<float> dk(kernel.size()), db(k.f), dx(x.size());
+        conv2d_backward(g, x.data(), kernel.data(), r.data(), k.f, dk.data(), db.data(),
+                        dx.data());
         EXPECT_LT(relative_error(dx, numeric_gradient(x, loss, 1e-2f)), 1e-3);
         EXPECT_LT(relative_error(dk, numeric_gradient(kernel, loss, 1e-2f)), 1e-3);
         EXPECT_LT(relative_error(db, numeric_gradient(bias, loss, 1e-2f)), 1e-3);

@@ -886,16 +886,21 @@ py::array_t<float> conv2d_forward(const py::handle& x_in, const py::handle& kern
     return y;
 }
 
-// From dz = ∂L/∂(conv + bias) (the activation's derivative already applied)
-// and x, the forward's input: returns (dx, dkernel, dbias), each None when not
-// asked for — dx when need_dx is false (a first layer), dkernel and dbias when
-// need_dparams is false (a frozen layer), dbias when use_bias is false.
-py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
+// From dy = ∂L/∂y, x (the forward's input) and, for an activation, y (its
+// output): returns (dx, dkernel, dbias), each None when not asked for — dx
+// when need_dx is false (a first layer), dkernel and dbias when need_dparams is
+// false (a frozen layer), dbias when use_bias is false.
+py::tuple conv2d_backward(const py::handle& dy_in, const py::handle& kernel_in,
                           const py::handle& x_in, Pair strides, const std::string& padding,
                           bool use_bias, bool need_dx, bool need_dparams,
                           std::optional<py::array> dx_out, std::optional<py::array> dkernel_out,
-                          std::optional<py::array> dbias_out) {
+                          std::optional<py::array> dbias_out, Activation act,
+                          const std::optional<py::handle>& y_in, float alpha) {
     const char* fn = "conv2d_backward";
+    act = checked(act, fn);
+    if (act == Activation::softmax || fz::activation_backward_needs_input(act))
+        fail(std::string(fn) + ": activation must have a derivative written in terms of y "
+             "(not gelu or softmax: apply their backward first and pass identity)");
     FloatArray x = as_images(x_in, fn, "x");
     const Shape in_shape = shape_of(x);
     FloatArray kernel = as_float(kernel_in, fn, "kernel");
@@ -905,19 +910,28 @@ py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
     const int64_t filters = kernel.shape(3);
     const fz::Window2d g = window_geometry(in_shape, {kernel.shape(0), kernel.shape(1)}, strides,
                                            padding, fn, "kernel");
-    FloatArray dz = as_float(dz_in, fn, "dz");
-    require_shape(dz, image_shape(g, filters), fn, "dz");
+    FloatArray dy = as_float(dy_in, fn, "dy");
+    require_shape(dy, image_shape(g, filters), fn, "dy");
+    std::optional<FloatArray> y;
+    if (act != Activation::identity) {
+        if (!y_in || y_in->is_none())
+            fail(std::string(fn) + ": y (the forward's output) is needed for the activation's derivative");
+        y = as_float(*y_in, fn, "y");
+        require_shape(*y, image_shape(g, filters), fn, "y");
+    }
     std::optional<py::array_t<float>> dx, dkernel, dbias;
     if (need_dx) {
         dx = output(dx_out, in_shape, fn, "dx_out");
-        for (const py::array& in : {py::array(dz), py::array(kernel), py::array(x)})
+        for (const py::array& in : {py::array(dy), py::array(kernel), py::array(x)})
             require_disjoint(*dx, in, fn, "dx_out", "the inputs");
+        if (y) require_disjoint(*dx, *y, fn, "dx_out", "the inputs");
     }
     if (need_dparams) {
         dkernel = output(dkernel_out, shape_of(kernel), fn, "dkernel_out");
         if (use_bias) dbias = output(dbias_out, {filters}, fn, "dbias_out");
     }
-    const float* dzp = dz.data();
+    const float* dyp = dy.data();
+    const float* yp = y ? y->data() : nullptr;
     const float* kp = kernel.data();
     const float* xp = x.data();
     float* dxp = dx ? dx->mutable_data() : nullptr;
@@ -925,7 +939,7 @@ py::tuple conv2d_backward(const py::handle& dz_in, const py::handle& kernel_in,
     float* dbp = dbias ? dbias->mutable_data() : nullptr;
     {
         py::gil_scoped_release nogil;
-        fz::conv2d_backward(g, xp, kp, dzp, filters, dkp, dbp, dxp);
+        fz::conv2d_backward(g, xp, kp, dyp, filters, dkp, dbp, dxp, act, yp, alpha);
     }
     const auto or_none = [](const std::optional<py::array_t<float>>& a) -> py::object {
         return a ? py::object(*a) : py::object(py::none());
@@ -1237,10 +1251,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
           py::arg("out") = none);
-    m.def("conv2d_backward", &conv2d_backward, py::arg("dz"), py::arg("kernel"), py::arg("x"),
+    m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("kernel"), py::arg("x"),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("use_bias") = true, py::arg("need_dx") = true, py::arg("need_dparams") = true,
-          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none);
+          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none,
+          py::arg("activation") = Activation::identity, py::arg("y") = none,
+          py::arg("alpha") = 0.0f);
     m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("pool_size"),
           py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none,
           py::arg("argmax") = none);

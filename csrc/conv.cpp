@@ -413,8 +413,12 @@ void conv2d_forward(const Window2d& g, const float* x, const float* kernel, cons
                 }
 }
 
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx) {
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx, Activation act,
+                     const float* y, float alpha) {
+    std::vector<float> dz(dy, dy + g.positions() * filters);
+    if (act != Activation::identity)
+        reference::activation_backward(act, nullptr, y, dy, dz.data(), dz.size(), alpha);
     std::vector<double> dk(g.patch() * filters, 0.0), db(filters, 0.0),
         dxs(g.n * g.h * g.w * g.c, 0.0);
     for (int64_t n = 0; n < g.n; ++n)

@@ -58,15 +58,20 @@ Window2d make_window2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
                     int64_t filters, Activation act, float alpha, float* y);
 
-// dz: (N, Ho, Wo, F), the gradient after the activation's derivative, i.e. ∂L/∂(cols·K + b).
+// dy: (N, Ho, Wo, F), ∂L/∂y. With z = cols·K + b and y = act(z):
+//   dz      = dy · act'(z)           (N, Ho, Wo, F)   act' written in terms of y (activations.h)
 //   dkernel = colsᵀ · dz             (kh·kw·C, F)     skipped if dkernel is null
 //   dbias   = Σ_rows dz              (F,)             skipped if dbias is null
 //   dx      = col2im(dz · Kᵀ)        (N, H, W, C)     skipped if dx is null
 // col2im adds each row of dcols = dz · Kᵀ back onto the input values its
 // window read (windows overlap, so inputs collect several terms). x is the
-// forward's input (cols = im2col(x) is rebuilt block by block).
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx);
+// forward's input (cols = im2col(x) is rebuilt block by block), y its output
+// (read only when act is not identity; then dz never exists whole either).
+// act: an activation whose derivative needs only y (not GELU, not softmax).
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx,
+                     Activation act = Activation::identity, const float* y = nullptr,
+                     float alpha = 0.0f);
 
 // The two above with a given GEMM micro-kernel (the tests run every available one).
 struct MicroKernel;
@@ -74,8 +79,9 @@ void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const 
                                 const float* kernel, const float* bias, int64_t filters,
                                 Activation act, float alpha, float* y);
 void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                 const float* kernel, const float* dz, int64_t filters,
-                                 float* dkernel, float* dbias, float* dx);
+                                 const float* kernel, const float* dy, int64_t filters,
+                                 float* dkernel, float* dbias, float* dx, Activation act,
+                                 const float* y, float alpha);
 
 // ---------------------------------------------------------------- pooling
 //
@@ -136,8 +142,10 @@ void batch_norm_backward(const float* x, const float* gamma, const float* mean,
 namespace reference {
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
                     int64_t filters, Activation act, float alpha, float* y);
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx);
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx,
+                     Activation act = Activation::identity, const float* y = nullptr,
+                     float alpha = 0.0f);
 void max_pool2d_forward(const Window2d& g, const float* x, float* y, int32_t* argmax);
 void max_pool2d_backward(const Window2d& g, const float* dy, const int32_t* argmax, float* dx);
 void avg_pool2d_forward(const Window2d& g, const float* x, float* y);

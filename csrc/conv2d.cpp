@@ -13,6 +13,7 @@
 //                y[rows] = act(A · [K; b])            K packed once; the bias is the
 //                                                     weight of a constant-1 input
 //   backward   for each block of whole images:
+//                dz[rows] = dy[rows] · act'(y[rows])   (when the forward had an activation)
 //                A = im2col(x)[rows]:  dK_block += Aᵀ · dz[rows],  db_block += Σ_rows dz
 //                dA = dz[rows] · Kᵀ:   dx[images] += col2im(dA)
 //              dK = Σ_blocks dK_block,  db = Σ_blocks db_block   (in block order)
@@ -194,15 +195,15 @@ void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, con
     if (act != Activation::identity) activation_forward(act, yb, yb, rows * F, alpha);
 }
 
-// One backward block's share of dK and db: for rows [r0, r1),
-//   dk += im2col(x)[rows]ᵀ · dz[rows]   (P, F), or = when !accumulate
-//   db += Σ_rows dz[rows]                (F,)
+// One backward block's share of dK and db: for rows [r0, r1) and dzb = their
+// rows of dz,
+//   dk += im2col(x)[rows]ᵀ · dzb   (P, F), or = when !accumulate
+//   db += Σ_rows dzb                (F,)
 // a: a workspace of (r1 − r0)·P + MR floats; edge: (r1 − r0)·NR floats.
-void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, const float* dz,
+void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, const float* dzb,
                       int64_t F, int64_t r0, int64_t r1, bool accumulate, float* a, float* edge,
                       float* dk, float* db) {
     const int64_t rows = r1 - r0, P = g.patch(), mr = uk.mr, nr = uk.nr;
-    const float* dzb = dz + r0 * F;
     if (db)
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t f = 0; f < F; ++f) db[f] += dzb[r * F + f];
@@ -225,13 +226,13 @@ void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, 
     }
 }
 
-// dx += col2im(dz[rows] · Kᵀ) for rows [r0, r1). packed_kt: Kᵀ (F, P) in
-// NR-wide panels of F rows. da: a workspace of (r1 − r0)·P floats, edge: MR·F.
-void input_grad_rows(const MicroKernel& uk, const Window2d& g, const float* dz,
+// dx += col2im(dzb · Kᵀ) for rows [r0, r1), dzb their rows of dz. packed_kt:
+// Kᵀ (F, P) in NR-wide panels of F rows. da: a workspace of (r1 − r0)·P
+// floats, edge: MR·F.
+void input_grad_rows(const MicroKernel& uk, const Window2d& g, const float* dzb,
                      const float* packed_kt, int64_t F, int64_t r0, int64_t r1, float* da,
                      float* edge, float* dx) {
     const int64_t rows = r1 - r0, P = g.patch(), mr = uk.mr, nr = uk.nr;
-    const float* dzb = dz + r0 * F;
     // The rows of dz read by a ragged last tile, zero-padded to MR rows (the
     // tile must not read past the end of dz).
     const int64_t full = rows / mr * mr;
@@ -274,8 +275,9 @@ void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const 
 }
 
 void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                 const float* kernel, const float* dz, int64_t filters,
-                                 float* dkernel, float* dbias, float* dx) {
+                                 const float* kernel, const float* dy, int64_t filters,
+                                 float* dkernel, float* dbias, float* dx, Activation act,
+                                 const float* y, float alpha) {
     check_tile(uk);
     const int64_t P = g.patch(), F = filters, windows = g.ho * g.wo, image = g.h * g.w * g.c;
     if (windows == 0 || g.n == 0 || F <= 0) {  // no window: no gradient
@@ -298,7 +300,8 @@ void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const
     const int64_t chunk = block_rows(uk, std::max(P, F));
     const int64_t macs = images * windows * P * F * ((dkernel ? 1 : 0) + (dx ? 1 : 0));
     parallel_for(0, blocks, parallel_grain(macs), [&](int64_t b0, int64_t b1) {
-        thread_local std::vector<float> a_buf, dz_edge_buf, da_buf, edge_buf;
+        thread_local std::vector<float> a_buf, dz_buf, dz_edge_buf, da_buf, edge_buf;
+        float* dz = act != Activation::identity ? room(dz_buf, chunk * F) : nullptr;
         float* a = dkernel ? room(a_buf, chunk * P + uk.mr) : nullptr;
         float* dz_edge = dkernel ? room(dz_edge_buf, chunk * uk.nr) : nullptr;
         float* da = dx ? room(da_buf, chunk * P) : nullptr;
@@ -311,10 +314,16 @@ void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const
             if (dx) std::fill(dx + n0 * image, dx + n1 * image, 0.0f);
             for (int64_t r0 = n0 * windows; r0 < n1 * windows; r0 += chunk) {
                 const int64_t r1 = std::min(n1 * windows, r0 + chunk);
+                // dz for these rows: dy itself, or dy · act'(y) formed here, in cache.
+                const float* dzb = dy + r0 * F;
+                if (dz) {
+                    activation_backward(act, nullptr, y + r0 * F, dzb, dz, (r1 - r0) * F, alpha);
+                    dzb = dz;
+                }
                 if (params)
-                    kernel_grad_rows(uk, g, x, dz, F, r0, r1, r0 > n0 * windows, a, dz_edge, dk,
+                    kernel_grad_rows(uk, g, x, dzb, F, r0, r1, r0 > n0 * windows, a, dz_edge, dk,
                                      db);
-                if (dx) input_grad_rows(uk, g, dz, packed_kt, F, r0, r1, da, edge, dx);
+                if (dx) input_grad_rows(uk, g, dzb, packed_kt, F, r0, r1, da, edge, dx);
             }
         }
     });
@@ -338,10 +347,11 @@ void conv2d_forward(const Window2d& g, const float* x, const float* kernel, cons
     conv2d_forward_with_kernel(best_micro_kernel(), g, x, kernel, bias, filters, act, alpha, y);
 }
 
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx) {
-    conv2d_backward_with_kernel(best_micro_kernel(), g, x, kernel, dz, filters, dkernel, dbias,
-                                dx);
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx, Activation act,
+                     const float* y, float alpha) {
+    conv2d_backward_with_kernel(best_micro_kernel(), g, x, kernel, dy, filters, dkernel, dbias,
+                                dx, act, y, alpha);
 }
 
 }  // namespace fz

@@ -528,20 +528,19 @@ class Conv2D(KernelLayer):
         dy = _as_float32(dy, "dy")
         if dy.shape != self._y.shape:
             raise ValueError(f"{self.name}: dy must have shape {self._y.shape}, got {dy.shape}")
+        # The kernel folds the activation's derivative in (dz = dy·f'(y)),
+        # except for the activations applied by a separate layer.
+        activation = self.activation
         if self._activation_layer is not None:
-            dz = self._activation_layer.backward(dy)
-        elif self.activation == Act.identity:
-            dz = dy
-        else:  # dz = dy ⊙ f'(z), with f' written in terms of y
-            dz = ops.activation_backward(self.activation, None, self._y, dy, self.alpha,
-                                         out=self._buffer("dz", dy.shape))
+            dy, activation = self._activation_layer.backward(dy), Act.identity
         train, need_dx = self.trainable, self.input_grad_needed
         dx, _, _ = ops.conv2d_backward(
-            dz, self.kernel, self._x, self.strides, self.padding,
+            dy, self.kernel, self._x, self.strides, self.padding,
             use_bias=self.use_bias, need_dx=need_dx, need_dparams=train,
             dx_out=self._buffer("dx", self._x.shape) if need_dx else None,
             dkernel_out=self.grads[0] if train else None,
-            dbias_out=self.grads[1] if train and self.use_bias else None)
+            dbias_out=self.grads[1] if train and self.use_bias else None,
+            activation=activation, y=self._y, alpha=self.alpha)
         self._add_penalty_gradient()
         return dx
 

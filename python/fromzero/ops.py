@@ -116,16 +116,20 @@ def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid",
                                 alpha, out)
 
 
-def conv2d_backward(dz, kernel, x, strides=1, padding="valid", use_bias=True, need_dx=True,
-                    need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None):
-    """``(dx, dkernel, dbias)`` from ``dz = ∂L/∂(conv + bias)`` (after the activation's derivative).
+def conv2d_backward(dy, kernel, x, strides=1, padding="valid", use_bias=True, need_dx=True,
+                    need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None,
+                    activation=Activation.identity, y=None, alpha=0.0):
+    """``(dx, dkernel, dbias)`` from ``dy = ∂L/∂y`` for ``y = act(z)``, ``z = conv(x, kernel) + bias``.
 
-    x is the forward's input. With cols = im2col(x): ``dkernel = colsᵀ·dz``,
-    ``dbias = Σ dz``, ``dx = col2im(dz·kernelᵀ)``; a gradient not asked for
+    x is the forward's input and y its output. With cols = im2col(x):
+    ``dz = dy·act'(y)``, ``dkernel = colsᵀ·dz``, ``dbias = Σ dz``,
+    ``dx = col2im(dz·kernelᵀ)``; dz is formed block by block inside the
+    kernel (identity: dz = dy, and y is not needed). A gradient not asked for
     (need_dx, need_dparams, use_bias) comes back as None.
     """
-    return _core.conv2d_backward(dz, kernel, x, pair(strides, "strides"), padding, use_bias,
-                                 need_dx, need_dparams, dx_out, dkernel_out, dbias_out)
+    return _core.conv2d_backward(dy, kernel, x, pair(strides, "strides"), padding, use_bias,
+                                 need_dx, need_dparams, dx_out, dkernel_out, dbias_out,
+                                 activation, y, alpha)
 
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid"):

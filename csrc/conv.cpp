@@ -88,13 +88,18 @@ FZ_SIMD_CLONES void for_each_window(const Window2d& g, int64_t r0, int64_t r1, c
 // once per instruction set with add inlined.
 template <class Add>
 FZ_SIMD_CLONES void gather_rows(const Window2d& g, int64_t q0, int64_t q1, float* dx, const Add& add) {
+    // The window columns covering each input column, the same for every row:
+    // [ow_range[2·iw], ow_range[2·iw + 1]).
+    thread_local std::vector<int64_t> ow_range;
+    ow_range.resize(static_cast<size_t>(2 * g.w));
+    for (int64_t iw = 0; iw < g.w; ++iw)
+        covering_windows(iw, g.kw, g.sw, g.pad_left, g.wo, &ow_range[2 * iw], &ow_range[2 * iw + 1]);
     for (int64_t q = q0; q < q1; ++q) {
         const int64_t n = q / g.h, ih = q % g.h;
         int64_t oh_lo, oh_hi;
         covering_windows(ih, g.kh, g.sh, g.pad_top, g.ho, &oh_lo, &oh_hi);
         for (int64_t iw = 0; iw < g.w; ++iw) {
-            int64_t ow_lo, ow_hi;
-            covering_windows(iw, g.kw, g.sw, g.pad_left, g.wo, &ow_lo, &ow_hi);
+            const int64_t ow_lo = ow_range[2 * iw], ow_hi = ow_range[2 * iw + 1];
             float* out = dx + (q * g.w + iw) * g.c;
             const int64_t at = pixel(g, ih, iw);
             if (oh_lo >= oh_hi || ow_lo >= ow_hi) std::fill_n(out, g.c, 0.0f);

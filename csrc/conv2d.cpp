@@ -191,13 +191,14 @@ void check_tile(const MicroKernel& uk) {
 
 // rows [r0, r1) of y = act([im2col(x) | 1] · packed): `packed` is [K; b] in
 // NR-wide panels of kp = P (+1 with a bias) rows; `a` a workspace of
-// round_up(r1 − r0, MR) rows of ld = kp floats.
+// round_up(r1 − r0, MR) rows of kp floats.
 void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, const float* packed,
                    int64_t kp, int64_t F, Activation act, float alpha, int64_t r0, int64_t r1,
                    float* a, float* y) {
     const int64_t rows = r1 - r0, mr = uk.mr, nr = uk.nr;
+    // A ragged last tile also reads the rows of `a` past the block's end,
+    // left over from an earlier block (or zeros), into tile rows it drops.
     im2col_rows(g, x, r0, r1, a, kp, kp > g.patch());
-    std::fill(a + rows * kp, a + round_up(rows, mr) * kp, 0.0f);  // the edge tile's missing rows
     float* yb = y + r0 * F;
     for (int64_t pc = 0; pc < kp; pc += uk.kc) {  // K in cache blocks, BLIS order
         const int64_t kc = std::min(uk.kc, kp - pc);

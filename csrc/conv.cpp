@@ -164,14 +164,15 @@ void max_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1,
         const float* img = x + n * image;
         float* best = y + r * g.c;
         int32_t* where = argmax + r * g.c;
-        // Start from the window's first real pixel (every window has one).
+        // Start from the window's first real pixel (every window has one),
+        // then compare with the others.
         const auto first = static_cast<int32_t>(pixel(g, cl.ih0 + cl.i_lo, cl.iw0 + cl.j_lo));
         for (int64_t c = 0; c < g.c; ++c) {
             best[c] = img[first + c];
             where[c] = first + static_cast<int32_t>(c);
         }
         for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
-            for (int64_t j = cl.j_lo; j < cl.j_hi; ++j) {
+            for (int64_t j = i == cl.i_lo ? cl.j_lo + 1 : cl.j_lo; j < cl.j_hi; ++j) {
                 const auto at = static_cast<int32_t>(pixel(g, cl.ih0 + i, cl.iw0 + j));
                 keep_larger(img + at, at, static_cast<int32_t>(g.c), best, where);
             }

@@ -212,6 +212,24 @@ void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, con
     if (act != Activation::identity) activation_forward(act, yb, yb, rows * F, alpha);
 }
 
+// dk[0:m, 0:F] (+)= Σ_r a[r·lda + i] · dz[r, 0:F] for r < rows: a few rows of
+// the kernel gradient (a first layer's P = 9 leaves one row past a tile of 8),
+// one rank-1 update per window along the filters, for what a register tile
+// would spend mostly on rows it then drops.
+FZ_SIMD_CLONES void kernel_grad_few_rows(const float* a, int64_t lda, int64_t m, int64_t rows,
+                                         const float* __restrict dz, int64_t F, bool accumulate,
+                                         float* __restrict dk) {
+    for (int64_t i = 0; i < m; ++i) {
+        float* __restrict out = dk + i * F;
+        if (!accumulate) std::fill_n(out, F, 0.0f);
+        for (int64_t r = 0; r < rows; ++r) {
+            const float s = a[r * lda + i];
+            const float* d = dz + r * F;
+            for (int64_t f = 0; f < F; ++f) out[f] += s * d[f];
+        }
+    }
+}
+
 // One backward block's share of dK and db: for rows [r0, r1) and dzb = their
 // rows of dz,
 //   dk += im2col(x)[rows]ᵀ · dzb   (P, F), or = when !accumulate
@@ -230,6 +248,9 @@ void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, 
     // row into tile rows it then drops; after the last row it reads the MR
     // floats of slack at the end of the workspace.
     im2col_rows(g, x, r0, r1, a, P, false);
+    // Rows [0, tiled) go through register tiles; a ragged rest of at most
+    // MR/2 rows through kernel_grad_few_rows.
+    const int64_t rest = P % mr, tiled = rest != 0 && 2 * rest <= mr ? P - rest : P;
     for (int64_t j = 0; j < F; j += nr) {
         // B = dz[rows] read in place, except a ragged last panel of filters,
         // which is copied zero-padded to NR columns.
@@ -237,10 +258,12 @@ void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, 
         if (n < nr) pack_b(dzb + j, F, 1, rows, n, static_cast<int>(nr), rows, edge);
         const float* b = n < nr ? edge : dzb + j;
         const int64_t rs_b = n < nr ? nr : F;
-        for (int64_t i = 0; i < P; i += mr)
+        for (int64_t i = 0; i < tiled; i += mr)
             run_tile(uk, rows, a + i, 1, P, b, rs_b, dk + i * F + j, F, std::min(mr, P - i), n,
                      accumulate);
     }
+    if (tiled < P)
+        kernel_grad_few_rows(a + tiled, P, P - tiled, rows, dzb, F, accumulate, dk + tiled * F);
 }
 
 // dx += col2im(dzb · Kᵀ) for rows [r0, r1), dzb their rows of dz. packed_kt:

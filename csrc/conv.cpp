@@ -6,10 +6,10 @@
 // is computed in a fixed order:
 //   - the pooling forwards and batch norm's normalisation split the output
 //     rows (one row per window, or per pixel);
-//   - the pooling backwards split the rows of the input: each input value
-//     gathers the gradients of the windows that cover it, in window order —
-//     the order in which a scatter over the windows would add them, with no
-//     atomics and the same sums for any thread count;
+//   - the pooling backwards, which scatter into the input, split the images:
+//     windows overlap inside an image, never across images, so a thread that
+//     owns image n owns every value its windows add to, and adds them in
+//     window order — no atomics, the same sums for any thread count;
 //   - per-channel sums (batch norm) split the channels and add rows in order.
 // The loops over channels are the innermost, contiguous in NHWC, and compiled
 // once per instruction set (simd.h).
@@ -54,13 +54,19 @@ int32_t select(bool take, int32_t a, int32_t b) {
     return (a & mask) | (b & ~mask);
 }
 
-// The windows covering input index `in` along one axis: outputs [*lo, *hi)
-// with 0 ≤ in + pad − out·stride < k.
-void covering_windows(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t out_size,
-                      int64_t* lo, int64_t* hi) {
-    const int64_t first = in + pad - k + 1;  // the smallest out·stride that still covers `in`
-    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
-    *hi = std::min(out_size, (in + pad) / stride + 1);
+// The backwards of pooling scatter into the input: dx = 0, then add(n, img)
+// adds the contributions of image n's windows into img = dx + n·H·W·C.
+// Split over images (see the top), each image's windows added in order.
+template <class Add>
+void scatter_per_image(const Window2d& g, float* dx, const Add& add) {
+    const int64_t image = g.h * g.w * g.c;
+    parallel_for(0, g.n, grain_for(image), [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+            float* img = dx + n * image;
+            std::fill_n(img, image, 0.0f);
+            add(n, img);
+        }
+    });
 }
 
 // Calls f(r, n, clip) for the windows r in [r0, r1) (r = (n·Ho + oh)·Wo + ow),
@@ -75,37 +81,6 @@ FZ_SIMD_CLONES void for_each_window(const Window2d& g, int64_t r0, int64_t r1, c
         if (++ow == g.wo) {
             ow = 0;
             if (++oh == g.ho) oh = 0, ++n;
-        }
-    }
-}
-
-// Calls add(out, at, o, first) for every input pixel of the rows [q0, q1) of
-// the batch (row q = n·H + ih): out = dx at that pixel, at = pixel(ih, iw) its
-// offset inside the image, and o = (n·Ho + oh)·Wo + ow each window covering
-// the pixel, in window order; first says the window is
-// the first (add writes 0 + its term then, so dx needs no zeroing pass).
-// Pixels no window covers get 0. The pooling backwards are this loop, compiled
-// once per instruction set with add inlined.
-template <class Add>
-FZ_SIMD_CLONES void gather_rows(const Window2d& g, int64_t q0, int64_t q1, float* dx, const Add& add) {
-    // The window columns covering each input column, the same for every row:
-    // [ow_range[2·iw], ow_range[2·iw + 1]).
-    thread_local std::vector<int64_t> ow_range;
-    ow_range.resize(static_cast<size_t>(2 * g.w));
-    for (int64_t iw = 0; iw < g.w; ++iw)
-        covering_windows(iw, g.kw, g.sw, g.pad_left, g.wo, &ow_range[2 * iw], &ow_range[2 * iw + 1]);
-    for (int64_t q = q0; q < q1; ++q) {
-        const int64_t n = q / g.h, ih = q % g.h;
-        int64_t oh_lo, oh_hi;
-        covering_windows(ih, g.kh, g.sh, g.pad_top, g.ho, &oh_lo, &oh_hi);
-        for (int64_t iw = 0; iw < g.w; ++iw) {
-            const int64_t ow_lo = ow_range[2 * iw], ow_hi = ow_range[2 * iw + 1];
-            float* out = dx + (q * g.w + iw) * g.c;
-            const int64_t at = pixel(g, ih, iw);
-            if (oh_lo >= oh_hi || ow_lo >= ow_hi) std::fill_n(out, g.c, 0.0f);
-            for (int64_t oh = oh_lo; oh < oh_hi; ++oh)
-                for (int64_t ow = ow_lo; ow < ow_hi; ++ow)
-                    add(out, at, (n * g.ho + oh) * g.wo + ow, oh == oh_lo && ow == ow_lo);
         }
     }
 }
@@ -129,26 +104,10 @@ inline void keep_larger(const float* __restrict in, int32_t at, int32_t channels
     }
 }
 
-// out (+)= the gradient of the channels whose maximum was at offset `at`: the
-// first window writes 0 + term, the others add theirs (max pooling's backward).
-// Written so that GCC vectorises it: grad[c] is read whether or not it is
-// used (a load under a condition is control flow), and one loop selects the
-// starting value rather than two loops, which it would not if-convert.
-inline void gather_won(const float* __restrict grad, const int32_t* __restrict won, int32_t at,
-                       int32_t channels, bool first, float* __restrict out) {
-    for (int32_t c = 0; c < channels; ++c) {
-        const float d = grad[c], base = first ? 0.0f : out[c];
-        out[c] = base + (won[c] == at + c ? d : 0.0f);
-    }
-}
-
-// out (+)= grad · scale, the first window writing 0 + its term.
-inline void gather_scaled(const float* __restrict grad, float scale, int32_t channels, bool first,
-                          float* __restrict out) {
-    for (int32_t c = 0; c < channels; ++c) {
-        const float base = first ? 0.0f : out[c];
-        out[c] = base + grad[c] * scale;
-    }
+// out += grad · scale.
+inline void add_scaled(const float* __restrict grad, float scale, int64_t channels,
+                       float* __restrict out) {
+    for (int64_t c = 0; c < channels; ++c) out[c] += grad[c] * scale;
 }
 
 // out += in.
@@ -179,16 +138,6 @@ void max_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1,
     });
 }
 
-// Input rows [q0, q1) of max pooling's dx: each value gathers dy from the
-// windows it won.
-void max_pool_backward_rows(const Window2d& g, const float* dy, const int32_t* argmax, int64_t q0,
-                            int64_t q1, float* dx) {
-    gather_rows(g, q0, q1, dx, [&](float* out, int64_t at, int64_t o, bool first) {
-        gather_won(dy + o * g.c, argmax + o * g.c, static_cast<int32_t>(at),
-                   static_cast<int32_t>(g.c), first, out);
-    });
-}
-
 // Windows [r0, r1) of average pooling: the mean of the window's real inputs.
 void avg_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1, float* y) {
     const int64_t image = g.h * g.w * g.c;
@@ -204,14 +153,16 @@ void avg_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1,
     });
 }
 
-// Input rows [q0, q1) of average pooling's dx: each value gathers dy / count
-// from every window covering it.
-void avg_pool_backward_rows(const Window2d& g, const float* dy, int64_t q0, int64_t q1,
-                            float* dx) {
-    gather_rows(g, q0, q1, dx, [&](float* out, int64_t, int64_t o, bool first) {
-        const Clip cl = clip_window(g, o % (g.ho * g.wo) / g.wo, o % g.wo);
-        gather_scaled(dy + o * g.c, 1.0f / static_cast<float>(cl.count()),
-                      static_cast<int32_t>(g.c), first, out);
+// The windows of image n of average pooling's backward, in order: each
+// shares its gradient equally among the inputs it covered.
+FZ_SIMD_CLONES void avg_pool_backward_image(const Window2d& g, const float* dy, int64_t n,
+                                            float* img) {
+    const int64_t windows = g.ho * g.wo;
+    for_each_window(g, n * windows, (n + 1) * windows, [&](int64_t r, int64_t, const Clip& cl) {
+        const float inv_count = 1.0f / static_cast<float>(cl.count());
+        for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
+            for (int64_t j = cl.j_lo; j < cl.j_hi; ++j)
+                add_scaled(dy + r * g.c, inv_count, g.c, img + pixel(g, cl.ih0 + i, cl.iw0 + j));
     });
 }
 
@@ -258,16 +209,18 @@ Window2d make_window2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 
 // ---------------------------------------------------------------- pooling
 
-// Parallel over the windows (forwards) or the input rows (backwards).
+// The forwards are parallel over the windows, the backwards over the images.
 void max_pool2d_forward(const Window2d& g, const float* x, float* y, int32_t* argmax) {
     parallel_for(0, g.positions(), grain_for(g.kh * g.kw * g.c), [&](int64_t r0, int64_t r1) {
         max_pool_windows(g, x, r0, r1, y, argmax);
     });
 }
 
+// dx = 0, then each output's gradient is added to the input that won its window.
 void max_pool2d_backward(const Window2d& g, const float* dy, const int32_t* argmax, float* dx) {
-    parallel_for(0, g.n * g.h, grain_for(g.w * g.c), [&](int64_t q0, int64_t q1) {
-        max_pool_backward_rows(g, dy, argmax, q0, q1, dx);
+    const int64_t per_image = g.ho * g.wo * g.c;
+    scatter_per_image(g, dx, [&](int64_t n, float* img) {
+        for (int64_t k = n * per_image; k < (n + 1) * per_image; ++k) img[argmax[k]] += dy[k];
     });
 }
 
@@ -277,10 +230,9 @@ void avg_pool2d_forward(const Window2d& g, const float* x, float* y) {
     });
 }
 
+// dx = 0, then each output's gradient is shared equally by the inputs its window covered.
 void avg_pool2d_backward(const Window2d& g, const float* dy, float* dx) {
-    parallel_for(0, g.n * g.h, grain_for(g.w * g.c), [&](int64_t q0, int64_t q1) {
-        avg_pool_backward_rows(g, dy, q0, q1, dx);
-    });
+    scatter_per_image(g, dx, [&](int64_t n, float* img) { avg_pool_backward_image(g, dy, n, img); });
 }
 
 // Parallel over images; each sums its pixels in order, channels contiguous.

@@ -27,6 +27,7 @@
 // additions for any thread count. dx needs no such care: windows overlap only
 // inside an image, so the block that owns an image owns all of its dx.
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
@@ -45,8 +46,10 @@ constexpr int64_t kBlockFloats = 48 * 1024;
 // ... and at most this many rows: enough for long micro-kernel runs, few
 // enough that the block's outputs (rows × F) are still in cache for the epilogue.
 constexpr int64_t kMaxBlockRows = 256;
-// Backward blocks are whole images, about this many windows (rows) each.
+// Backward blocks are whole images, about this many windows (rows) each, and
+// few enough that their partial kernel gradients take at most kMaxPartialFloats.
 constexpr int64_t kReduceRows = 2048;
+constexpr int64_t kMaxPartialFloats = int64_t{8} << 20;  // 32 MB
 // Below this many multiply-adds per thread, a second thread costs more than it saves.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
 // The largest MR×NR register tile this file makes room for.
@@ -89,7 +92,8 @@ FZ_SIMD_CLONES void im2col_rows(const Window2d& g, const float* x, int64_t r0, i
                                 float* out, int64_t ld, bool one) {
     const int64_t P = g.patch(), image = g.h * g.w * g.c, windows = g.ho * g.wo;
     int32_t offset[kMaxGatherPatch];  // value t of an inner window's row is at src[offset[t]]
-    const bool gather = g.kw * g.c < kMinCopyLength && P <= kMaxGatherPatch;
+    const bool gather = g.kw * g.c < kMinCopyLength && P <= kMaxGatherPatch &&
+                        g.kh * g.w * g.c <= INT32_MAX;
     if (gather)
         for (int64_t i = 0, t = 0; i < g.kh; ++i)
             for (int64_t jc = 0; jc < g.kw * g.c; ++jc) offset[t++] = static_cast<int32_t>(i * g.w * g.c + jc);
@@ -175,6 +179,18 @@ void run_tile(const MicroKernel& uk, int64_t kc, const float* a, int64_t rs_a, i
         }
 }
 
+// The activations the kernels apply or differentiate a block at a time:
+// elementwise ones whose derivative needs only y (checked before any thread
+// starts, as an exception cannot leave a parallel region).
+void check_activation(Activation act, bool backward, const float* y) {
+    if (act == Activation::softmax)
+        throw std::invalid_argument("conv2d: softmax is row-wise, not an elementwise activation");
+    if (backward && activation_backward_needs_input(act))
+        throw std::invalid_argument("conv2d_backward: the activation's derivative needs its input");
+    if (backward && act != Activation::identity && !y)
+        throw std::invalid_argument("conv2d_backward: y is needed for the activation's derivative");
+}
+
 const MicroKernel& best_micro_kernel() {
     static const MicroKernel* best = [] {
         const MicroKernel* list[4];
@@ -189,7 +205,7 @@ void check_tile(const MicroKernel& uk) {
         throw std::logic_error("conv2d: micro-kernel tile larger than kMaxTile");
 }
 
-// rows [r0, r1) of y = act([im2col(x) | 1] · packed): `packed` is [K; b] in
+// Rows [r0, r1) of y = act([im2col(x) | 1] · packed): `packed` is [K; b] in
 // NR-wide panels of kp = P (+1 with a bias) rows; `a` a workspace of
 // round_up(r1 − r0, MR) rows of kp floats.
 void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, const float* packed,
@@ -230,6 +246,13 @@ FZ_SIMD_CLONES void kernel_grad_few_rows(const float* a, int64_t lda, int64_t m,
     }
 }
 
+// sum[0:F] += Σ_r rows[r, 0:F] for r < count, rows added in order.
+FZ_SIMD_CLONES void add_rows(const float* __restrict rows, int64_t count, int64_t F,
+                             float* __restrict sum) {
+    for (int64_t r = 0; r < count; ++r)
+        for (int64_t f = 0; f < F; ++f) sum[f] += rows[r * F + f];
+}
+
 // One backward block's share of dK and db: for rows [r0, r1) and dzb = their
 // rows of dz,
 //   dk += im2col(x)[rows]ᵀ · dzb   (P, F), or = when !accumulate
@@ -239,9 +262,7 @@ void kernel_grad_rows(const MicroKernel& uk, const Window2d& g, const float* x, 
                       int64_t F, int64_t r0, int64_t r1, bool accumulate, float* a, float* edge,
                       float* dk, float* db) {
     const int64_t rows = r1 - r0, P = g.patch(), mr = uk.mr, nr = uk.nr;
-    if (db)
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t f = 0; f < F; ++f) db[f] += dzb[r * F + f];
+    if (db) add_rows(dzb, rows, F, db);
     if (!dk) return;
     // A(i, k) = im2col[k, i], a column of the block: rs = 1, cs = P. An edge
     // tile (P not a multiple of MR) also reads the first values of the next
@@ -295,6 +316,7 @@ void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const 
                                 const float* kernel, const float* bias, int64_t filters,
                                 Activation act, float alpha, float* y) {
     check_tile(uk);
+    check_activation(act, false, nullptr);
     const int64_t R = g.positions(), P = g.patch(), F = filters;
     if (R <= 0 || F <= 0) return;
     thread_local std::vector<float> packed_buf;  // the calling thread's
@@ -319,6 +341,7 @@ void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const
                                  float* dkernel, float* dbias, float* dx, Activation act,
                                  const float* y, float alpha) {
     check_tile(uk);
+    check_activation(act, true, y);
     const int64_t P = g.patch(), F = filters, windows = g.ho * g.wo, image = g.h * g.w * g.c;
     if (windows == 0 || g.n == 0 || F <= 0) {  // no window: no gradient
         if (dkernel) std::fill_n(dkernel, P * F, 0.0f);
@@ -327,12 +350,13 @@ void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const
         return;
     }
     const bool params = dkernel || dbias;
-    const int64_t images = std::max<int64_t>(1, kReduceRows / windows);  // per block
+    const int64_t partial_size = P * F + F;
+    const int64_t max_blocks = std::max<int64_t>(1, kMaxPartialFloats / partial_size);
+    const int64_t images = std::max({int64_t{1}, kReduceRows / windows, ceil_div(g.n, max_blocks)});
     const int64_t blocks = ceil_div(g.n, images);
     // The calling thread's buffers, shared by the workers: one partial
     // (dK, db) per block, and Kᵀ packed for dx.
     thread_local std::vector<float> partial_buf, packed_kt_buf;
-    const int64_t partial_size = P * F + F;
     float* partials = params ? room(partial_buf, blocks * partial_size) : nullptr;
     float* packed_kt = dx ? room(packed_kt_buf, round_up(P, uk.nr) * F) : nullptr;
     if (dx) pack_b(kernel, 1, F, F, P, uk.nr, F, packed_kt);  // Kᵀ(f, p) = K[p·F + f]

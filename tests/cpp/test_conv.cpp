@@ -12,6 +12,7 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -268,6 +269,22 @@ TEST(Conv2d, FoldedActivationEqualsItsBackwardFirst) {
         expect_bitwise_equal(db_f, db, "dbias");
         expect_bitwise_equal(dx_f, dx, "dx");
     }
+}
+
+TEST(Conv2d, RejectsActivationsItCannotApplyBeforeStarting) {
+    const Window2d g = make_window2d(2, 5, 5, 2, 3, 3, 1, 1, Padding::same);
+    const auto x = random_vector(2 * 5 * 5 * 2, 1), kernel = random_vector(g.patch() * 3, 2);
+    std::vector<float> y(g.positions() * 3), dk(kernel.size()), dx(x.size());
+    EXPECT_THROW(conv2d_forward(g, x.data(), kernel.data(), nullptr, 3, Activation::softmax, 0.0f,
+                                y.data()),
+                 std::invalid_argument);
+    for (Activation act : {Activation::softmax, Activation::gelu})
+        EXPECT_THROW(conv2d_backward(g, x.data(), kernel.data(), y.data(), 3, dk.data(), nullptr,
+                                     dx.data(), act, y.data()),
+                     std::invalid_argument);
+    EXPECT_THROW(conv2d_backward(g, x.data(), kernel.data(), y.data(), 3, dk.data(), nullptr,
+                                 dx.data(), Activation::relu, nullptr),
+                 std::invalid_argument);
 }
 
 TEST(Conv2d, EmptyBatchAndWindowsThatNeverFit) {

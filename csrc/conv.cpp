@@ -89,6 +89,15 @@ FZ_SIMD_CLONES void for_each_window(const Window2d& g, int64_t r0, int64_t r1, c
 // not overlap, which lets GCC vectorise them without a run-time overlap check
 // (that check would cost more than the few vectors of one pixel).
 
+// best, where = in[c] and its offset (max pooling's first cell).
+inline void start_max(const float* __restrict in, int32_t at, int32_t channels,
+                      float* __restrict best, int32_t* __restrict where) {
+    for (int32_t c = 0; c < channels; ++c) {
+        best[c] = in[c];
+        where[c] = at + c;
+    }
+}
+
 // best, where = the value and offset of in[c] where it is larger (max pooling).
 // (32-bit loop counters, like the offsets: 64-bit ones would make GCC widen
 // and narrow every vector of offsets.)
@@ -119,6 +128,7 @@ inline void add_into(const float* __restrict in, int64_t channels, float* __rest
 void max_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1, float* y,
                       int32_t* argmax) {
     const int64_t image = g.h * g.w * g.c;
+    const auto channels = static_cast<int32_t>(g.c);
     for_each_window(g, r0, r1, [&](int64_t r, int64_t n, const Clip& cl) {
         const float* img = x + n * image;
         float* best = y + r * g.c;
@@ -126,14 +136,11 @@ void max_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1,
         // Start from the window's first real pixel (every window has one),
         // then compare with the others.
         const auto first = static_cast<int32_t>(pixel(g, cl.ih0 + cl.i_lo, cl.iw0 + cl.j_lo));
-        for (int64_t c = 0; c < g.c; ++c) {
-            best[c] = img[first + c];
-            where[c] = first + static_cast<int32_t>(c);
-        }
+        start_max(img + first, first, channels, best, where);
         for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
             for (int64_t j = i == cl.i_lo ? cl.j_lo + 1 : cl.j_lo; j < cl.j_hi; ++j) {
                 const auto at = static_cast<int32_t>(pixel(g, cl.ih0 + i, cl.iw0 + j));
-                keep_larger(img + at, at, static_cast<int32_t>(g.c), best, where);
+                keep_larger(img + at, at, channels, best, where);
             }
     });
 }

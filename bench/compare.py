@@ -1,13 +1,15 @@
 """fromzero vs NumPy vs PyTorch, side by side, in one process and one table.
 
-    python bench/compare.py [--threads N] [--repeat R] [--markdown]
+    python bench/compare.py [--threads N] [--repeat R] [--markdown] [--epochs E]
 
 Runs the comparisons of bench/comparisons.py (the same ones the pytest
 benchmarks run) with every engine pinned to N threads, and prints for each
 operation the best time of R repeats per engine, the ratios (NumPy/fromzero
 and PyTorch/fromzero: above 1 means fromzero is faster) and, for GEMMs,
 GFLOP/s. Then one epoch of the MNIST MLP per engine, with the test accuracy
-each reaches after that epoch, and the peak memory of the process.
+each reaches after that epoch, and the peak memory of the process. With
+--epochs E, also each engine's time for each of E consecutive epochs of one
+model (do they stay flat, or drift, e.g. as denormal floats accumulate?).
 
 Why best-of: with 2 threads on 2 cores, anything else that runs on the
 machine stalls a parallel region, so timings wander by 20–40 %; the fastest
@@ -58,6 +60,17 @@ def time_case(case, repeat):
         for engine, call in calls.items():
             best[engine] = min(best[engine], timed(call, loops[engine]) / loops[engine])
     return best
+
+
+def epoch_series(batch_size, epochs):
+    """{engine: [seconds of epoch 1, 2, ..., epochs]} for one model per engine, engines in turn."""
+    trainers = {engine: comparisons.epoch_trainer(engine, batch_size)[0]
+                for engine in comparisons.ENGINES if comparisons.engine_available(engine)}
+    seconds = {engine: [] for engine in trainers}
+    for _ in range(epochs):
+        for engine, train_one_epoch in trainers.items():
+            seconds[engine].append(timed(train_one_epoch, 1))
+    return seconds
 
 
 def time_epochs(batch_size, repeat):
@@ -145,6 +158,15 @@ def epoch_table(results, engines, markdown):
     return table(headers, rows, markdown)
 
 
+def epoch_series_table(batch, seconds, markdown):
+    """seconds: {engine: [s per epoch]} → one row per epoch, one column per engine."""
+    engines = list(seconds)
+    headers = [f"batch {batch}, epoch"] + [ENGINE_TITLES[e] for e in engines]
+    rows = [[str(i + 1)] + [f"{seconds[e][i]:.3f} s" for e in engines]
+            for i in range(len(seconds[engines[0]]))]
+    return table(headers, rows, markdown)
+
+
 def machine_header(threads, repeat, pinned, others_busy, markdown):
     """Lines that say where and how the numbers were measured."""
     cpu = "unknown CPU"
@@ -203,9 +225,11 @@ def main(argv=None):
                         help="threads for every engine (default: FROMZERO_BENCH_THREADS or 2)")
     parser.add_argument("--repeat", type=int, default=5, help="repeats; the best counts (default 5)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="also time E consecutive epochs of one model per engine (default 0: no)")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.repeat < 1:
-        parser.error("--threads and --repeat must be at least 1")
+    if args.threads < 1 or args.repeat < 1 or args.epochs < 0:
+        parser.error("--threads and --repeat must be at least 1, --epochs at least 0")
 
     start = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds()
     pinned = pin_threads(args.threads)
@@ -227,6 +251,10 @@ def main(argv=None):
         progress(f"MLP epoch, batch {batch}")
         epochs.append((batch, *time_epochs(batch, args.repeat)))
     sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
+    for batch in comparisons.EPOCH_BATCHES if args.epochs else ():
+        progress(f"MLP, {args.epochs} consecutive epochs, batch {batch}")
+        sections.append((f"{args.epochs} consecutive epochs of the MNIST MLP, batch {batch}",
+                         epoch_series_table(batch, epoch_series(batch, args.epochs), args.markdown)))
 
     wall = time.perf_counter() - start[0]
     others_busy = (busy_cpu_seconds() - start[1] - (own_cpu_seconds() - start[2])) / wall

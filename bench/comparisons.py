@@ -404,7 +404,7 @@ def epoch_trainer(engine, batch_size, seed=0):
             model.fit(x_train, y_train, batch_size=batch_size, epochs=1, verbose=0)
 
         def predict():
-            return model.predict(x_test, batch_size=1000)
+            return model.predict(x_test, batch_size=1000, verbose=0)
     elif engine == "numpy":
         model = numpy_mlp.NumpyMLP(seed=seed)
 

@@ -1,29 +1,38 @@
 // bindings.cpp — the only file that knows about Python: fromzero._core.
 //
-// Every function here does the same three things, in order:
-//   1. turn its arguments into float32 / int32 C-contiguous arrays (copying
-//      only when the caller's array is not already one) and check every shape,
-//      index and parameter, raising ValueError / TypeError that names the
-//      argument and its shape — before any pointer reaches a kernel;
-//   2. release the GIL and call the kernel;
-//   3. return the output array (allocated here unless the caller passed `out`).
-// Output and state arrays (`out`, optimizer slots) are never converted: they
-// must already be writable float32 C-contiguous arrays of the right shape,
-// because a converted copy would silently swallow the result.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
-
-#include <algorithm>
+// Each kernel is bound by one declaration (a Spec: the Python signature, every
+// array's role, dtype and dims, every ranged scalar's Limit) and a short body;
+// binding_checks.h turns the declaration into the checks, so no pointer
+// reaches a kernel before every argument is known to be right.
+//
+// How to bind a new kernel (the layer-norm forward, say), in PYBIND11_MODULE:
+//   kernel(Spec("layernorm_forward(x, gamma, beta, epsilon=1e-05, out=None)",
+//               "y = γ·(x − μ)/√(σ² + ε) + β over the last axis")
+//              .in("x", "..., features").in("gamma", "features").in("beta", "features")
+//              .out("out", "..., features").in_place("x")  // only if the kernel allows y = x
+//              .param("epsilon", kBatchNormEpsilon)         // or a new Limit in kLimits
+//              .example("...=4x3 features=5"),             // a valid call, for the generated tests
+//          [](Call& c) {
+//              const float eps = c.param("epsilon");         // range-checked; c.get<T> for others
+//              FloatArray x = c.in("x"), gamma = c.in("gamma"), beta = c.in("beta");
+//              auto y = c.out("out");                        // the caller's out= checked, or fresh
+//              c.run([&] { fz::layernorm_forward(x.data(), ..., y.mutable_data(), ...); });
+//              return y;
+//          });
+// Dims are symbols shared by the arrays ("_" any size, "..." any number of
+// axes); c.let binds one computed here, c.check(cond, parts...) adds a rule
+// they cannot express. c.run checks every written array for overlap with every
+// other, releases the GIL and runs the kernel. tests/test_aliasing.py then
+// attacks the new kernel from its declaration.
 #include <array>
-#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "activations.h"
+#include "binding_checks.h"
 #include "conv.h"
 #include "dense.h"
 #include "gemm.h"
@@ -34,1127 +43,210 @@
 #include "reductions.h"
 
 namespace py = pybind11;
+using namespace fz::bind;
 using fz::Activation;
 
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-using LabelArray = py::array_t<int32_t, py::array::c_style>;
-using Shape = std::vector<py::ssize_t>;
+constexpr double inf = std::numeric_limits<double>::infinity();
 
-std::string shape_str(const Shape& s) {
-    std::ostringstream o;
-    o << "(";
-    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-    o << (s.size() == 1 ? ",)" : ")");
-    return o.str();
-}
+// The range of every scalar hyperparameter a kernel takes: the one owner of
+// these rules (Python reads them with fromzero.ops.limits()). Keras's ranges.
+const Limit kLearningRate{"learning_rate", 0, inf, false, true, "θ ← θ − α·∇J(θ); α = 0 leaves θ as it is"};
+const Limit kMomentum{"momentum", 0, 1, false, false, "the share of the last velocity kept (SGD, RMSprop)"};
+const Limit kBeta{"beta", 0, 1, false, true, "Adam's decay rates: the bias correction divides by 1 − βᵗ"};
+const Limit kRho{"rho", 0, 1, false, false, "RMSprop's decay rate of the running mean of g²"};
+const Limit kEpsilon{"epsilon", 0, inf, false, true, "added to an optimizer's denominator √v"};
+const Limit kWeightDecay{"weight_decay", 0, inf, false, true, "θ ← θ − α·wd·θ shrinks the weights"};
+const Limit kBatchNormMomentum{"batch_norm_momentum", 0, 1, false, false,
+                               "moving ← momentum·moving + (1 − momentum)·batch"};
+const Limit kBatchNormEpsilon{"batch_norm_epsilon", 0, inf, true, true, "keeps 1/√(σ² + ε) finite when σ² = 0"};
+const Limit kDropoutRate{"dropout_rate", 0, 1, false, true, "kept values are scaled by 1/(1 − rate)"};
+const Limit kSlope{"negative_slope", 0, inf, false, true, "LeakyReLU's slope: its backward reads the sign of x from y"};
+const Limit kGradScale{"grad_scale", -inf, inf, true, true, "any finite factor"};
+const Limit kClip{"clip", 0, inf, false, true, "clipnorm, global_clipnorm, clipvalue (Keras's); 0: no clipping"};
+const Limit* const kLimits[] = {&kLearningRate, &kMomentum, &kBeta, &kRho, &kEpsilon, &kWeightDecay,
+                                &kBatchNormMomentum, &kBatchNormEpsilon, &kDropoutRate, &kSlope, &kGradScale,
+                                &kClip};
 
-Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
-
-[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
-
-// Any object → a NumPy array (no copy when it already is one). A ragged list
-// or an object NumPy cannot read is a TypeError naming the argument, with
-// NumPy's reason.
-py::array as_array(const py::handle& obj, const char* fn, const char* name) {
-    if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
-    try {
-        return py::array(py::reinterpret_borrow<py::object>(obj));
-    } catch (py::error_already_set& e) {
-        throw py::type_error(std::string(fn) + ": " + name + " must be array-like, got " +
-                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) +
-                             " (" + std::string(py::str(e.value())) + ")");
-    }
-}
-
-// `arr` as the array type A (C-contiguous, forcecast): `arr` itself when it
-// already is one, else a converted copy. Never A::ensure(arr): when NumPy
-// cannot make the copy — say a np.broadcast_to view of shape (2**20, 2**20),
-// whose copy needs 4 TB — ensure() clears the error and returns a null array,
-// which then crashed the first kernel to read it. The converting constructor
-// keeps NumPy's error; it is raised again naming the argument, a MemoryError
-// staying a MemoryError.
-template <class A>
-A convert(const py::array& arr, const char* fn, const char* name) {
-    try {
-        return A(arr);
-    } catch (py::error_already_set& e) {
-        const std::string msg = std::string(fn) + ": cannot convert " + name + " of shape " +
-                                shape_str(shape_of(arr)) + " and dtype " +
-                                std::string(py::str(arr.dtype())) + " to a C-contiguous " +
-                                std::string(py::str(py::dtype::of<typename A::value_type>())) +
-                                " array: " + std::string(py::str(e.value()));
-        if (e.matches(PyExc_MemoryError)) {
-            PyErr_SetString(PyExc_MemoryError, msg.c_str());
-            throw py::error_already_set();
-        }
-        fail(msg);
-    }
-}
-
-// Any array-like → float32 C-contiguous (no copy when it already is one).
-FloatArray as_float(const py::handle& obj, const char* fn, const char* name) {
-    py::array arr = as_array(obj, fn, name);
-    const char kind = arr.dtype().kind();
-    if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
-        throw py::type_error(std::string(fn) + ": " + name + " must hold numbers, got dtype " +
-                             std::string(py::str(arr.dtype())));
-    return convert<FloatArray>(arr, fn, name);
-}
-
-// py::enum_ lets Python make an Activation from any int (Activation(99)). Such
-// a value would reach a kernel's switch, whose fallback throws — inside an
-// OpenMP region, where an exception is std::terminate. Every entry point
-// taking an activation checks it here first.
-Activation checked(Activation act, const char* fn) {
+// py::enum_ makes an Activation from any int (Activation(99)); such a value
+// would reach a kernel's switch, whose fallback throws inside an OpenMP region
+// (std::terminate). `elementwise`: a GEMM epilogue cannot apply softmax.
+Activation activation(const Call& c, bool elementwise = false) {
+    const auto act = c.get<Activation>("activation");
     switch (act) {
+        case Activation::softmax:
+            c.check(!elementwise, "the epilogue applies elementwise activations only; use softmax afterwards");
+            [[fallthrough]];
         case Activation::identity: case Activation::relu: case Activation::leaky_relu:
         case Activation::sigmoid: case Activation::tanh: case Activation::gelu:
-        case Activation::softmax:
             return act;
     }
-    fail(std::string(fn) + ": activation must be a fromzero.ops.Activation, got the value " +
-         std::to_string(static_cast<int>(act)));
+    c.fail("activation must be a fromzero.ops.Activation, got the value ", static_cast<int>(act));
 }
 
-FloatArray as_matrix(const py::handle& obj, const char* fn, const char* name) {
-    FloatArray a = as_float(obj, fn, name);
-    if (a.ndim() != 2)
-        fail(std::string(fn) + ": " + name + " must be 2-D, got shape " + shape_str(shape_of(a)));
-    return a;
-}
-
-// Integer labels → int32, every one checked to lie in [0, classes).
-LabelArray as_labels(const py::handle& obj, py::ssize_t rows, py::ssize_t classes, const char* fn) {
-    py::array arr = as_array(obj, fn, "labels");
-    if (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u')
-        throw py::type_error(std::string(fn) + ": labels must be an integer array, got dtype " +
-                             std::string(py::str(arr.dtype())));
-    if (arr.ndim() != 1 || arr.shape(0) != rows)
-        fail(std::string(fn) + ": labels must have shape (" + std::to_string(rows) + ",), got " +
-             shape_str(shape_of(arr)));
-    IndexArray wide = convert<IndexArray>(arr, fn, "labels");
-    const int64_t* p = wide.data();
-    for (py::ssize_t i = 0; i < rows; ++i)
-        if (p[i] < 0 || p[i] >= classes)
-            fail(std::string(fn) + ": label " + std::to_string(p[i]) + " at index " +
-                 std::to_string(i) + " is outside [0, " + std::to_string(classes) + ")");
-    LabelArray labels(rows);
-    int32_t* q = labels.mutable_data();
-    for (py::ssize_t i = 0; i < rows; ++i) q[i] = static_cast<int32_t>(p[i]);
-    return labels;
-}
-
-// A caller-provided output or state array: used as is, so it must already be
-// exactly right. With `out` = None a fresh array is allocated.
-py::array_t<float> output(const std::optional<py::array>& out, const Shape& shape, const char* fn,
-                          const char* name) {
-    if (!out) return py::array_t<float>(shape);
-    const py::array& a = *out;
-    if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
-        throw py::type_error(std::string(fn) + ": " + name + " must be a float32 array, got " +
-                             std::string(py::str(a.dtype())));
-    if (!(a.flags() & py::array::c_style)) {
-        Shape strides(a.strides(), a.strides() + a.ndim());
-        fail(std::string(fn) + ": " + name + " must be C-contiguous, got an array of shape " +
-             shape_str(shape_of(a)) + " with byte strides " + shape_str(strides) +
-             " (np.ascontiguousarray makes one)");
-    }
-    if (!a.writeable()) fail(std::string(fn) + ": " + name + " is read-only");
-    if (shape_of(a) != shape)
-        fail(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) + ", got " +
-             shape_str(shape_of(a)));
-    return py::reinterpret_borrow<py::array_t<float>>(a);
-}
-
-py::array_t<float> state(const py::array& a, const Shape& shape, const char* fn, const char* name) {
-    return output(std::optional<py::array>(a), shape, fn, name);
-}
-
-void require_same_shape(const py::array& a, const py::array& b, const char* fn, const char* an,
-                        const char* bn) {
-    if (shape_of(a) != shape_of(b))
-        fail(std::string(fn) + ": " + an + " has shape " + shape_str(shape_of(a)) + " but " + bn +
-             " has shape " + shape_str(shape_of(b)));
-}
-
-bool overlaps(const py::array& a, const py::array& b) {
-    const char* a0 = static_cast<const char*>(a.data());
-    const char* b0 = static_cast<const char*>(b.data());
-    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
-
-void require_disjoint(const py::array& out, const py::array& in, const char* fn, const char* out_name,
-                      const char* in_name) {
-    if (overlaps(out, in))
-        fail(std::string(fn) + ": " + out_name + " must not overlap " + in_name);
-}
-
-// Elementwise kernels read element i of every input before writing element i
-// of the output, so an output may be exactly one of the inputs (in place) —
-// but not a shifted view of it, whose elements the loop would overwrite
-// before reading them.
-void require_same_or_disjoint(const py::array& out, const py::array& in, const char* fn,
-                              const char* out_name, const char* in_name) {
-    if (out.data() == in.data() && out.nbytes() == in.nbytes()) return;
-    if (overlaps(out, in))
-        fail(std::string(fn) + ": " + out_name + " overlaps " + in_name +
-             " without being the same array (in place is fine, a shifted view is not)");
-}
-
-void require_finite_param(double v, const char* fn, const char* name, double lo, double hi) {
-    if (!(v >= lo && v <= hi))
-        fail(std::string(fn) + ": " + name + " must be in [" + std::to_string(lo) + ", " +
-             std::to_string(hi) + "], got " + std::to_string(v));
-}
-
-// ---------------------------------------------------------------- GEMM
-
-// out = act(op(a) · op(b) + bias [+ out if accumulate])
-py::array_t<float> matmul(const py::handle& a_in, const py::handle& b_in, bool transpose_a,
-                          bool transpose_b, const std::optional<py::handle>& bias_in,
-                          Activation activation, float alpha, std::optional<py::array> out,
-                          bool accumulate, bool reference) {
-    const char* fn = "matmul";
-    activation = checked(activation, fn);
-    FloatArray a = as_matrix(a_in, fn, "a"), b = as_matrix(b_in, fn, "b");
-    const py::ssize_t M = transpose_a ? a.shape(1) : a.shape(0);
-    const py::ssize_t K = transpose_a ? a.shape(0) : a.shape(1);
-    const py::ssize_t Kb = transpose_b ? b.shape(1) : b.shape(0);
-    const py::ssize_t N = transpose_b ? b.shape(0) : b.shape(1);
-    if (K != Kb)
-        fail(std::string(fn) + ": inner dimensions differ: op(a) is (" + std::to_string(M) + ", " +
-             std::to_string(K) + ") and op(b) is (" + std::to_string(Kb) + ", " + std::to_string(N) +
-             ") (a has shape " + shape_str(shape_of(a)) + ", b has shape " + shape_str(shape_of(b)) +
-             ", transpose_a=" + (transpose_a ? "True" : "False") +
-             ", transpose_b=" + (transpose_b ? "True" : "False") + ")");
-    if (activation == Activation::softmax)
-        fail("matmul: the epilogue applies elementwise activations only; use softmax afterwards");
-    if (accumulate && !out) fail("matmul: accumulate=True needs out=");
-    std::optional<FloatArray> bias;
-    if (bias_in && !bias_in->is_none()) {
-        bias = as_float(*bias_in, fn, "bias");
-        if (bias->ndim() != 1 || bias->shape(0) != N)
-            fail(std::string(fn) + ": bias must have shape (" + std::to_string(N) + ",), got " +
-                 shape_str(shape_of(*bias)));
-    }
-    py::array_t<float> c = output(out, {M, N}, fn, "out");
-    if (overlaps(c, a) || overlaps(c, b)) fail("matmul: out must not overlap a or b");
-    if (bias) require_disjoint(c, *bias, fn, "out", "bias");
-    fz::GemmEpilogue ep;
-    ep.bias = bias ? bias->data() : nullptr;
-    ep.activation = activation;
-    ep.alpha = alpha;
-    const float* A = a.data();
-    const float* B = b.data();
-    float* C = c.mutable_data();
-    const int64_t lda = a.shape(1), ldb = b.shape(1);
-    {
-        py::gil_scoped_release nogil;
-        auto run = reference ? fz::reference::gemm : fz::gemm;
-        run(transpose_a, transpose_b, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C,
-            N, ep);
-    }
-    return c;
-}
-
-// ---------------------------------------------------------------- Dense layer
-
-void require_shape(const py::array& a, const Shape& shape, const char* fn, const char* name) {
-    if (shape_of(a) != shape)
-        fail(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) + ", got " +
-             shape_str(shape_of(a)));
-}
-
-// y = f(x·W + b), one call (csrc/dense.h). z receives x·W + b for GELU.
-py::array_t<float> dense_forward(const py::handle& x_in, const py::handle& w_in,
-                                 const std::optional<py::handle>& b_in, Activation act,
-                                 float alpha, std::optional<py::array> out,
-                                 std::optional<py::array> z_out) {
-    const char* fn = "dense_forward";
-    act = checked(act, fn);
-    FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
-    const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
-    if (W.shape(0) != in)
-        fail(std::string(fn) + ": x has shape " + shape_str(shape_of(x)) + " but kernel has shape " +
-             shape_str(shape_of(W)) + ": expected " + std::to_string(W.shape(0)) + " input features");
-    std::optional<FloatArray> b;
-    if (b_in && !b_in->is_none()) {
-        b = as_float(*b_in, fn, "bias");
-        require_shape(*b, {units}, fn, "bias");
-    }
-    py::array_t<float> y = output(out, {batch, units}, fn, "out");
-    std::optional<py::array_t<float>> z;
-    if (fz::activation_backward_needs_input(act)) {
-        if (!z_out) fail(std::string(fn) + ": this activation needs z_out for its backward pass");
-        z = output(z_out, {batch, units}, fn, "z_out");
-    }
-    if (overlaps(y, x) || overlaps(y, W)) fail(std::string(fn) + ": out must not overlap x or kernel");
-    if (b) require_disjoint(y, *b, fn, "out", "bias");
-    if (z) {
-        for (const py::array& in : {py::array(x), py::array(W)})
-            require_disjoint(*z, in, fn, "z_out", "x or kernel");
-        if (b) require_disjoint(*z, *b, fn, "z_out", "bias");
-        require_disjoint(*z, y, fn, "z_out", "out");
-    }
-    const float* xp = x.data();
-    const float* wp = W.data();
-    const float* bp = b ? b->data() : nullptr;
-    float* yp = y.mutable_data();
-    float* zp = z ? z->mutable_data() : nullptr;
-    py::gil_scoped_release nogil;
-    fz::dense_forward(xp, wp, bp, yp, zp, batch, in, units, act, alpha);
-    return y;
-}
-
-// From dy: dz = dy ⊙ f'(z) into dz_out, then db, dW (when given) and dx (when
-// given, else None is returned), one call (csrc/dense.h).
-py::object dense_backward(const py::handle& x_in, const py::handle& w_in,
-                          const std::optional<py::handle>& z_in, const py::handle& y_in,
-                          const py::handle& dy_in, Activation act, float alpha, py::array dz_out,
-                          std::optional<py::array> dw_out, std::optional<py::array> db_out,
-                          std::optional<py::array> dx_out) {
-    const char* fn = "dense_backward";
-    act = checked(act, fn);
-    FloatArray x = as_matrix(x_in, fn, "x"), W = as_matrix(w_in, fn, "kernel");
-    const py::ssize_t batch = x.shape(0), in = x.shape(1), units = W.shape(1);
-    require_shape(W, {in, units}, fn, "kernel");
-    FloatArray y = as_float(y_in, fn, "y"), dy = as_float(dy_in, fn, "dy");
-    require_shape(y, {batch, units}, fn, "y");
-    require_shape(dy, {batch, units}, fn, "dy");
-    std::optional<FloatArray> z;
-    if (fz::activation_backward_needs_input(act)) {
-        if (!z_in || z_in->is_none()) fail(std::string(fn) + ": this activation needs z");
-        z = as_float(*z_in, fn, "z");
-        require_shape(*z, {batch, units}, fn, "z");
-    }
-    py::array_t<float> dz = state(dz_out, {batch, units}, fn, "dz_out");
-    std::optional<py::array_t<float>> dW, db, dx;
-    if (dw_out) dW = state(*dw_out, {in, units}, fn, "dw_out");
-    if (db_out) db = state(*db_out, {units}, fn, "db_out");
-    if (dx_out) dx = state(*dx_out, {batch, in}, fn, "dx_out");
-    // Every output is written while inputs are still being read (dz before the
-    // GEMMs that read it, for instance), so no output may share memory with an
-    // input or with another output.
-    std::vector<std::pair<py::array, const char*>> outs{{dz, "dz_out"}};
-    if (dW) outs.emplace_back(*dW, "dw_out");
-    if (db) outs.emplace_back(*db, "db_out");
-    if (dx) outs.emplace_back(*dx, "dx_out");
-    std::vector<std::pair<py::array, const char*>> ins{{x, "x"}, {W, "kernel"}, {y, "y"}, {dy, "dy"}};
-    if (z) ins.emplace_back(*z, "z");
-    for (size_t i = 0; i < outs.size(); ++i) {
-        for (const auto& in : ins) require_disjoint(outs[i].first, in.first, fn, outs[i].second, in.second);
-        for (size_t j = 0; j < i; ++j)
-            require_disjoint(outs[i].first, outs[j].first, fn, outs[i].second, outs[j].second);
-    }
-    const float* xp = x.data();
-    const float* wp = W.data();
-    const float* zp = z ? z->data() : nullptr;
-    const float* yp = y.data();
-    const float* dyp = dy.data();
-    float* dzp = dz.mutable_data();
-    float* dwp = dW ? dW->mutable_data() : nullptr;
-    float* dbp = db ? db->mutable_data() : nullptr;
-    float* dxp = dx ? dx->mutable_data() : nullptr;
-    {
-        py::gil_scoped_release nogil;
-        fz::dense_backward(xp, wp, zp, yp, dyp, dzp, dwp, dbp, dxp, batch, in, units, act, alpha);
-    }
-    if (dx) return *dx;
-    return py::none();
-}
-
-// ---------------------------------------------------------------- activations
-
-py::array_t<float> activation_forward(Activation act, const py::handle& x_in, float alpha,
-                                      std::optional<py::array> out) {
-    act = checked(act, "activation_forward");
-    FloatArray x = as_float(x_in, "activation_forward", "x");
-    if (act == Activation::softmax) {
-        if (x.ndim() != 2) fail("softmax: x must be 2-D (batch, classes), got " + shape_str(shape_of(x)));
-        py::array_t<float> y = output(out, shape_of(x), "softmax", "out");
-        require_same_or_disjoint(y, x, "softmax", "out", "x");
-        const int64_t rows = x.shape(0), cols = x.shape(1);
-        const float* xp = x.data();
-        float* yp = y.mutable_data();
-        py::gil_scoped_release nogil;
-        fz::softmax_forward(xp, yp, rows, cols);
-        return y;
-    }
-    py::array_t<float> y = output(out, shape_of(x), "activation_forward", "out");
-    require_same_or_disjoint(y, x, "activation_forward", "out", "x");
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    const int64_t n = x.size();
-    py::gil_scoped_release nogil;
-    fz::activation_forward(act, xp, yp, n, alpha);
-    return y;
-}
-
-// dx = dy · f'(x), with f' written in terms of y (and x for GELU).
-py::array_t<float> activation_backward(Activation act, const std::optional<py::handle>& x_in,
-                                       const py::handle& y_in, const py::handle& dy_in, float alpha,
-                                       std::optional<py::array> out) {
-    const char* fn = "activation_backward";
-    act = checked(act, fn);
-    FloatArray y = as_float(y_in, fn, "y"), dy = as_float(dy_in, fn, "dy");
-    require_same_shape(y, dy, fn, "y", "dy");
-    py::array_t<float> dx = output(out, shape_of(dy), fn, "out");
-    require_same_or_disjoint(dx, y, fn, "out", "y");
-    require_same_or_disjoint(dx, dy, fn, "out", "dy");
-    const float* yp = y.data();
-    const float* dyp = dy.data();
-    float* dxp = dx.mutable_data();
-    if (act == Activation::softmax) {
-        if (y.ndim() != 2) fail("softmax backward: y must be 2-D, got " + shape_str(shape_of(y)));
-        const int64_t rows = y.shape(0), cols = y.shape(1);
-        py::gil_scoped_release nogil;
-        fz::softmax_backward(yp, dyp, dxp, rows, cols);
-        return dx;
-    }
-    std::optional<FloatArray> x;
-    if (fz::activation_backward_needs_input(act)) {
-        if (!x_in || x_in->is_none()) fail(std::string(fn) + ": this activation needs x");
-        x = as_float(*x_in, fn, "x");
-        require_same_shape(*x, y, fn, "x", "y");
-        require_same_or_disjoint(dx, *x, fn, "out", "x");
-    }
-    const float* xp = x ? x->data() : nullptr;
-    const int64_t n = y.size();
-    py::gil_scoped_release nogil;
-    fz::activation_backward(act, xp, yp, dyp, dxp, n, alpha);
-    return dx;
-}
+template <class A>
+py::object or_none(const std::optional<A>& a) { return a ? py::object(*a) : py::none(); }
 
 // ---------------------------------------------------------------- losses
-
-// Every loss kernel has the signature (pred, target, row_loss, grad, rows, cols, scale).
+//
+// Every loss kernel: (pred, target, row_loss, grad, rows, cols, scale) → Σ row_loss.
 template <class Target>
 using LossKernel = double (*)(const float*, const Target*, float*, float*, int64_t, int64_t, float);
 
-// Runs a loss kernel: returns the summed loss and, when grad is requested
-// (grad_out given or want_grad), the gradient array.
 template <class Target>
-py::object run_loss(LossKernel<Target> kernel, const char* fn, const FloatArray& pred,
-                    const py::array_t<Target>& target, float grad_scale,
-                    std::optional<py::array> row_loss_out, std::optional<py::array> grad_out,
-                    bool want_grad) {
-    const int64_t rows = pred.shape(0), cols = pred.shape(1);
-    py::array_t<float> row_loss = output(row_loss_out, {pred.shape(0)}, fn, "row_loss");
-    std::optional<py::array_t<float>> grad;
-    if (grad_out || want_grad) grad = output(grad_out, shape_of(pred), fn, "grad");
-    // A row's gradient is written while its loss still reads the row.
-    for (const py::array& in : {py::array(pred), py::array(target)}) {
-        require_disjoint(row_loss, in, fn, "row_loss", "y_pred or y_true");
-        if (grad) require_disjoint(*grad, in, fn, "grad", "y_pred or y_true");
-    }
-    if (grad) require_disjoint(*grad, row_loss, fn, "grad", "row_loss");
-    const float* pp = pred.data();
-    const Target* tp = target.data();
-    float* lp = row_loss.mutable_data();
-    float* gp = grad ? grad->mutable_data() : nullptr;
-    double total;
-    {
-        py::gil_scoped_release nogil;
-        total = kernel(pp, tp, lp, gp, rows, cols, grad_scale);
-    }
-    if (grad) return py::make_tuple(total, *grad);
-    return py::float_(total);
+Spec loss_spec(const char* name) {
+    Spec s(cat(name, "(y_pred, y_true, grad_scale=1.0, row_loss=None, grad=None, want_grad=False)"),
+           "Σ_rows loss(y_pred, y_true), each row's loss into row_loss; (Σ, grad) when grad= is given or "
+           "want_grad, grad = grad_scale·∂loss/∂y_pred");
+    s.in("y_pred", "batch, classes");
+    if (std::is_same_v<Target, int32_t>) s.in("y_true", "batch").dtype(DType::i32).values_below("classes");
+    else s.in("y_true", "batch, classes");
+    return s.out("row_loss", "batch").out("grad", "batch, classes").param("grad_scale", kGradScale)
+        .example("batch=4 classes=3", "want_grad=True");
 }
 
-py::object sparse_loss(LossKernel<int32_t> kernel, const char* fn, const py::handle& pred_in,
-                       const py::handle& labels_in, float grad_scale,
-                       std::optional<py::array> row_loss, std::optional<py::array> grad,
-                       bool want_grad) {
-    FloatArray pred = as_matrix(pred_in, fn, "y_pred");
-    LabelArray labels = as_labels(labels_in, pred.shape(0), pred.shape(1), fn);
-    return run_loss<int32_t>(kernel, fn, pred, labels, grad_scale, row_loss, grad, want_grad);
+template <class Target>
+py::object run_loss(Call& c, LossKernel<Target> kernel) {
+    const float scale = c.param("grad_scale");
+    FloatArray pred = c.in("y_pred");
+    c.check(pred.shape(1) > 0, "y_pred must have at least one column, got shape ", ShapeOf{pred});
+    const Array<Target> target = [&] {
+        if constexpr (std::is_same_v<Target, int32_t>) return c.ints<int32_t>("y_true");
+        else return c.in("y_true");
+    }();
+    auto row_loss = c.out("row_loss");
+    auto grad = c.out_if("grad", c.given("grad") || c.get<bool>("want_grad"));
+    double total = 0;
+    c.run([&] {
+        total = kernel(pred.data(), target.data(), row_loss.mutable_data(), mut(grad), pred.shape(0), pred.shape(1),
+                       scale);
+    });
+    return grad ? py::object(py::make_tuple(total, *grad)) : py::float_(total);
 }
 
-py::object dense_loss(LossKernel<float> kernel, const char* fn, const py::handle& pred_in,
-                      const py::handle& target_in, float grad_scale,
-                      std::optional<py::array> row_loss, std::optional<py::array> grad,
-                      bool want_grad) {
-    FloatArray pred = as_matrix(pred_in, fn, "y_pred");
-    FloatArray target = as_float(target_in, fn, "y_true");
-    require_same_shape(target, pred, fn, "y_true", "y_pred");
-    return run_loss<float>(kernel, fn, pred, target, grad_scale, row_loss, grad, want_grad);
-}
+// ---------------------------------------------------------------- gather, optimizers
 
-py::array_t<float> softmax_crossentropy_backward(const py::handle& probs_in,
-                                                 const py::handle& target_in, bool sparse,
-                                                 float grad_scale, std::optional<py::array> out) {
-    const char* fn = "softmax_crossentropy_backward";
-    FloatArray probs = as_matrix(probs_in, fn, "probs");
-    const int64_t rows = probs.shape(0), cols = probs.shape(1);
-    py::array_t<float> dlogits = output(out, shape_of(probs), fn, "out");
-    require_same_or_disjoint(dlogits, probs, fn, "out", "probs");
-    const float* pp = probs.data();
-    float* dp = dlogits.mutable_data();
-    if (sparse) {
-        LabelArray labels = as_labels(target_in, rows, cols, fn);
-        const int32_t* lp = labels.data();
-        py::gil_scoped_release nogil;
-        fz::softmax_crossentropy_backward(pp, lp, dp, rows, cols, grad_scale);
-    } else {
-        FloatArray target = as_float(target_in, fn, "y_true");
-        require_same_shape(target, probs, fn, "y_true", "probs");
-        require_same_or_disjoint(dlogits, target, fn, "out", "y_true");
-        const float* tp = target.data();
-        py::gil_scoped_release nogil;
-        fz::softmax_crossentropy_backward_dense(pp, tp, dp, rows, cols, grad_scale);
-    }
-    return dlogits;
-}
-
-// ---------------------------------------------------------------- reductions
-
-py::array_t<float> bias_grad(const py::handle& dy_in, std::optional<py::array> out) {
-    FloatArray dy = as_matrix(dy_in, "bias_grad", "dy");
-    py::array_t<float> db = output(out, {dy.shape(1)}, "bias_grad", "out");
-    require_disjoint(db, dy, "bias_grad", "out", "dy");
-    const int64_t rows = dy.shape(0), cols = dy.shape(1);
-    const float* dyp = dy.data();
-    float* dbp = db.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::bias_grad(dyp, dbp, rows, cols);
-    return db;
-}
-
-py::array_t<int32_t> argmax_rows(const py::handle& x_in) {
-    FloatArray x = as_matrix(x_in, "argmax", "x");
-    if (x.shape(1) == 0) fail("argmax: x has no columns");
-    py::array_t<int32_t> out(x.shape(0));
-    const int64_t rows = x.shape(0), cols = x.shape(1);
-    const float* xp = x.data();
-    int32_t* op = out.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::argmax_rows(xp, op, rows, cols);
+template <class T>
+py::object gather(Call& c, const Array<T>& src) {
+    const auto index = c.ints<int64_t>("index");
+    auto out = c.out<T>("out");
+    const int64_t rows = src.shape(0), row_len = rows ? src.size() / rows : 0;
+    c.run([&] { fz::gather_rows(src.data(), row_len, index.data(), index.shape(0), out.mutable_data()); });
     return out;
 }
 
-int64_t count_correct(const py::handle& scores_in, const py::handle& labels_in) {
-    FloatArray scores = as_matrix(scores_in, "count_correct", "scores");
-    LabelArray labels = as_labels(labels_in, scores.shape(0), scores.shape(1), "count_correct");
-    const int64_t rows = scores.shape(0), cols = scores.shape(1);
-    const float* sp = scores.data();
-    const int32_t* lp = labels.data();
-    py::gil_scoped_release nogil;
-    return fz::count_correct(sp, lp, rows, cols);
-}
+// params[t] (updated in place), grads[t] and the state lists (momentum
+// buffers, Adam's m and v), each array shaped like its parameter, all checked
+// before one kernel pass updates every parameter (csrc/optimizers.h).
+struct Update {
+    std::vector<FloatArray> grads;  // the converted gradients, alive while the kernel runs
+    std::vector<const float*> g;
+    std::vector<float*> p, s0, s1;
+    std::vector<int64_t> n;
 
-// out[i] = src[index[i]] along the first axis (the minibatch gather), for
-// float32 data and int32 labels; `s` is src already converted.
-template <class T>
-py::array gather_typed(const py::array_t<T, py::array::c_style | py::array::forcecast>& s,
-                       const IndexArray& index, const Shape& shape, std::optional<py::array> out) {
-    const char* fn = "gather_rows";
-    py::array_t<T> dst;
-    if (!out) {
-        dst = py::array_t<T>(shape);
-    } else {
-        if (!py::isinstance<py::array_t<T>>(*out) || !(out->flags() & py::array::c_style) ||
-            !out->writeable() || shape_of(*out) != shape)
-            fail(std::string(fn) + ": out must be a writable C-contiguous " +
-                 std::string(py::str(py::dtype::of<T>())) + " array of shape " + shape_str(shape) +
-                 ", got " + std::string(py::str(out->dtype())) + " " + shape_str(shape_of(*out)) +
-                 (out->writeable() ? "" : " (read-only)"));
-        dst = py::reinterpret_borrow<py::array_t<T>>(*out);
-        require_disjoint(dst, s, fn, "out", "src");
-    }
-    const int64_t n_src = s.shape(0), n = index.shape(0);
-    const int64_t row_len = n_src ? s.size() / n_src : 0;
-    const T* sp = s.data();
-    const int64_t* ip = index.data();
-    T* dp = dst.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::gather_rows(sp, row_len, ip, n, dp);
-    return dst;
-}
-
-py::array gather_rows(const py::handle& src_in, const py::handle& index_in, std::optional<py::array> out) {
-    const char* fn = "gather_rows";
-    py::array index_arr = as_array(index_in, fn, "index");
-    if (index_arr.ndim() != 1 ||
-        (index_arr.size() > 0 && index_arr.dtype().kind() != 'i' && index_arr.dtype().kind() != 'u'))
-        fail("gather_rows: index must be a 1-D integer array, got shape " +
-             shape_str(shape_of(index_arr)) + " and dtype " + std::string(py::str(index_arr.dtype())));
-    IndexArray index = convert<IndexArray>(index_arr, fn, "index");
-    py::array src = as_array(src_in, fn, "src");
-    if (src.ndim() < 1) fail("gather_rows: src must have at least one axis, got a 0-d array");
-    const py::ssize_t n_src = src.shape(0);
-    const int64_t* ip = index.data();
-    for (py::ssize_t i = 0; i < index.shape(0); ++i)
-        if (ip[i] < 0 || ip[i] >= n_src)
-            fail("gather_rows: index " + std::to_string(ip[i]) + " at position " + std::to_string(i) +
-                 " is outside [0, " + std::to_string(n_src) + ")");
-    Shape shape = shape_of(src);
-    shape[0] = index.shape(0);
-    const char kind = src.dtype().kind();
-    if (kind == 'i' || kind == 'u') {
-        // Integers are gathered as int32 (labels): a wider value would wrap.
-        // The check runs on a C-contiguous copy (itself a clean MemoryError
-        // for a huge view), with uint64 kept unsigned so no value wraps.
-        const auto check_range = [&](auto wide) {
-            const auto* p = wide.data();
-            for (py::ssize_t i = 0; i < wide.size(); ++i)
-                if (p[i] > INT32_MAX || (kind == 'i' && static_cast<int64_t>(p[i]) < INT32_MIN))
-                    fail("gather_rows: integer src (dtype " + std::string(py::str(src.dtype())) +
-                         ") holds " + std::to_string(p[i]) + " at flat index " + std::to_string(i) +
-                         ", outside int32, the type integers are gathered as");
-        };
-        if (kind == 'u' && src.itemsize() >= 4)
-            check_range(convert<py::array_t<uint64_t, py::array::c_style | py::array::forcecast>>(
-                src, fn, "src"));
-        else if (kind == 'i' && src.itemsize() > 4)
-            check_range(convert<IndexArray>(src, fn, "src"));
-        return gather_typed<int32_t>(convert<py::array_t<int32_t, py::array::c_style | py::array::forcecast>>(
-                                         src, fn, "src"), index, shape, out);
-    }
-    return gather_typed<float>(as_float(src, fn, "src"), index, shape, out);
-}
-
-// ---------------------------------------------------------------- optimizers
-//
-// One optimizer step updates every parameter array in one call: all arrays are
-// checked first, then the GIL is released once and one kernel pass (one
-// parallel region) updates them all.
-
-struct UpdateTensors {
-    std::vector<FloatArray> grads;  // the converted gradients, alive while kernels run
-    std::vector<const float*> grad_data;
-    std::vector<float*> params;
-    std::vector<int64_t> sizes;
-    std::vector<std::vector<float*>> slots;  // slots[s][t]: state array s of parameter t
-
-    // The kernels' view of all of it (csrc/optimizers.h); unused slots are null.
     fz::ParamList list() const {
-        auto slot = [&](size_t s) { return s < slots.size() && !slots[s].empty() ? slots[s].data() : nullptr; };
-        return {static_cast<int64_t>(params.size()), params.data(), grad_data.data(), slot(0), slot(1),
-                sizes.data()};
+        return {int64_t(p.size()), p.data(), g.data(), s0.empty() ? nullptr : s0.data(),
+                s1.empty() ? nullptr : s1.data(), n.data()};
     }
 };
 
-// Checks params[t] (writable float32 arrays), grads[t] (same shapes) and each
-// slot list (state arrays shaped like the parameters); `slots` pairs a name
-// with a list, or with None for a slot this update does not use.
-UpdateTensors collect_update(const char* fn, const py::sequence& params, const py::sequence& grads,
-                             const std::vector<std::pair<const char*, py::object>>& slots,
-                             float lr) {
-    if (!std::isfinite(lr) || lr < 0)
-        fail(std::string(fn) + ": learning_rate must be finite and >= 0, got " + std::to_string(lr));
-    const size_t count = py::len(params);
-    if (py::len(grads) != count)
-        fail(std::string(fn) + ": got " + std::to_string(count) + " parameters but " +
-             std::to_string(py::len(grads)) + " gradients");
-    UpdateTensors u;
-    u.slots.resize(slots.size());
-    for (size_t t = 0; t < count; ++t) {
-        const std::string where = " " + std::to_string(t);
-        if (!py::isinstance<py::array>(params[t]))
-            throw py::type_error(std::string(fn) + ": parameter" + where + " must be a numpy array");
-        const auto param = py::reinterpret_borrow<py::array>(params[t]);
-        auto p = state(param, shape_of(param), fn, ("parameter" + where).c_str());
-        FloatArray g = as_float(grads[t], fn, ("gradient" + where).c_str());
-        require_same_shape(g, p, fn, ("gradient" + where).c_str(), ("parameter" + where).c_str());
-        for (size_t other = 0; other < t; ++other)
-            if (u.params[other] == p.mutable_data())
-                fail(std::string(fn) + ": parameter" + where + " is the same array as parameter " +
-                     std::to_string(other) + "; each array must be updated once per step");
-        u.params.push_back(p.mutable_data());
-        u.sizes.push_back(p.size());
-        u.grads.push_back(g);
-        u.grad_data.push_back(g.data());
-        for (size_t s = 0; s < slots.size(); ++s) {
-            if (slots[s].second.is_none()) continue;
-            if (!py::isinstance<py::sequence>(slots[s].second))
-                throw py::type_error(std::string(fn) + ": " + slots[s].first +
-                                     " must be a list of arrays (one per parameter), got " +
-                                     std::string(py::repr(slots[s].second)));
-            const py::sequence list = slots[s].second.cast<py::sequence>();
-            if (py::len(list) != count)
-                fail(std::string(fn) + ": " + slots[s].first + " must hold one array per parameter (" +
-                     std::to_string(count) + "), got " + std::to_string(py::len(list)));
-            if (!py::isinstance<py::array>(list[t]))
-                throw py::type_error(std::string(fn) + ": " + slots[s].first + where + " must be a numpy array");
-            u.slots[s].push_back(state(py::reinterpret_borrow<py::array>(list[t]), shape_of(p), fn,
-                                       (slots[s].first + where).c_str()).mutable_data());
-        }
+Update collect_update(Call& c, const char* slot0, const char* slot1) {
+    c.check_type(py::isinstance<py::sequence>(c["params"]), "params must be a list of arrays, got ",
+                 Repr{c["params"]});
+    const auto params = c["params"].cast<py::sequence>();
+    const auto grads = c.list("grads", params.size()), s0 = c.list(slot0, params.size()),
+               s1 = slot1 ? c.list(slot1, params.size()) : std::nullopt;
+    c.check_type(grads.has_value(), "grads must be a list of arrays, got None");
+    Update u;
+    for (int t = 0; t < int(params.size()); ++t) {
+        auto p = c.state_at("params", t, params[t], nullptr);
+        const Shape shape = shape_of(p);
+        u.grads.push_back(c.in_at("grads", t, (*grads)[t], shape, "params"));
+        u.p.push_back(p.mutable_data()), u.g.push_back(u.grads.back().data()), u.n.push_back(p.size());
+        if (s0) u.s0.push_back(c.state_at(slot0, t, (*s0)[t], &shape).mutable_data());
+        if (s1) u.s1.push_back(c.state_at(slot1, t, (*s1)[t], &shape).mutable_data());
     }
     return u;
 }
 
-void sgd_update(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
-                float lr, float momentum, bool nesterov, float weight_decay) {
-    const char* fn = "sgd_update";
-    require_finite_param(momentum, fn, "momentum", 0.0, 1.0);
-    if (momentum > 0 && momentum_buffers.is_none())
-        fail("sgd_update: momentum > 0 needs momentum buffers");
-    UpdateTensors u = collect_update(fn, params, grads, {{"momentum buffer", momentum_buffers}}, lr);
-    py::gil_scoped_release nogil;
-    fz::sgd_update_many(u.list(), lr, momentum, nesterov, weight_decay);
-}
+// Gradient clipping, Keras's three options (0 = off; Keras 3 allows at most
+// one). The scales come from the deterministic norm kernel (fz::clip_scales);
+// the update pass applies them as it reads each gradient (fz::ParamList), so
+// clipping costs one more read of the gradients and no copy.
+struct GradientClip {
+    float clipnorm, global_clipnorm, clipvalue;
+    std::vector<float> scale;  // one factor per array, when clipping by a norm
 
-void adam_update(const py::sequence& params, const py::sequence& grads, const py::sequence& m,
-                 const py::sequence& v, float lr, float beta1, float beta2, float epsilon,
-                 int64_t step, float weight_decay) {
-    const char* fn = "adam_update";
-    require_finite_param(beta1, fn, "beta_1", 0.0, 1.0);
-    require_finite_param(beta2, fn, "beta_2", 0.0, 1.0);
-    if (step < 1) fail("adam_update: step must be >= 1, got " + std::to_string(step));
-    UpdateTensors u = collect_update(fn, params, grads, {{"m", m}, {"v", v}}, lr);
-    py::gil_scoped_release nogil;
-    fz::adam_update_many(u.list(), lr, beta1, beta2, epsilon, step, weight_decay);
-}
-
-void rmsprop_update(const py::sequence& params, const py::sequence& grads, const py::sequence& v,
-                    const py::object& momentum_buffers, float lr, float rho, float momentum,
-                    float epsilon, float weight_decay) {
-    const char* fn = "rmsprop_update";
-    require_finite_param(rho, fn, "rho", 0.0, 1.0);
-    if (momentum > 0 && momentum_buffers.is_none())
-        fail("rmsprop_update: momentum > 0 needs momentum buffers");
-    UpdateTensors u =
-        collect_update(fn, params, grads, {{"v", v}, {"momentum buffer", momentum_buffers}}, lr);
-    py::gil_scoped_release nogil;
-    fz::rmsprop_update_many(u.list(), lr, rho, momentum, epsilon, weight_decay);
-}
-
-// ---------------------------------------------------------------- randomness
-
-py::tuple dropout_forward(const py::handle& x_in, float rate, uint64_t seed,
-                          std::optional<py::array> out, std::optional<py::array> mask_out) {
-    const char* fn = "dropout_forward";
-    FloatArray x = as_float(x_in, fn, "x");
-    if (!(rate >= 0.0f && rate < 1.0f)) fail("dropout: rate must be in [0, 1), got " + std::to_string(rate));
-    py::array_t<float> y = output(out, shape_of(x), fn, "out");
-    py::array_t<float> mask = output(mask_out, shape_of(x), fn, "mask");
-    // y may be x (in place); the mask is written before x_i is read.
-    require_same_or_disjoint(y, x, fn, "out", "x");
-    require_disjoint(mask, x, fn, "mask", "x");
-    require_disjoint(mask, y, fn, "mask", "out");
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    float* mp = mask.mutable_data();
-    const int64_t n = x.size();
-    {
-        py::gil_scoped_release nogil;
-        fz::dropout_forward(xp, yp, mp, n, rate, seed);
+    // Points `list` at this clipping. Runs without the GIL: the norms read every gradient.
+    void attach(fz::ParamList& list) {
+        if (clipnorm > 0.0f || global_clipnorm > 0.0f) {
+            scale.resize(static_cast<size_t>(list.count));
+            fz::clip_scales(list, clipnorm, global_clipnorm, scale.data());
+            list.grad_scale = scale.data();
+        }
+        if (clipvalue > 0.0f) list.grad_clip = clipvalue;
     }
-    return py::make_tuple(y, mask);
-}
+};
 
-py::array_t<float> dropout_backward(const py::handle& dy_in, const py::handle& mask_in,
-                                    std::optional<py::array> out) {
-    const char* fn = "dropout_backward";
-    FloatArray dy = as_float(dy_in, fn, "dy"), mask = as_float(mask_in, fn, "mask");
-    require_same_shape(dy, mask, fn, "dy", "mask");
-    py::array_t<float> dx = output(out, shape_of(dy), fn, "out");
-    require_same_or_disjoint(dx, dy, fn, "out", "dy");
-    require_same_or_disjoint(dx, mask, fn, "out", "mask");
-    const float* dyp = dy.data();
-    const float* mp = mask.data();
-    float* dxp = dx.mutable_data();
-    const int64_t n = dy.size();
-    py::gil_scoped_release nogil;
-    fz::dropout_backward(dyp, mp, dxp, n);
-    return dx;
+GradientClip clipping(const Call& c) {
+    const float norm = c.param("clipnorm"), global = c.param("global_clipnorm"), value = c.param("clipvalue");
+    c.check((norm > 0) + (global > 0) + (value > 0) <= 1, "only one of clipnorm, global_clipnorm and clipvalue can "
+            "be set, got ", norm, ", ", global, ", ", value);
+    return {norm, global, value, {}};
 }
+constexpr const char* kClipArgs = ", clipnorm=0.0, global_clipnorm=0.0, clipvalue=0.0)";
 
-py::array_t<int64_t> random_permutation(int64_t n, uint64_t seed) {
-    if (n < 0) fail("random_permutation: n must be >= 0, got " + std::to_string(n));
-    py::array_t<int64_t> out;
-    try {
-        out = py::array_t<int64_t>(n);
-    } catch (py::error_already_set& e) {  // NumPy's "array is too big" or MemoryError, named
-        if (e.matches(PyExc_MemoryError)) throw;
-        fail("random_permutation: n = " + std::to_string(n) + " values cannot be allocated: " +
-             std::string(py::str(e.value())));
-    }
-    int64_t* op = out.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::random_permutation(op, n, seed);
-    return out;
-}
-
-// ---------------------------------------------------------------- convolution, pooling, batch norm
-//
-// Images are NHWC float32 (csrc/conv.h). Sizes come in as (height, width)
-// pairs and padding as "valid" or "same"; every size is checked, and a window
-// that does not fit its input is a ValueError naming both, before any kernel runs.
+// ---------------------------------------------------------------- images (NHWC, csrc/conv.h)
 
 using Pair = std::array<int64_t, 2>;
-using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+constexpr int64_t kMaxSize = int64_t(1) << 40;  // per dim from a Python int: window arithmetic stays in int64
+const char* kImage = "batch, height, width, channels";
+const char* kPooled = "batch, ho, wo, channels";
+const char* kImageHint = "add a channel axis for one-channel images, e.g. x[..., None]";
+const char* kConvSizes = "batch=2 height=5 width=4 channels=3 in_channels=channels kh=2 kw=3 filters=4 "
+                         "ho=height-kh+1 wo=width-kw+1 positions=batch*ho*wo patch=kh*kw*channels";
+const char* kPoolSizes = "batch=2 height=5 width=4 channels=3 ho=(height-2)//2+1 wo=(width-2)//2+1";
+const char* kPoolBackArgs = "input_shape=(batch, height, width, channels), pool_size=(2, 2), strides=(2, 2)";
 
-std::string pair_str(Pair p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+Shape text_shape(Pair p) { return {p[0], p[1]}; }
 
-fz::Padding parse_padding(const std::string& padding, const char* fn) {
-    if (padding == "valid") return fz::Padding::valid;
-    if (padding == "same") return fz::Padding::same;
-    fail(std::string(fn) + ": padding must be 'valid' or 'same', got '" + padding + "'");
+// Images of shape `s` with a non-empty picture, or an error naming `name`.
+Shape images(const Call& c, const Shape& s, const char* name) {
+    c.check(s[0] >= 0 && s[1] >= 1 && s[2] >= 1 && s[3] >= 1, name,
+            " must have height, width and channels >= 1, got shape ", ShapeText{s});
+    c.check(*std::max_element(s.begin(), s.end()) <= kMaxSize, name, " has a size above 2**40: ", ShapeText{s});
+    c.numel(s, name);
+    return s;
 }
 
-// A 4-D shape (batch, height, width, channels) with a non-empty image.
-void require_image_shape(const Shape& s, const char* fn, const char* name) {
-    if (s.size() != 4)
-        fail(std::string(fn) + ": " + name + " must be 4-D (batch, height, width, channels), got shape " +
-             shape_str(s) + (s.size() == 3 ? "; add a channel axis, e.g. x.reshape(*x.shape, 1)" : ""));
-    if (s[0] < 0 || s[1] < 1 || s[2] < 1 || s[3] < 1)
-        fail(std::string(fn) + ": " + name + " must have height, width and channels >= 1, got shape " +
-             shape_str(s));
+// A backward pass's input_shape, binding batch, height, width and channels.
+Shape input_shape(Call& c) {
+    const auto v = c.get<std::vector<int64_t>>("input_shape");
+    const Shape s(v.begin(), v.end());
+    c.check(s.size() == 4, "input_shape must be (batch, height, width, channels), got ", ShapeText{s});
+    const char* dims[] = {"batch", "height", "width", "channels"};
+    for (int k = 0; k < 4; ++k) c.let(dims[k], s[k], "input_shape", s);
+    return images(c, s, "input_shape");
 }
 
-FloatArray as_images(const py::handle& obj, const char* fn, const char* name) {
-    FloatArray a = as_float(obj, fn, name);
-    require_image_shape(shape_of(a), fn, name);
-    return a;
-}
-
-// The geometry of a `window` sliding with `strides` over images of `input`
-// shape; `what` names the window in messages ("kernel", "pool_size").
-fz::Window2d window_geometry(const Shape& input, Pair window, Pair strides,
-                             const std::string& padding, const char* fn, const char* what) {
-    if (window[0] < 1 || window[1] < 1)
-        fail(std::string(fn) + ": " + what + " must be >= 1, got " + pair_str(window));
-    if (strides[0] < 1 || strides[1] < 1)
-        fail(std::string(fn) + ": strides must be >= 1, got " + pair_str(strides));
-    const fz::Window2d g = fz::make_window2d(input[0], input[1], input[2], input[3], window[0],
-                                             window[1], strides[0], strides[1],
-                                             parse_padding(padding, fn));
-    if (g.ho < 1 || g.wo < 1)
-        fail(std::string(fn) + ": a " + what + " of " + pair_str(window) +
-             " does not fit in images of " + std::to_string(input[1]) + "x" +
-             std::to_string(input[2]) + " with padding='valid' (the output would be " +
-             std::to_string(g.ho) + "x" + std::to_string(g.wo) +
-             "); use padding='same' or a smaller window");
+// The geometry of a `window` moving by strides over images of shape `in`
+// (a ValueError naming both when it does not fit); binds ho, wo, positions, patch.
+fz::Window2d window(Call& c, const Shape& in, Pair size, const char* what) {
+    const auto strides = c.get<Pair>("strides");
+    const auto padding = c.get<std::string>("padding");
+    c.check(size[0] >= 1 && size[1] >= 1, what, " must be >= 1, got ", ShapeText{text_shape(size)});
+    c.check(strides[0] >= 1 && strides[1] >= 1, "strides must be >= 1, got ", ShapeText{text_shape(strides)});
+    c.check(std::max({size[0], size[1], strides[0], strides[1]}) <= kMaxSize, what, " and strides must be <= 2**40");
+    c.check(padding == "valid" || padding == "same", "padding must be 'valid' or 'same', got '", padding, "'");
+    c.numel({size[0], size[1], in[3]}, cat("a ", what, " window over channels"));
+    const auto g = fz::make_window2d(in[0], in[1], in[2], in[3], size[0], size[1], strides[0], strides[1],
+                                     padding == "same" ? fz::Padding::same : fz::Padding::valid);
+    c.check(g.ho >= 1 && g.wo >= 1, "a ", what, " of ", ShapeText{text_shape(size)}, " does not fit in images of ",
+            in[1], "x", in[2], " with padding='valid' (the output would be ", g.ho, "x", g.wo,
+            "); use padding='same' or a smaller window");
+    c.let("ho", g.ho), c.let("wo", g.wo), c.let("positions", g.positions()), c.let("patch", g.patch());
     return g;
-}
-
-Shape image_shape(const fz::Window2d& g, int64_t channels) { return {g.n, g.ho, g.wo, channels}; }
-
-// A caller's int32 output array (max pooling's argmax), or a fresh one.
-py::array_t<int32_t> index_output(const std::optional<py::array>& out, const Shape& shape,
-                                  const char* fn, const char* name) {
-    if (!out) return py::array_t<int32_t>(shape);
-    if (!py::isinstance<py::array_t<int32_t>>(*out) || !(out->flags() & py::array::c_style) ||
-        !out->writeable() || shape_of(*out) != shape)
-        fail(std::string(fn) + ": " + name + " must be a writable C-contiguous int32 array of shape " +
-             shape_str(shape) + ", got " + std::string(py::str(out->dtype())) + " " +
-             shape_str(shape_of(*out)));
-    return py::reinterpret_borrow<py::array_t<int32_t>>(*out);
-}
-
-// y = act(conv(x, kernel) + bias).
-py::array_t<float> conv2d_forward(const py::handle& x_in, const py::handle& kernel_in,
-                                  const std::optional<py::handle>& bias_in, Pair strides,
-                                  const std::string& padding, Activation act, float alpha,
-                                  std::optional<py::array> out) {
-    const char* fn = "conv2d_forward";
-    act = checked(act, fn);
-    FloatArray x = as_images(x_in, fn, "x");
-    FloatArray kernel = as_float(kernel_in, fn, "kernel");
-    if (kernel.ndim() != 4)
-        fail(std::string(fn) + ": kernel must be 4-D (kh, kw, in_channels, filters), got shape " +
-             shape_str(shape_of(kernel)));
-    if (kernel.shape(2) != x.shape(3))
-        fail(std::string(fn) + ": kernel has shape " + shape_str(shape_of(kernel)) + " for " +
-             std::to_string(kernel.shape(2)) + " input channels but x has shape " +
-             shape_str(shape_of(x)) + " with " + std::to_string(x.shape(3)));
-    if (act == Activation::softmax)
-        fail(std::string(fn) + ": the epilogue applies elementwise activations only; use softmax afterwards");
-    const int64_t filters = kernel.shape(3);
-    if (filters < 1) fail(std::string(fn) + ": kernel has no filters: shape " + shape_str(shape_of(kernel)));
-    const fz::Window2d g = window_geometry(shape_of(x), {kernel.shape(0), kernel.shape(1)}, strides,
-                                           padding, fn, "kernel");
-    std::optional<FloatArray> bias;
-    if (bias_in && !bias_in->is_none()) {
-        bias = as_float(*bias_in, fn, "bias");
-        require_shape(*bias, {filters}, fn, "bias");
-    }
-    py::array_t<float> y = output(out, image_shape(g, filters), fn, "out");
-    for (const py::array& in : {py::array(x), py::array(kernel)})
-        require_disjoint(y, in, fn, "out", "the inputs");
-    const float* xp = x.data();
-    const float* kp = kernel.data();
-    const float* bp = bias ? bias->data() : nullptr;
-    float* yp = y.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        fz::conv2d_forward(g, xp, kp, bp, filters, act, alpha, yp);
-    }
-    return y;
-}
-
-// From dy = ∂L/∂y, x (the forward's input) and, for an activation, y (its
-// output): returns (dx, dkernel, dbias), each None when not asked for — dx
-// when need_dx is false (a first layer), dkernel and dbias when need_dparams is
-// false (a frozen layer), dbias when use_bias is false.
-py::tuple conv2d_backward(const py::handle& dy_in, const py::handle& kernel_in,
-                          const py::handle& x_in, Pair strides, const std::string& padding,
-                          bool use_bias, bool need_dx, bool need_dparams,
-                          std::optional<py::array> dx_out, std::optional<py::array> dkernel_out,
-                          std::optional<py::array> dbias_out, Activation act,
-                          const std::optional<py::handle>& y_in, float alpha) {
-    const char* fn = "conv2d_backward";
-    act = checked(act, fn);
-    if (act == Activation::softmax || fz::activation_backward_needs_input(act))
-        fail(std::string(fn) + ": activation must have a derivative written in terms of y "
-             "(not gelu or softmax: apply their backward first and pass identity)");
-    FloatArray x = as_images(x_in, fn, "x");
-    const Shape in_shape = shape_of(x);
-    FloatArray kernel = as_float(kernel_in, fn, "kernel");
-    if (kernel.ndim() != 4 || kernel.shape(2) != in_shape[3] || kernel.shape(3) < 1)
-        fail(std::string(fn) + ": kernel must have shape (kh, kw, " + std::to_string(in_shape[3]) +
-             ", filters) for x of shape " + shape_str(in_shape) + ", got " + shape_str(shape_of(kernel)));
-    const int64_t filters = kernel.shape(3);
-    const fz::Window2d g = window_geometry(in_shape, {kernel.shape(0), kernel.shape(1)}, strides,
-                                           padding, fn, "kernel");
-    FloatArray dy = as_float(dy_in, fn, "dy");
-    require_shape(dy, image_shape(g, filters), fn, "dy");
-    std::optional<FloatArray> y;
-    if (act != Activation::identity) {
-        if (!y_in || y_in->is_none())
-            fail(std::string(fn) + ": y (the forward's output) is needed for the activation's derivative");
-        y = as_float(*y_in, fn, "y");
-        require_shape(*y, image_shape(g, filters), fn, "y");
-    }
-    std::optional<py::array_t<float>> dx, dkernel, dbias;
-    if (need_dx) {
-        dx = output(dx_out, in_shape, fn, "dx_out");
-        for (const py::array& in : {py::array(dy), py::array(kernel), py::array(x)})
-            require_disjoint(*dx, in, fn, "dx_out", "the inputs");
-        if (y) require_disjoint(*dx, *y, fn, "dx_out", "the inputs");
-    }
-    if (need_dparams) {
-        dkernel = output(dkernel_out, shape_of(kernel), fn, "dkernel_out");
-        if (use_bias) dbias = output(dbias_out, {filters}, fn, "dbias_out");
-    }
-    const float* dyp = dy.data();
-    const float* yp = y ? y->data() : nullptr;
-    const float* kp = kernel.data();
-    const float* xp = x.data();
-    float* dxp = dx ? dx->mutable_data() : nullptr;
-    float* dkp = dkernel ? dkernel->mutable_data() : nullptr;
-    float* dbp = dbias ? dbias->mutable_data() : nullptr;
-    {
-        py::gil_scoped_release nogil;
-        fz::conv2d_backward(g, xp, kp, dyp, filters, dkp, dbp, dxp, act, yp, alpha);
-    }
-    const auto or_none = [](const std::optional<py::array_t<float>>& a) -> py::object {
-        return a ? py::object(*a) : py::object(py::none());
-    };
-    return py::make_tuple(or_none(dx), or_none(dkernel), or_none(dbias));
-}
-
-// Returns (y, argmax); argmax holds, per output, the offset inside its image
-// of the input that won, for max_pool2d_backward.
-py::tuple max_pool2d_forward(const py::handle& x_in, Pair pool_size, Pair strides,
-                             const std::string& padding, std::optional<py::array> out,
-                             std::optional<py::array> argmax_out) {
-    const char* fn = "max_pool2d_forward";
-    FloatArray x = as_images(x_in, fn, "x");
-    const fz::Window2d g = window_geometry(shape_of(x), pool_size, strides, padding, fn, "pool_size");
-    if (g.h * g.w * g.c > INT32_MAX)
-        fail(std::string(fn) + ": images of shape " + shape_str(shape_of(x)) +
-             " have too many values for int32 argmax offsets");
-    py::array_t<float> y = output(out, image_shape(g, g.c), fn, "out");
-    py::array_t<int32_t> argmax = index_output(argmax_out, image_shape(g, g.c), fn, "argmax");
-    require_disjoint(y, x, fn, "out", "x");
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    int32_t* ap = argmax.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        fz::max_pool2d_forward(g, xp, yp, ap);
-    }
-    return py::make_tuple(y, argmax);
-}
-
-py::array_t<float> max_pool2d_backward(const py::handle& dy_in, const py::handle& argmax_in,
-                                       const std::vector<int64_t>& input_shape, Pair pool_size,
-                                       Pair strides, const std::string& padding,
-                                       std::optional<py::array> out) {
-    const char* fn = "max_pool2d_backward";
-    const Shape in_shape(input_shape.begin(), input_shape.end());
-    require_image_shape(in_shape, fn, "input_shape");
-    const fz::Window2d g = window_geometry(in_shape, pool_size, strides, padding, fn, "pool_size");
-    FloatArray dy = as_float(dy_in, fn, "dy");
-    require_shape(dy, image_shape(g, g.c), fn, "dy");
-    py::array argmax_arr = py::array::ensure(argmax_in);
-    if (!argmax_arr || (argmax_arr.dtype().kind() != 'i' && argmax_arr.dtype().kind() != 'u'))
-        throw py::type_error(std::string(fn) + ": argmax must be an integer array");
-    IntArray argmax = convert<IntArray>(argmax_arr, fn, "argmax");
-    require_shape(argmax, image_shape(g, g.c), fn, "argmax");
-    // Every offset is checked: a wrong one would write outside its image. The
-    // smallest and largest first, in a loop that vectorises; the culprit is
-    // looked for only when there is one.
-    const int64_t image = g.h * g.w * g.c;
-    const int32_t* ap = argmax.data();
-    const py::ssize_t count = argmax.size();
-    int32_t lo = 0, hi = 0;
-    for (py::ssize_t k = 0; k < count; ++k) {
-        lo = std::min(lo, ap[k]);
-        hi = std::max(hi, ap[k]);
-    }
-    if (lo < 0 || hi >= image)
-        for (py::ssize_t k = 0; k < count; ++k)
-            if (ap[k] < 0 || ap[k] >= image)
-                fail(std::string(fn) + ": argmax value " + std::to_string(ap[k]) +
-                     " at flat index " + std::to_string(k) + " is outside [0, " +
-                     std::to_string(image) + ")");
-    py::array_t<float> dx = output(out, in_shape, fn, "out");
-    require_disjoint(dx, dy, fn, "out", "dy");
-    const float* dyp = dy.data();
-    float* dxp = dx.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::max_pool2d_backward(g, dyp, ap, dxp);
-    return dx;
-}
-
-py::array_t<float> avg_pool2d_forward(const py::handle& x_in, Pair pool_size, Pair strides,
-                                      const std::string& padding, std::optional<py::array> out) {
-    const char* fn = "avg_pool2d_forward";
-    FloatArray x = as_images(x_in, fn, "x");
-    const fz::Window2d g = window_geometry(shape_of(x), pool_size, strides, padding, fn, "pool_size");
-    py::array_t<float> y = output(out, image_shape(g, g.c), fn, "out");
-    require_disjoint(y, x, fn, "out", "x");
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::avg_pool2d_forward(g, xp, yp);
-    return y;
-}
-
-py::array_t<float> avg_pool2d_backward(const py::handle& dy_in, const std::vector<int64_t>& input_shape,
-                                       Pair pool_size, Pair strides, const std::string& padding,
-                                       std::optional<py::array> out) {
-    const char* fn = "avg_pool2d_backward";
-    const Shape in_shape(input_shape.begin(), input_shape.end());
-    require_image_shape(in_shape, fn, "input_shape");
-    const fz::Window2d g = window_geometry(in_shape, pool_size, strides, padding, fn, "pool_size");
-    FloatArray dy = as_float(dy_in, fn, "dy");
-    require_shape(dy, image_shape(g, g.c), fn, "dy");
-    py::array_t<float> dx = output(out, in_shape, fn, "out");
-    require_disjoint(dx, dy, fn, "out", "dy");
-    const float* dyp = dy.data();
-    float* dxp = dx.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::avg_pool2d_backward(g, dyp, dxp);
-    return dx;
-}
-
-// (N, H, W, C) → (N, C), the mean over each image.
-py::array_t<float> global_avg_pool2d_forward(const py::handle& x_in, std::optional<py::array> out) {
-    const char* fn = "global_avg_pool2d_forward";
-    FloatArray x = as_images(x_in, fn, "x");
-    const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
-    py::array_t<float> y = output(out, {n, c}, fn, "out");
-    require_disjoint(y, x, fn, "out", "x");
-    const float* xp = x.data();
-    float* yp = y.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::global_avg_pool2d_forward(xp, yp, n, h, w, c);
-    return y;
-}
-
-py::array_t<float> global_avg_pool2d_backward(const py::handle& dy_in,
-                                              const std::vector<int64_t>& input_shape,
-                                              std::optional<py::array> out) {
-    const char* fn = "global_avg_pool2d_backward";
-    const Shape in_shape(input_shape.begin(), input_shape.end());
-    require_image_shape(in_shape, fn, "input_shape");
-    FloatArray dy = as_float(dy_in, fn, "dy");
-    require_shape(dy, {in_shape[0], in_shape[3]}, fn, "dy");
-    py::array_t<float> dx = output(out, in_shape, fn, "out");
-    require_disjoint(dx, dy, fn, "out", "dy");
-    const float* dyp = dy.data();
-    float* dxp = dx.mutable_data();
-    py::gil_scoped_release nogil;
-    fz::global_avg_pool2d_backward(dyp, dxp, in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
-    return dx;
-}
-
-// x: (..., C), normalised per channel (the last axis) over all other axes.
-// moving_mean and moving_var are state arrays, updated in place when training.
-// Returns (y, mean, inv_std), the statistics used, for batch_norm_backward.
-py::tuple batch_norm_forward(const py::handle& x_in, const py::handle& gamma_in,
-                             const py::handle& beta_in, py::array moving_mean_in,
-                             py::array moving_var_in, bool training, float momentum, float epsilon,
-                             std::optional<py::array> out, std::optional<py::array> mean_out,
-                             std::optional<py::array> inv_std_out) {
-    const char* fn = "batch_norm_forward";
-    FloatArray x = as_float(x_in, fn, "x");
-    if (x.ndim() < 2 || x.size() == 0)
-        fail(std::string(fn) + ": x must have a batch axis and a channel axis and not be empty, got shape " +
-             shape_str(shape_of(x)));
-    const int64_t channels = x.shape(x.ndim() - 1), rows = x.size() / channels;
-    require_finite_param(momentum, fn, "momentum", 0.0, 1.0);
-    if (!(epsilon > 0.0f) || !std::isfinite(epsilon))
-        fail(std::string(fn) + ": epsilon must be finite and > 0, got " + std::to_string(epsilon));
-    FloatArray gamma = as_float(gamma_in, fn, "gamma"), beta = as_float(beta_in, fn, "beta");
-    require_shape(gamma, {channels}, fn, "gamma");
-    require_shape(beta, {channels}, fn, "beta");
-    auto moving_mean = state(moving_mean_in, {channels}, fn, "moving_mean");
-    auto moving_var = state(moving_var_in, {channels}, fn, "moving_var");
-    py::array_t<float> y = output(out, shape_of(x), fn, "out");
-    py::array_t<float> mean = output(mean_out, {channels}, fn, "mean");
-    py::array_t<float> inv_std = output(inv_std_out, {channels}, fn, "inv_std");
-    require_disjoint(y, x, fn, "out", "x");
-    const float* xp = x.data();
-    const float* gp = gamma.data();
-    const float* bp = beta.data();
-    float* mmp = moving_mean.mutable_data();
-    float* mvp = moving_var.mutable_data();
-    float* meanp = mean.mutable_data();
-    float* isp = inv_std.mutable_data();
-    float* yp = y.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        fz::batch_norm_forward(xp, gp, bp, mmp, mvp, training, momentum, epsilon, meanp, isp, yp,
-                               rows, channels);
-    }
-    return py::make_tuple(y, mean, inv_std);
-}
-
-// Returns (dx, dgamma, dbeta); mean and inv_std come from batch_norm_forward
-// with the same `training`.
-py::tuple batch_norm_backward(const py::handle& x_in, const py::handle& gamma_in,
-                              const py::handle& mean_in, const py::handle& inv_std_in,
-                              const py::handle& dy_in, bool training, std::optional<py::array> out,
-                              std::optional<py::array> dgamma_out,
-                              std::optional<py::array> dbeta_out) {
-    const char* fn = "batch_norm_backward";
-    FloatArray x = as_float(x_in, fn, "x"), dy = as_float(dy_in, fn, "dy");
-    if (x.ndim() < 2 || x.size() == 0)
-        fail(std::string(fn) + ": x must have a batch axis and a channel axis and not be empty, got shape " +
-             shape_str(shape_of(x)));
-    require_same_shape(dy, x, fn, "dy", "x");
-    const int64_t channels = x.shape(x.ndim() - 1), rows = x.size() / channels;
-    FloatArray gamma = as_float(gamma_in, fn, "gamma"), mean = as_float(mean_in, fn, "mean"),
-               inv_std = as_float(inv_std_in, fn, "inv_std");
-    require_shape(gamma, {channels}, fn, "gamma");
-    require_shape(mean, {channels}, fn, "mean");
-    require_shape(inv_std, {channels}, fn, "inv_std");
-    py::array_t<float> dx = output(out, shape_of(x), fn, "out");
-    py::array_t<float> dgamma = output(dgamma_out, {channels}, fn, "dgamma");
-    py::array_t<float> dbeta = output(dbeta_out, {channels}, fn, "dbeta");
-    require_disjoint(dx, x, fn, "out", "x");
-    require_disjoint(dx, dy, fn, "out", "dy");
-    const float* xp = x.data();
-    const float* gp = gamma.data();
-    const float* mp = mean.data();
-    const float* sp = inv_std.data();
-    const float* dyp = dy.data();
-    float* dxp = dx.mutable_data();
-    float* dgp = dgamma.mutable_data();
-    float* dbp = dbeta.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        fz::batch_norm_backward(xp, gp, mp, sp, dyp, training, dxp, dgp, dbp, rows, channels);
-    }
-    return py::make_tuple(dx, dgamma, dbeta);
 }
 
 }  // namespace
@@ -1188,44 +280,174 @@ PYBIND11_MODULE(_core, m) {
         const py::int_ as_int(py::reinterpret_borrow<py::object>(value));
         const long long n = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
         if ((overflow < 0) || (!overflow && n < 1))
-            fail("set_num_threads: n must be >= 1, got " + got);
+            throw py::value_error("set_num_threads: n must be >= 1, got " + got);
         if (overflow > 0 || n > kMaxThreads)
-            fail("set_num_threads: n must be <= " + std::to_string(kMaxThreads) + ", got " + got);
+            throw py::value_error("set_num_threads: n must be <= " + std::to_string(kMaxThreads) + ", got " + got);
         fz::set_num_threads(static_cast<int>(n));
     }, py::arg("n"));
     m.def("gemm_kernel_name", &fz::gemm_kernel_name);
+    // Denormal flushing, the GEMM's plan for this CPU, late workers (fz.info()).
+    m.def("get_flush_denormal", &fz::get_flush_denormal);
+    m.def("set_flush_denormal", [](const py::handle& on) {
+        if (!PyBool_Check(on.ptr()))
+            throw py::type_error("set_flush_denormal: on must be True or False, got " + std::string(py::repr(on)));
+        fz::set_flush_denormal(on.ptr() == Py_True);
+    }, py::arg("on"));
+    m.def("gemm_info", [] {
+        const fz::GemmInfo g = fz::gemm_info();
+        return py::dict(py::arg("kernel") = g.kernel, py::arg("mr") = g.mr, py::arg("nr") = g.nr,
+                        py::arg("mc") = g.mc, py::arg("kc") = g.kc, py::arg("nc") = g.nc,
+                        py::arg("l1d") = g.caches.l1d, py::arg("l2") = g.caches.l2, py::arg("l3") = g.caches.l3,
+                        py::arg("caches_from") = g.caches.source);
+    });
+    m.def("late_regions", &fz::late_regions);
+    m.def("kernel_specs", [] {
+        py::dict d;
+        for (const Spec& s : registry()) d[py::str(s.name)] = describe(s);
+        return d;
+    }, "Every kernel's declaration: signature, arrays (role, dims, dtype, in-place rules), ranged parameters.");
+    m.def("limits", [] {
+        py::dict d;
+        for (const Limit* l : kLimits) d[l->name] = describe(*l);
+        return d;
+    }, "The range of every scalar hyperparameter, by name (the one owner of these rules).");
 
-    const auto none = py::none();
-    m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("transpose_a") = false,
-          py::arg("transpose_b") = false, py::arg("bias") = none,
-          py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
-          py::arg("out") = none, py::arg("accumulate") = false, py::arg("reference") = false);
-    m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("kernel"), py::arg("bias"),
-          py::arg("activation"), py::arg("alpha") = 0.0f, py::arg("out") = none,
-          py::arg("z_out") = none);
-    m.def("dense_backward", &dense_backward, py::arg("x"), py::arg("kernel"), py::arg("z"),
-          py::arg("y"), py::arg("dy"), py::arg("activation"), py::arg("alpha"), py::arg("dz_out"),
-          py::arg("dw_out") = none, py::arg("db_out") = none, py::arg("dx_out") = none);
-    m.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("x"),
-          py::arg("alpha") = 0.0f, py::arg("out") = none);
-    m.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("x"),
-          py::arg("y"), py::arg("dy"), py::arg("alpha") = 0.0f, py::arg("out") = none);
+    py::options options;
+    options.disable_function_signatures();  // each kernel's docstring starts with its declared signature
+    py::dict scope;                          // what the signatures' defaults are evaluated in
+    scope["Activation"] = m.attr("Activation");
+    const auto kernel = [&](Spec spec, std::function<py::object(Call&)> body) {
+        def(m, scope, std::move(spec), std::move(body));
+    };
 
-    // Losses: fn(y_pred, y_true, grad_scale=1, row_loss=None, grad=None, want_grad=False)
-    // returns the summed loss, or (sum, grad) when a gradient is asked for.
+    // ------------------------------------------------------------ dense layers
+    kernel(Spec("matmul(a, b, transpose_a=False, transpose_b=False, bias=None, activation=Activation.identity, "
+                "alpha=0.0, out=None, accumulate=False, reference=False)",
+                "out = act(op(a)·op(b) + bias [+ out when accumulate]), op(a) = aᵀ when transpose_a")
+               .in("a", "_, _").in("b", "_, _").in("bias", "n").out("out", "m, n").param("alpha", kSlope)
+               .example("a=5x3 b=3x4 m=a[0] n=b[1]", "activation=Activation.relu")
+               .example("a=3x5 b=4x3 m=a[1] n=b[0]", "transpose_a=True, transpose_b=True, bias=None"),
+           [](Call& c) {
+               const Activation act = activation(c, true);
+               const float alpha = c.param("alpha");
+               const bool ta = c.get<bool>("transpose_a"), tb = c.get<bool>("transpose_b");
+               const bool accumulate = c.get<bool>("accumulate");
+               FloatArray a = c.in("a"), b = c.in("b");
+               const int64_t M = a.shape(ta), K = a.shape(!ta), Kb = b.shape(tb), N = b.shape(!tb);
+               c.check(K == Kb, "inner dimensions differ: op(a) is (", M, ", ", K, ") and op(b) is (", Kb, ", ", N,
+                       ") (a has shape ", ShapeOf{a}, ", b has shape ", ShapeOf{b},
+                       ", transpose_a=", ta ? "True" : "False", ", transpose_b=", tb ? "True" : "False", ")");
+               c.check(!accumulate || c.given("out"), "accumulate=True needs out=");
+               c.let("m", M), c.let("n", N);
+               const auto bias = c.maybe_in("bias");
+               auto y = c.out("out");
+               fz::GemmEpilogue ep;
+               ep.bias = ptr(bias), ep.activation = act, ep.alpha = alpha;
+               const auto gemm = c.get<bool>("reference") ? fz::reference::gemm : fz::gemm;
+               c.run([&] {
+                   gemm(ta, tb, M, N, K, 1.0f, a.data(), a.shape(1), b.data(), b.shape(1), accumulate ? 1.0f : 0.0f,
+                        y.mutable_data(), N, ep);
+               });
+               return y;
+           });
+    kernel(Spec("dense_forward(x, kernel, bias, activation, alpha=0.0, out=None, z_out=None)",
+                "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b when f's backward needs it "
+                "(GELU)")
+               .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").out("out", "batch, units")
+               .out("z_out", "batch, units").param("alpha", kSlope)
+               .example("batch=3 in=4 units=5", "activation=Activation.gelu")
+               .example("batch=3 in=4 units=5", "activation=Activation.softmax, z_out=None"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha");
+               FloatArray x = c.in("x"), w = c.in("kernel");
+               const auto b = c.maybe_in("bias");
+               auto y = c.out("out");
+               const bool keep_z = fz::activation_backward_needs_input(act);
+               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
+               auto z = c.out_if("z_out", keep_z);
+               c.run([&] {
+                   fz::dense_forward(x.data(), w.data(), ptr(b), y.mutable_data(), mut(z), x.shape(0), x.shape(1),
+                                     w.shape(1), act, alpha);
+               });
+               return y;
+           });
+    kernel(Spec("dense_backward(x, kernel, z, y, dy, activation, alpha, dz_out, dw_out=None, db_out=None, "
+                "dx_out=None)",
+                "dz = dy ⊙ f'(z), then db = Σ dz, dW = xᵀ·dz and dx = dz·Wᵀ into the outputs given; returns dx "
+                "(or None)")
+               .in("x", "batch, in").in("kernel", "in, units").in("z", "batch, units").in("y", "batch, units")
+               .in("dy", "batch, units").out("dz_out", "batch, units").in_place("dy").out("dw_out", "in, units")
+               .out("db_out", "units").out("dx_out", "batch, in").param("alpha", kSlope)
+               .example("batch=3 in=4 units=5", "activation=Activation.gelu, alpha=0.0")
+               .example("batch=3 in=4 units=5", "activation=Activation.softmax, alpha=0.0, z=None"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha");
+               FloatArray x = c.in("x"), w = c.in("kernel"), y = c.in("y"), dy = c.in("dy");
+               const bool needs_z = fz::activation_backward_needs_input(act);
+               c.check(!needs_z || c.given("z"), "this activation needs z");
+               const auto z = needs_z ? std::optional(c.in("z")) : std::nullopt;
+               auto dz = c.out("dz_out");
+               auto dw = c.out_if("dw_out", c.given("dw_out")), db = c.out_if("db_out", c.given("db_out")),
+                    dx = c.out_if("dx_out", c.given("dx_out"));
+               c.run([&] {
+                   fz::dense_backward(x.data(), w.data(), ptr(z), y.data(), dy.data(), dz.mutable_data(), mut(dw),
+                                      mut(db), mut(dx), x.shape(0), x.shape(1), w.shape(1), act, alpha);
+               });
+               return or_none(dx);
+           });
+
+    // ------------------------------------------------------------ activations
+    kernel(Spec("activation_forward(activation, x, alpha=0.0, out=None)",
+                "y = f(x) elementwise (softmax: over each row of a 2-D x)")
+               .in("x", "...").out("out", "...").in_place("x").param("alpha", kSlope)
+               .example("...=3x4", "activation=Activation.gelu")
+               .example("...=3x4", "activation=Activation.softmax"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha");
+               FloatArray x = c.in("x");
+               const bool softmax = act == Activation::softmax;
+               c.check(!softmax || x.ndim() == 2, "softmax needs a 2-D x (batch, classes), got shape ",
+                       ShapeOf{x});
+               auto y = c.out("out");
+               c.run([&] {
+                   if (softmax) fz::softmax_forward(x.data(), y.mutable_data(), x.shape(0), x.shape(1));
+                   else fz::activation_forward(act, x.data(), y.mutable_data(), x.size(), alpha);
+               });
+               return y;
+           });
+    kernel(Spec("activation_backward(activation, x, y, dy, alpha=0.0, out=None)",
+                "dx = dy ⊙ f'(x), f' written from y (GELU also reads x; softmax: y ⊙ (dy − Σ dy·y) per row)")
+               .in("x", "...").in("y", "...").in("dy", "...").out("out", "...").in_place("x y dy")
+               .param("alpha", kSlope)
+               .example("...=3x4", "activation=Activation.gelu")
+               .example("...=3x4", "activation=Activation.softmax, x=None")
+               .example("...=3x4", "activation=Activation.leaky_relu, alpha=0.2, x=None"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha");
+               FloatArray y = c.in("y"), dy = c.in("dy");
+               const bool softmax = act == Activation::softmax, needs_x = fz::activation_backward_needs_input(act);
+               c.check(!softmax || y.ndim() == 2, "softmax needs a 2-D y (batch, classes), got shape ",
+                       ShapeOf{y});
+               c.check(!needs_x || c.given("x"), "this activation needs x");
+               const auto x = needs_x ? std::optional(c.in("x")) : std::nullopt;
+               auto dx = c.out("out");
+               c.run([&] {
+                   if (softmax) fz::softmax_backward(y.data(), dy.data(), dx.mutable_data(), y.shape(0), y.shape(1));
+                   else fz::activation_backward(act, ptr(x), y.data(), dy.data(), dx.mutable_data(), y.size(), alpha);
+               });
+               return dx;
+           });
+
+    // ------------------------------------------------------------ losses
     const auto sparse = [&](const char* name, LossKernel<int32_t> k) {
-        m.def(name, [k, name](const py::handle& p, const py::handle& t, float s,
-                              std::optional<py::array> rl, std::optional<py::array> g, bool w) {
-            return sparse_loss(k, name, p, t, s, rl, g, w);
-        }, py::arg("y_pred"), py::arg("y_true"), py::arg("grad_scale") = 1.0f,
-           py::arg("row_loss") = py::none(), py::arg("grad") = py::none(), py::arg("want_grad") = false);
+        kernel(loss_spec<int32_t>(name), [k](Call& c) { return run_loss<int32_t>(c, k); });
     };
     const auto dense = [&](const char* name, LossKernel<float> k) {
-        m.def(name, [k, name](const py::handle& p, const py::handle& t, float s,
-                              std::optional<py::array> rl, std::optional<py::array> g, bool w) {
-            return dense_loss(k, name, p, t, s, rl, g, w);
-        }, py::arg("y_pred"), py::arg("y_true"), py::arg("grad_scale") = 1.0f,
-           py::arg("row_loss") = py::none(), py::arg("grad") = py::none(), py::arg("want_grad") = false);
+        kernel(loss_spec<float>(name), [k](Call& c) { return run_loss<float>(c, k); });
     };
     sparse("sparse_categorical_crossentropy", fz::sparse_categorical_crossentropy);
     sparse("sparse_categorical_crossentropy_from_logits", fz::sparse_categorical_crossentropy_from_logits);
@@ -1234,59 +456,368 @@ PYBIND11_MODULE(_core, m) {
     dense("mean_squared_error", fz::mean_squared_error);
     dense("binary_crossentropy", fz::binary_crossentropy);
     dense("binary_crossentropy_from_logits", fz::binary_crossentropy_from_logits);
-    m.def("softmax_crossentropy_backward", &softmax_crossentropy_backward, py::arg("probs"),
-          py::arg("y_true"), py::arg("sparse"), py::arg("grad_scale") = 1.0f, py::arg("out") = none);
+    kernel(Spec("softmax_crossentropy_backward(probs, y_true, sparse, grad_scale=1.0, out=None)",
+                "dlogits = grad_scale·(Σt·probs − t), softmax + cross-entropy's gradient; y_true: (batch,) "
+                "labels when sparse, else (batch, classes)")
+               .in("probs", "batch, classes").in("y_true", "batch, ...").values_below("classes")
+               .out("out", "batch, classes").in_place("probs y_true").param("grad_scale", kGradScale)
+               .example("batch=4 classes=3 ...=3", "sparse=False"),
+           [](Call& c) {
+               const float scale = c.param("grad_scale");
+               FloatArray probs = c.in("probs");
+               const int64_t rows = probs.shape(0), cols = probs.shape(1);
+               if (c.get<bool>("sparse")) {
+                   const auto labels = c.ints<int32_t>("y_true");
+                   c.check(labels.ndim() == 1, "y_true must be (batch,) labels with sparse=True, got shape ",
+                           ShapeOf{labels});
+                   auto out = c.out("out");
+                   c.run([&] { fz::softmax_crossentropy_backward(probs.data(), labels.data(), out.mutable_data(),
+                                                                 rows, cols, scale); });
+                   return out;
+               }
+               FloatArray target = c.in("y_true");
+               c.check(shape_of(target) == shape_of(probs), "y_true has shape ", ShapeOf{target},
+                       " but probs has shape ", ShapeOf{probs});
+               auto out = c.out("out");
+               c.run([&] { fz::softmax_crossentropy_backward_dense(probs.data(), target.data(), out.mutable_data(),
+                                                                   rows, cols, scale); });
+               return out;
+           });
 
-    m.def("bias_grad", &bias_grad, py::arg("dy"), py::arg("out") = none);
-    m.def("argmax", &argmax_rows, py::arg("x"));
-    m.def("count_correct", &count_correct, py::arg("scores"), py::arg("labels"));
-    m.def("gather_rows", &gather_rows, py::arg("src"), py::arg("index"), py::arg("out") = none);
+    // ------------------------------------------------------------ reductions, gather
+    kernel(Spec("bias_grad(dy, out=None)", "db = Σ_rows dy, a bias's gradient")
+               .in("dy", "rows, cols").out("out", "cols").example("rows=4 cols=3"),
+           [](Call& c) {
+               FloatArray dy = c.in("dy");
+               auto db = c.out("out");
+               c.run([&] { fz::bias_grad(dy.data(), db.mutable_data(), dy.shape(0), dy.shape(1)); });
+               return db;
+           });
+    kernel(Spec("argmax(x)", "each row's first largest column (int32)")
+               .in("x", "rows, cols").result("indices", "rows").dtype(DType::i32).example("rows=4 cols=3"),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               c.check(x.shape(1) > 0, "x has no columns");
+               auto indices = c.result<int32_t>("indices");
+               c.run([&] { fz::argmax_rows(x.data(), indices.mutable_data(), x.shape(0), x.shape(1)); });
+               return indices;
+           });
+    kernel(Spec("count_correct(scores, labels)", "Σ_rows [argmax(scores row) == label]")
+               .in("scores", "rows, classes").in("labels", "rows").dtype(DType::i32).values_below("classes")
+               .example("rows=4 classes=3"),
+           [](Call& c) {
+               FloatArray scores = c.in("scores");
+               const auto labels = c.ints<int32_t>("labels");
+               int64_t correct = 0;
+               c.run([&] { correct = fz::count_correct(scores.data(), labels.data(), scores.shape(0), scores.shape(1)); });
+               return py::int_(correct);
+           });
+    kernel(Spec("gather_rows(src, index, out=None)",
+                "out[i] = src[index[i]] along the first axis (the minibatch gather); integers are gathered as int32")
+               .in("src", "rows, ...").in("index", "n").dtype(DType::i64).values_below("rows").out("out", "n, ...")
+               .example("rows=5 n=3 ...=2"),
+           [](Call& c) {
+               const py::array src = c.as_array(c["src"], Label{"src"});
+               const char kind = src.dtype().kind();
+               return kind == 'i' || kind == 'u' ? gather(c, c.ints<int32_t>("src", src)) : gather(c, c.in("src"));
+           });
 
-    // Optimizers take lists: params[t] is updated in place from grads[t].
-    m.def("sgd_update", &sgd_update, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
-          py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"));
-    m.def("adam_update", &adam_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
-          py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-          py::arg("step"), py::arg("weight_decay"));
-    m.def("rmsprop_update", &rmsprop_update, py::arg("params"), py::arg("grads"), py::arg("v"),
-          py::arg("momentum_buffers"), py::arg("learning_rate"), py::arg("rho"), py::arg("momentum"),
-          py::arg("epsilon"), py::arg("weight_decay"));
+    // ------------------------------------------------------------ optimizers
+    kernel(Spec(cat("sgd_update(params, grads, momentum_buffers, learning_rate, momentum, nesterov, weight_decay",
+                    kClipArgs),
+                "θ ← θ − α·g; with momentum v ← μ·v − α·g, θ ← θ + v (Nesterov: θ ← θ + μ·v − α·g)")
+               .state("params", "...").list().in("grads", "...").list().state("momentum_buffers", "...").list()
+               .param("learning_rate", kLearningRate).param("momentum", kMomentum).param("weight_decay", kWeightDecay)
+               .param("clipnorm", kClip).param("global_clipnorm", kClip).param("clipvalue", kClip)
+               .example("...=3x2", "learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01")
+               .example("...=3x2", "learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=0.5"),
+           [](Call& c) {
+               const float lr = c.param("learning_rate"), momentum = c.param("momentum"),
+                           decay = c.param("weight_decay");
+               c.check(momentum == 0 || c.given("momentum_buffers"), "momentum > 0 needs momentum buffers");
+               GradientClip clip = clipping(c);
+               const Update u = collect_update(c, "momentum_buffers", nullptr);
+               const bool nesterov = c.get<bool>("nesterov");
+               c.run([&] {
+                   fz::ParamList list = u.list();
+                   clip.attach(list);
+                   fz::sgd_update_many(list, lr, momentum, nesterov, decay);
+               });
+               return py::none();
+           });
+    kernel(Spec(cat("adam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step, weight_decay",
+                    kClipArgs),
+                "m ← m + (1 − β1)(g − m), v ← v + (1 − β2)(g² − v), θ ← θ − α·√(1 − β2ᵗ)/(1 − β1ᵗ)·m/(√v + ε)")
+               .state("params", "...").list().in("grads", "...").list().state("m", "...").list()
+               .state("v", "...").list().param("learning_rate", kLearningRate).param("beta_1", kBeta)
+               .param("beta_2", kBeta).param("epsilon", kEpsilon).param("weight_decay", kWeightDecay)
+               .param("clipnorm", kClip).param("global_clipnorm", kClip).param("clipvalue", kClip)
+               .example("...=3x2", "learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=3, "
+                                   "weight_decay=0.004")
+               .example("...=3x2", "learning_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=3, "
+                                   "weight_decay=0.0, global_clipnorm=1.0"),
+           [](Call& c) {
+               const float lr = c.param("learning_rate"), beta1 = c.param("beta_1"), beta2 = c.param("beta_2"),
+                           epsilon = c.param("epsilon"), decay = c.param("weight_decay");
+               const auto step = c.get<int64_t>("step");
+               c.check(step >= 1, "step must be >= 1, got ", step);
+               c.check_type(c.given("m") && c.given("v"), "m and v must be lists of arrays");
+               GradientClip clip = clipping(c);
+               const Update u = collect_update(c, "m", "v");
+               c.run([&] {
+                   fz::ParamList list = u.list();
+                   clip.attach(list);
+                   fz::adam_update_many(list, lr, beta1, beta2, epsilon, step, decay);
+               });
+               return py::none();
+           });
+    kernel(Spec(cat("rmsprop_update(params, grads, v, momentum_buffers, learning_rate, rho, momentum, epsilon, "
+                    "weight_decay", kClipArgs),
+                "v ← ρ·v + (1 − ρ)·g², θ ← θ − α·g/√(v + ε) (with momentum: a velocity of those steps)")
+               .state("params", "...").list().in("grads", "...").list().state("v", "...").list()
+               .state("momentum_buffers", "...").list().param("learning_rate", kLearningRate).param("rho", kRho)
+               .param("momentum", kMomentum).param("epsilon", kEpsilon).param("weight_decay", kWeightDecay)
+               .param("clipnorm", kClip).param("global_clipnorm", kClip).param("clipvalue", kClip)
+               .example("...=3x2", "learning_rate=0.01, rho=0.9, momentum=0.5, epsilon=1e-7, weight_decay=0.0")
+               .example("...=3x2", "learning_rate=0.01, rho=0.9, momentum=0.0, epsilon=1e-7, weight_decay=0.0, "
+                                   "clipvalue=0.1"),
+           [](Call& c) {
+               const float lr = c.param("learning_rate"), rho = c.param("rho"), momentum = c.param("momentum"),
+                           epsilon = c.param("epsilon"), decay = c.param("weight_decay");
+               c.check(momentum == 0 || c.given("momentum_buffers"), "momentum > 0 needs momentum buffers");
+               c.check_type(c.given("v"), "v must be a list of arrays");
+               GradientClip clip = clipping(c);
+               const Update u = collect_update(c, "v", "momentum_buffers");
+               c.run([&] {
+                   fz::ParamList list = u.list();
+                   clip.attach(list);
+                   fz::rmsprop_update_many(list, lr, rho, momentum, epsilon, decay);
+               });
+               return py::none();
+           });
+    kernel(Spec("grad_sum_of_squares(grads)",
+                "Σ_i grads[t][i]² for each array t (float64), summed in a fixed order: the squared norms behind "
+                "clipnorm and global_clipnorm")
+               .in("grads", "...").list().result("sums", "arrays").example("...=3x2"),
+           [](Call& c) {
+               c.check_type(py::isinstance<py::sequence>(c["grads"]), "grads must be a list of arrays, got ",
+                            Repr{c["grads"]});
+               const auto grads = *c.list("grads", py::len(c["grads"]));
+               std::vector<FloatArray> arrays;
+               std::vector<const float*> data;
+               std::vector<int64_t> sizes;
+               for (int t = 0; t < int(grads.size()); ++t) {
+                   const py::handle g = grads[t];
+                   arrays.push_back(c.in_at("grads", t, g, shape_of(c.as_array(g, Label{"grads", t})), "grads"));
+                   data.push_back(arrays.back().data()), sizes.push_back(arrays.back().size());
+               }
+               c.let("arrays", int64_t(arrays.size()));
+               auto sums = c.result<double>("sums");
+               const fz::ParamList list{int64_t(arrays.size()), nullptr, data.data(), nullptr, nullptr, sizes.data()};
+               c.run([&] { fz::grad_sum_of_squares(list, sums.mutable_data()); });
+               return sums;
+           });
 
-    m.def("dropout_forward", &dropout_forward, py::arg("x"), py::arg("rate"), py::arg("seed"),
-          py::arg("out") = none, py::arg("mask") = none);
-    m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("out") = none);
-    m.def("random_permutation", &random_permutation, py::arg("n"), py::arg("seed"));
+    // ------------------------------------------------------------ randomness
+    kernel(Spec("dropout_forward(x, rate, seed, out=None, mask=None)",
+                "(y, mask): mask = [u ≥ rate]/(1 − rate), u uniform from (seed, index); y = x ⊙ mask")
+               .in("x", "...").out("out", "...").in_place("x").out("mask", "...").param("rate", kDropoutRate)
+               .example("...=4x5", "rate=0.5, seed=7"),
+           [](Call& c) {
+               const float rate = c.param("rate");
+               const auto seed = c.get<uint64_t>("seed");
+               FloatArray x = c.in("x");
+               auto y = c.out("out"), mask = c.out("mask");
+               c.run([&] { fz::dropout_forward(x.data(), y.mutable_data(), mask.mutable_data(), x.size(), rate, seed); });
+               return py::make_tuple(y, mask);
+           });
+    kernel(Spec("dropout_backward(dy, mask, out=None)", "dx = dy ⊙ mask")
+               .in("dy", "...").in("mask", "...").out("out", "...").in_place("dy mask").example("...=4x5"),
+           [](Call& c) {
+               FloatArray dy = c.in("dy"), mask = c.in("mask");
+               auto dx = c.out("out");
+               c.run([&] { fz::dropout_backward(dy.data(), mask.data(), dx.mutable_data(), dy.size()); });
+               return dx;
+           });
+    kernel(Spec("random_permutation(n, seed)", "a permutation of 0..n-1 (int64) fixed by seed")
+               .result("permutation", "n").example("", "n=6, seed=3"),
+           [](Call& c) {
+               const auto n = c.get<int64_t>("n");
+               const auto seed = c.get<uint64_t>("seed");
+               c.check(n >= 0, "n must be >= 0, got ", n);
+               c.let("n", n);
+               auto out = c.result<int64_t>("permutation");
+               c.run([&] { fz::random_permutation(out.mutable_data(), n, seed); });
+               return out;
+           });
 
-    // Convolution, pooling, batch norm on NHWC images (csrc/conv.h).
-    m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("kernel"), py::arg("bias") = none,
-          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
-          py::arg("activation") = Activation::identity, py::arg("alpha") = 0.0f,
-          py::arg("out") = none);
-    m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("kernel"), py::arg("x"),
-          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
-          py::arg("use_bias") = true, py::arg("need_dx") = true, py::arg("need_dparams") = true,
-          py::arg("dx_out") = none, py::arg("dkernel_out") = none, py::arg("dbias_out") = none,
-          py::arg("activation") = Activation::identity, py::arg("y") = none,
-          py::arg("alpha") = 0.0f);
-    m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("pool_size"),
-          py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none,
-          py::arg("argmax") = none);
-    m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("argmax"),
-          py::arg("input_shape"), py::arg("pool_size"), py::arg("strides"),
-          py::arg("padding") = "valid", py::arg("out") = none);
-    m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("x"), py::arg("pool_size"),
-          py::arg("strides"), py::arg("padding") = "valid", py::arg("out") = none);
-    m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("input_shape"),
-          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid",
-          py::arg("out") = none);
-    m.def("global_avg_pool2d_forward", &global_avg_pool2d_forward, py::arg("x"), py::arg("out") = none);
-    m.def("global_avg_pool2d_backward", &global_avg_pool2d_backward, py::arg("dy"),
-          py::arg("input_shape"), py::arg("out") = none);
-    m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
-          py::arg("moving_mean"), py::arg("moving_var"), py::arg("training"),
-          py::arg("momentum") = 0.99f, py::arg("epsilon") = 1e-3f, py::arg("out") = none,
-          py::arg("mean") = none, py::arg("inv_std") = none);
-    m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gamma"),
-          py::arg("mean"), py::arg("inv_std"), py::arg("dy"), py::arg("training"),
-          py::arg("out") = none, py::arg("dgamma") = none, py::arg("dbeta") = none);
+    // ------------------------------------------------------------ convolution, pooling, batch norm
+    kernel(Spec("conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding='valid', "
+                "activation=Activation.identity, alpha=0.0, out=None)",
+                "y = act(cols·K + bias), cols = im2col(x) (one window of x per row), built a block of rows at a "
+                "time in cache")
+               .in("x", kImage).hint(kImageHint).in("kernel", "kh, kw, in_channels, filters").in("bias", "filters")
+               .out("out", "batch, ho, wo, filters").param("alpha", kSlope)
+               .example(kConvSizes, "activation=Activation.relu"),
+           [](Call& c) {
+               const Activation act = activation(c, true);
+               const float alpha = c.param("alpha");
+               FloatArray x = c.in("x"), kernel = c.in("kernel");
+               const int64_t channels = c.dim("channels"), filters = c.dim("filters");
+               c.check(c.dim("in_channels") == channels, "kernel has shape ", ShapeOf{kernel}, " for ",
+                       c.dim("in_channels"), " input channels but x has shape ", ShapeOf{x}, " with ",
+                       channels);
+               c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
+               const auto g = window(c, images(c, shape_of(x), "x"), {kernel.shape(0), kernel.shape(1)}, "kernel");
+               const auto bias = c.maybe_in("bias");
+               auto y = c.out("out");
+               c.run([&] { fz::conv2d_forward(g, x.data(), kernel.data(), ptr(bias), filters, act, alpha,
+                                              y.mutable_data()); });
+               return y;
+           });
+    kernel(Spec("conv2d_backward(dy, kernel, x, strides=(1, 1), padding='valid', use_bias=True, need_dx=True, "
+                "need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None, activation=Activation.identity, "
+                "y=None, alpha=0.0)",
+                "(dx, dkernel, dbias) from dy = ∂L/∂y, y = act(z), z = conv(x, K) + b: dz = dy·act'(y), "
+                "dkernel = colsᵀ·dz, dbias = Σ dz, dx = col2im(dz·Kᵀ), cols = im2col(x) rebuilt block by block; "
+                "None when not asked for")
+               .in("dy", "batch, ho, wo, filters").in("kernel", "kh, kw, channels, filters").in("x", kImage)
+               .in("y", "batch, ho, wo, filters").out("dx_out", kImage).out("dkernel_out", "kh, kw, channels, filters")
+               .out("dbias_out", "filters").param("alpha", kSlope)
+               .example(kConvSizes, "activation=Activation.relu")
+               .example(kConvSizes, "y=None"),
+           [](Call& c) {
+               const Activation act = activation(c, true);
+               const float alpha = c.param("alpha");
+               c.check(!fz::activation_backward_needs_input(act), "the activation's derivative must be written in "
+                       "terms of y (not gelu: apply its backward first and pass Activation.identity)");
+               c.check(act == Activation::identity || c.given("y"), "y (the forward's output) is needed for the "
+                       "activation's derivative");
+               FloatArray x = c.in("x"), kernel = c.in("kernel");
+               const int64_t filters = c.dim("filters");
+               c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
+               const auto g = window(c, images(c, shape_of(x), "x"), {kernel.shape(0), kernel.shape(1)}, "kernel");
+               FloatArray dy = c.in("dy");
+               const auto y = act != Activation::identity ? std::optional(c.in("y")) : std::nullopt;
+               const bool need_dx = c.get<bool>("need_dx"), need_dparams = c.get<bool>("need_dparams");
+               auto dx = c.out_if("dx_out", need_dx);
+               auto dkernel = c.out_if("dkernel_out", need_dparams);
+               auto dbias = c.out_if("dbias_out", need_dparams && c.get<bool>("use_bias"));
+               c.run([&] { fz::conv2d_backward(g, x.data(), kernel.data(), dy.data(), filters, mut(dkernel),
+                                               mut(dbias), mut(dx), act, ptr(y), alpha); });
+               return py::make_tuple(or_none(dx), or_none(dkernel), or_none(dbias));
+           });
+    kernel(Spec("max_pool2d_forward(x, pool_size, strides, padding='valid', out=None, argmax=None)",
+                "(y, argmax): each window's maximum, and its offset (ih·W + iw)·C + c in its image (int32; the "
+                "first on ties)")
+               .in("x", kImage).hint(kImageHint).out("out", kPooled).out("argmax", kPooled).dtype(DType::i32)
+               .example(kPoolSizes, "pool_size=(2, 2), strides=(2, 2)"),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               const auto g = window(c, images(c, shape_of(x), "x"), c.get<Pair>("pool_size"), "pool_size");
+               c.check(g.h * g.w * g.c <= INT32_MAX, "images of shape ", ShapeOf{x},
+                       " have too many values for int32 argmax offsets");
+               auto y = c.out("out");
+               auto argmax = c.out<int32_t>("argmax");
+               c.run([&] { fz::max_pool2d_forward(g, x.data(), y.mutable_data(), argmax.mutable_data()); });
+               return py::make_tuple(y, argmax);
+           });
+    kernel(Spec("max_pool2d_backward(dy, argmax, input_shape, pool_size, strides, padding='valid', out=None)",
+                "dx: each dy value added to the input its window's maximum came from")
+               .in("dy", kPooled).in("argmax", kPooled).dtype(DType::i32).values_below("image").out("out", kImage)
+               .example(kPoolSizes, kPoolBackArgs),
+           [](Call& c) {
+               const auto g = window(c, input_shape(c), c.get<Pair>("pool_size"), "pool_size");
+               c.let("image", g.h * g.w * g.c);  // an argmax outside its image would write outside dx
+               FloatArray dy = c.in("dy");
+               const auto argmax = c.ints<int32_t>("argmax");
+               auto dx = c.out("out");
+               c.run([&] { fz::max_pool2d_backward(g, dy.data(), argmax.data(), dx.mutable_data()); });
+               return dx;
+           });
+    kernel(Spec("avg_pool2d_forward(x, pool_size, strides, padding='valid', out=None)",
+                "the mean of each window's real inputs (with 'same' padding, padding is not counted)")
+               .in("x", kImage).hint(kImageHint).out("out", kPooled)
+               .example(kPoolSizes, "pool_size=(2, 2), strides=(2, 2)"),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               const auto g = window(c, images(c, shape_of(x), "x"), c.get<Pair>("pool_size"), "pool_size");
+               auto y = c.out("out");
+               c.run([&] { fz::avg_pool2d_forward(g, x.data(), y.mutable_data()); });
+               return y;
+           });
+    kernel(Spec("avg_pool2d_backward(dy, input_shape, pool_size, strides, padding='valid', out=None)",
+                "dx: each dy value shared equally by the inputs its window averaged")
+               .in("dy", kPooled).out("out", kImage)
+               .example(kPoolSizes, kPoolBackArgs),
+           [](Call& c) {
+               const auto g = window(c, input_shape(c), c.get<Pair>("pool_size"), "pool_size");
+               FloatArray dy = c.in("dy");
+               auto dx = c.out("out");
+               c.run([&] { fz::avg_pool2d_backward(g, dy.data(), dx.mutable_data()); });
+               return dx;
+           });
+    kernel(Spec("global_avg_pool2d_forward(x, out=None)", "(N, H, W, C) → (N, C), each channel's mean over the image")
+               .in("x", kImage).hint(kImageHint).out("out", "batch, channels").example(kPoolSizes),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               const Shape s = images(c, shape_of(x), "x");
+               auto y = c.out("out");
+               c.run([&] { fz::global_avg_pool2d_forward(x.data(), y.mutable_data(), s[0], s[1], s[2], s[3]); });
+               return y;
+           });
+    kernel(Spec("global_avg_pool2d_backward(dy, input_shape, out=None)", "dx = dy / (H·W) at every pixel")
+               .in("dy", "batch, channels").out("out", kImage)
+               .example(kPoolSizes, "input_shape=(batch, height, width, channels)"),
+           [](Call& c) {
+               const Shape s = input_shape(c);
+               FloatArray dy = c.in("dy");
+               auto dx = c.out("out");
+               c.run([&] { fz::global_avg_pool2d_backward(dy.data(), dx.mutable_data(), s[0], s[1], s[2], s[3]); });
+               return dx;
+           });
+    kernel(Spec("batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99, "
+                "epsilon=0.001, out=None, mean=None, inv_std=None)",
+                "(y, mean, inv_std): y = γ·(x − μ)·s + β per channel (the last axis), s = 1/√(σ² + ε); training "
+                "uses the batch's μ and σ² and updates moving_mean and moving_var in place")
+               .in("x", "..., channels").in("gamma", "channels").in("beta", "channels")
+               .state("moving_mean", "channels").state("moving_var", "channels").out("out", "..., channels")
+               .out("mean", "channels").out("inv_std", "channels").param("momentum", kBatchNormMomentum)
+               .param("epsilon", kBatchNormEpsilon).example("...=4x3 channels=2", "training=True"),
+           [](Call& c) {
+               const float momentum = c.param("momentum"), epsilon = c.param("epsilon");
+               FloatArray x = c.in("x"), gamma = c.in("gamma"), beta = c.in("beta");
+               c.check(x.ndim() >= 2 && x.size() > 0, "x must have a batch axis and a channel axis and not be empty, "
+                       "got shape ", ShapeOf{x});
+               auto moving_mean = c.state("moving_mean"), moving_var = c.state("moving_var");
+               auto y = c.out("out"), mean = c.out("mean"), inv_std = c.out("inv_std");
+               const bool training = c.get<bool>("training");
+               const int64_t channels = c.dim("channels");
+               c.run([&] {
+                   fz::batch_norm_forward(x.data(), gamma.data(), beta.data(), moving_mean.mutable_data(),
+                                          moving_var.mutable_data(), training, momentum, epsilon, mean.mutable_data(),
+                                          inv_std.mutable_data(), y.mutable_data(), x.size() / channels, channels);
+               });
+               return py::make_tuple(y, mean, inv_std);
+           });
+    kernel(Spec("batch_norm_backward(x, gamma, mean, inv_std, dy, training, out=None, dgamma=None, dbeta=None)",
+                "(dx, dgamma, dbeta), with mean and inv_std from batch_norm_forward with the same training")
+               .in("x", "..., channels").in("gamma", "channels").in("mean", "channels").in("inv_std", "channels")
+               .in("dy", "..., channels").out("out", "..., channels").out("dgamma", "channels")
+               .out("dbeta", "channels").example("...=4x3 channels=2", "training=True"),
+           [](Call& c) {
+               FloatArray x = c.in("x"), gamma = c.in("gamma"), mean = c.in("mean"), inv_std = c.in("inv_std"),
+                          dy = c.in("dy");
+               c.check(x.ndim() >= 2 && x.size() > 0, "x must have a batch axis and a channel axis and not be empty, "
+                       "got shape ", ShapeOf{x});
+               auto dx = c.out("out"), dgamma = c.out("dgamma"), dbeta = c.out("dbeta");
+               const bool training = c.get<bool>("training");
+               const int64_t channels = c.dim("channels");
+               c.run([&] {
+                   fz::batch_norm_backward(x.data(), gamma.data(), mean.data(), inv_std.data(), dy.data(), training,
+                                           dx.mutable_data(), dgamma.mutable_data(), dbeta.mutable_data(),
+                                           x.size() / channels, channels);
+               });
+               return py::make_tuple(dx, dgamma, dbeta);
+           });
 }

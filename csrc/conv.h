@@ -73,15 +73,17 @@ void conv2d_backward(const Window2d& g, const float* x, const float* kernel, con
                      Activation act = Activation::identity, const float* y = nullptr,
                      float alpha = 0.0f);
 
-// The two above with a given GEMM micro-kernel (the tests run every available one).
-struct MicroKernel;
-void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                const float* kernel, const float* bias, int64_t filters,
-                                Activation act, float alpha, float* y);
-void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                 const float* kernel, const float* dy, int64_t filters,
-                                 float* dkernel, float* dbias, float* dx, Activation act,
-                                 const float* y, float alpha);
+// The two above with a given GEMM plan: its micro-kernel, and its kc, where
+// the forward's sums over a window are cut (the tests run every available
+// micro-kernel with several cache sizes).
+struct GemmPlan;
+void conv2d_forward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                              const float* kernel, const float* bias, int64_t filters,
+                              Activation act, float alpha, float* y);
+void conv2d_backward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                               const float* kernel, const float* dy, int64_t filters,
+                               float* dkernel, float* dbias, float* dx, Activation act,
+                               const float* y, float alpha);
 
 // ---------------------------------------------------------------- pooling
 //

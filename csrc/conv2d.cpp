@@ -191,15 +191,6 @@ void check_activation(Activation act, bool backward, const float* y) {
         throw std::invalid_argument("conv2d_backward: y is needed for the activation's derivative");
 }
 
-const MicroKernel& best_micro_kernel() {
-    static const MicroKernel* best = [] {
-        const MicroKernel* list[4];
-        available_micro_kernels(list, 4);
-        return list[0];
-    }();
-    return *best;
-}
-
 void check_tile(const MicroKernel& uk) {
     if (uk.mr * uk.nr > kMaxTile)
         throw std::logic_error("conv2d: micro-kernel tile larger than kMaxTile");
@@ -207,8 +198,9 @@ void check_tile(const MicroKernel& uk) {
 
 // Rows [r0, r1) of y = act([im2col(x) | 1] · packed): `packed` is [K; b] in
 // NR-wide panels of kp = P (+1 with a bias) rows; `a` a workspace of
-// round_up(r1 − r0, MR) rows of kp floats.
-void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, const float* packed,
+// round_up(r1 − r0, MR) rows of kp floats. The sums over kp are cut every
+// kc_block values, as gemm() cuts them.
+void forward_block(const MicroKernel& uk, int64_t kc_block, const Window2d& g, const float* x, const float* packed,
                    int64_t kp, int64_t F, Activation act, float alpha, int64_t r0, int64_t r1,
                    float* a, float* y) {
     const int64_t rows = r1 - r0, mr = uk.mr, nr = uk.nr;
@@ -216,8 +208,8 @@ void forward_block(const MicroKernel& uk, const Window2d& g, const float* x, con
     // left over from an earlier block (or zeros), into tile rows it drops.
     im2col_rows(g, x, r0, r1, a, kp, kp > g.patch());
     float* yb = y + r0 * F;
-    for (int64_t pc = 0; pc < kp; pc += uk.kc) {  // K in cache blocks, BLIS order
-        const int64_t kc = std::min(uk.kc, kp - pc);
+    for (int64_t pc = 0; pc < kp; pc += kc_block) {  // K in cache blocks, BLIS order
+        const int64_t kc = std::min(kc_block, kp - pc);
         for (int64_t j = 0; j < F; j += nr) {
             const float* b = packed + (j * kp + pc * nr);  // panel j / nr, row pc
             for (int64_t i = 0; i < rows; i += mr)
@@ -312,9 +304,10 @@ void input_grad_rows(const MicroKernel& uk, const Window2d& g, const float* dzb,
 
 }  // namespace
 
-void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                const float* kernel, const float* bias, int64_t filters,
-                                Activation act, float alpha, float* y) {
+void conv2d_forward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                              const float* kernel, const float* bias, int64_t filters,
+                              Activation act, float alpha, float* y) {
+    const MicroKernel& uk = *plan.kernel;
     check_tile(uk);
     check_activation(act, false, nullptr);
     const int64_t R = g.positions(), P = g.patch(), F = filters;
@@ -331,15 +324,16 @@ void conv2d_forward_with_kernel(const MicroKernel& uk, const Window2d& g, const 
         thread_local std::vector<float> a_buf;
         float* a = room(a_buf, rows * kp);
         for (int64_t b = b0; b < b1; ++b)
-            forward_block(uk, g, x, packed, kp, F, act, alpha, b * rows,
+            forward_block(uk, plan.blocks.kc, g, x, packed, kp, F, act, alpha, b * rows,
                           std::min(R, (b + 1) * rows), a, y);
     });
 }
 
-void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const float* x,
-                                 const float* kernel, const float* dy, int64_t filters,
-                                 float* dkernel, float* dbias, float* dx, Activation act,
-                                 const float* y, float alpha) {
+void conv2d_backward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                               const float* kernel, const float* dy, int64_t filters,
+                               float* dkernel, float* dbias, float* dx, Activation act,
+                               const float* y, float alpha) {
+    const MicroKernel& uk = *plan.kernel;
     check_tile(uk);
     check_activation(act, true, y);
     const int64_t P = g.patch(), F = filters, windows = g.ho * g.wo, image = g.h * g.w * g.c;
@@ -408,14 +402,14 @@ void conv2d_backward_with_kernel(const MicroKernel& uk, const Window2d& g, const
 
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
                     int64_t filters, Activation act, float alpha, float* y) {
-    conv2d_forward_with_kernel(best_micro_kernel(), g, x, kernel, bias, filters, act, alpha, y);
+    conv2d_forward_with_plan(gemm_plan(), g, x, kernel, bias, filters, act, alpha, y);
 }
 
 void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
                      int64_t filters, float* dkernel, float* dbias, float* dx, Activation act,
                      const float* y, float alpha) {
-    conv2d_backward_with_kernel(best_micro_kernel(), g, x, kernel, dy, filters, dkernel, dbias,
-                                dx, act, y, alpha);
+    conv2d_backward_with_plan(gemm_plan(), g, x, kernel, dy, filters, dkernel, dbias,
+                              dx, act, y, alpha);
 }
 
 }  // namespace fz

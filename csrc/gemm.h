@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "activations.h"
+#include "cpu_features.h"
 
 namespace fz {
 
@@ -32,6 +33,17 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 
 // The name of the micro-kernel gemm() runs on this CPU: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
+
+// What gemm() chose for this CPU: the micro-kernel, its mr×nr register tile,
+// the cache blocks derived from the cache sizes (gemm_blocking in gemm.cpp),
+// and those sizes.
+struct GemmInfo {
+    const char* kernel;
+    int mr, nr;
+    int64_t mc, kc, nc;
+    CacheSizes caches;
+};
+GemmInfo gemm_info();
 
 namespace reference {
 // Three plain loops, the definition the fast path is tested against.

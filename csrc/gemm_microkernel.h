@@ -14,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu_features.h"
+
 namespace fz {
 
 using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t rs_a,
@@ -22,8 +24,7 @@ using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t 
 
 struct MicroKernel {
     const char* name;
-    int mr, nr;        // register tile
-    int64_t mc, kc, nc;  // cache blocks: A block mc×kc in L2, B panel kc×nr in L1
+    int mr, nr;  // register tile
     MicroKernelFn run;
 };
 
@@ -35,11 +36,32 @@ extern const MicroKernel kMicroKernelAvx512;   // AVX-512F, 512-bit
 // The micro-kernels this CPU can run, best first (used by gemm() and the tests).
 int available_micro_kernels(const MicroKernel** out, int capacity);
 
-// gemm() with a given micro-kernel (the tests run every available one).
+// Cache blocks (gemm.cpp): an A block is mc×kc and stays in L2, a B
+// micro-panel kc×nr stays in L1, a B block kc×nc in this core's share of L3.
+// mc is a multiple of mr, nc of nr. kc sets where the sums over k are cut
+// (each kc-slice is summed in registers, then added to C), so it is the one
+// block size that changes rounding: it depends on the CPU, never on the
+// thread count or the matrix shapes.
+struct GemmBlocking {
+    int64_t mc, kc, nc;
+};
+
+// The block sizes for a micro-kernel with an mr×nr tile on caches of these sizes.
+GemmBlocking gemm_blocking(const CacheSizes& caches, int mr, int nr);
+
+// What gemm() runs: a micro-kernel and its block sizes.
+struct GemmPlan {
+    const MicroKernel* kernel;
+    GemmBlocking blocks;
+};
+
+// The plan for this CPU: the first available micro-kernel, blocked for its caches.
+const GemmPlan& gemm_plan();
+
+// gemm() with a given plan (the tests run every kernel with several cache sizes).
 struct GemmEpilogue;
-void gemm_with_kernel(const MicroKernel& kernel, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                      int64_t ldb, float beta, float* C, int64_t ldc,
-                      const GemmEpilogue& epilogue);
+void gemm_with_plan(const GemmPlan& plan, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                    int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& epilogue);
 
 }  // namespace fz

@@ -38,6 +38,6 @@ void microkernel_avx512(int64_t kc, float alpha, const float* a, int64_t rs_a, i
 }
 }  // namespace
 
-const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, 128, 256, 4096, microkernel_avx512};
+const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, microkernel_avx512};
 
 }  // namespace fz

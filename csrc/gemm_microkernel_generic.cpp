@@ -19,6 +19,6 @@ void microkernel_generic(int64_t kc, float alpha, const float* a, int64_t rs_a, 
 }
 }  // namespace
 
-const MicroKernel kMicroKernelGeneric = {"generic", MR, NR, 128, 256, 4096, microkernel_generic};
+const MicroKernel kMicroKernelGeneric = {"generic", MR, NR, microkernel_generic};
 
 }  // namespace fz

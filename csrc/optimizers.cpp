@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "parallel.h"
 #include "simd.h"
@@ -19,39 +21,77 @@ namespace {
 // Updates are memory-bound and cheap per element: a thread pays off only past ~16K.
 constexpr int64_t kGrain = 1 << 14;
 
-// One chunk's loop: f(i, p_i) with p_i the weight after decay. Everything
-// arrives by value, so GCC sees that no scalar (lr, β, ...) aliases the arrays
-// and vectorises f's body. Read through the closure the threads share, those
-// floats could alias p[i] and most of these loops stay scalar.
+constexpr float kInfinity = std::numeric_limits<float>::infinity();
+
+// One chunk's loop: f(i, p_i, g_i) with p_i the weight after decay and g_i
+// the gradient after clipping. Everything arrives by value, so GCC sees that
+// no scalar (lr, β, ...) aliases the arrays and vectorises f's body. Read
+// through the closure the threads share, those floats could alias p[i] and
+// most of these loops stay scalar. Without clipping the loop reads g[i] as
+// is: a model trained without clipping runs exactly the loop it always did.
 template <class F>
-FZ_SIMD_CLONES void update_chunk(float* p, int64_t lo, int64_t hi, bool decay, float lr_wd, F f) {
-    if (decay) {
-        for (int64_t i = lo; i < hi; ++i) f(i, p[i] - lr_wd * p[i]);
+FZ_SIMD_CLONES void update_chunk(float* p, const float* g, int64_t lo, int64_t hi, bool decay,
+                                 float lr_wd, bool clip, float scale, float bound, F f) {
+    // std::min / std::max in this order keep a NaN gradient NaN, as Keras's clip does.
+    if (clip && decay) {
+        for (int64_t i = lo; i < hi; ++i)
+            f(i, p[i] - lr_wd * p[i], std::min(std::max(g[i] * scale, -bound), bound));
+    } else if (clip) {
+        for (int64_t i = lo; i < hi; ++i) f(i, p[i], std::min(std::max(g[i] * scale, -bound), bound));
+    } else if (decay) {
+        for (int64_t i = lo; i < hi; ++i) f(i, p[i] - lr_wd * p[i], g[i]);
     } else {
-        for (int64_t i = lo; i < hi; ++i) f(i, p[i]);
+        for (int64_t i = lo; i < hi; ++i) f(i, p[i], g[i]);
     }
 }
 
 // The driver of every optimizer. The arrays of the list are laid end to end
 // as one range of Σ n[t] indices, which parallel_for splits into chunks; in
-// the part of a chunk that falls in array t, it calls f(i, p_i) with
-// f = make_f(t) (the update bound to array t's gradient and state) and p_i
-// the weight after Keras's decoupled weight decay p ← p − lr·wd·p, applied
-// first and only when wd > 0. f writes p[i]. Each value is updated by one
-// thread with the same arithmetic, so the split does not change the result.
+// the part of a chunk that falls in array t, it calls f(i, p_i, g_i) with
+// f = make_f(t) (the update bound to array t's state), p_i the weight after
+// Keras's decoupled weight decay p ← p − lr·wd·p, applied first and only
+// when wd > 0, and g_i the gradient after the list's clipping (ParamList).
+// f writes p[i]. Each value is updated by one thread with the same
+// arithmetic, so the split does not change the result.
 template <class MakeF>
 void for_each_param(const ParamList& list, float lr, float weight_decay, MakeF make_f) {
     const bool decay = weight_decay > 0.0f;
     const float lr_wd = lr * weight_decay;
+    const bool clip = list.grad_scale != nullptr || !(list.grad_clip == kInfinity);
     int64_t total = 0;
     for (int64_t t = 0; t < list.count; ++t) total += list.n[t];
     parallel_for(0, total, kGrain, [=](int64_t lo, int64_t hi) {
         int64_t start = 0;  // where array t begins in the concatenated range
         for (int64_t t = 0; t < list.count && start < hi; start += list.n[t], ++t) {
             const int64_t a = std::max(lo, start), b = std::min(hi, start + list.n[t]);
-            if (a < b) update_chunk(list.p[t], a - start, b - start, decay, lr_wd, make_f(t));
+            if (a >= b) continue;
+            const float scale = list.grad_scale ? list.grad_scale[t] : 1.0f;
+            update_chunk(list.p[t], list.g[t], a - start, b - start, decay, lr_wd, clip, scale,
+                         list.grad_clip, make_f(t));
         }
     });
+}
+
+// Sums of squares are formed per block of kNormBlock values. The blocks are
+// fixed by the array sizes alone, never by the thread count, and added in
+// index order, so the sums do not depend on how many threads computed them.
+constexpr int64_t kNormBlock = 4096;
+constexpr int kNormLanes = 8;
+
+// Σ x_i² in double over one block. Lane j takes x_j, x_{j+8}, x_{j+16}, ...;
+// the lanes are added pairwise at the end. The same operations in the same
+// order on every CPU: GCC turns the eight lanes into vector registers of
+// whatever width the clone has, lane for lane. A float square is exact in
+// double (24 + 24 bits < 53), so only the additions round.
+FZ_SIMD_CLONES double block_sum_of_squares(const float* x, int64_t n) {
+    double lane[kNormLanes] = {};
+    int64_t i = 0;
+    for (; i + kNormLanes <= n; i += kNormLanes)
+        for (int j = 0; j < kNormLanes; ++j)
+            lane[j] += static_cast<double>(x[i + j]) * static_cast<double>(x[i + j]);
+    for (int j = 0; i + j < n; ++j)
+        lane[j] += static_cast<double>(x[i + j]) * static_cast<double>(x[i + j]);
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
 // A list holding one array, for the single-array entry points.
@@ -70,14 +110,12 @@ void sgd_update_many(const ParamList& list, float lr, float momentum, bool neste
                      float weight_decay) {
     for_each_param(list, lr, weight_decay, [=](int64_t t) {
         float* const p = list.p[t];
-        const float* const g = list.g[t];
         float* const m = momentum != 0.0f ? list.s0[t] : nullptr;
-        return [=](int64_t i, float pi) {
+        return [=](int64_t i, float pi, float gi) {
             if (momentum == 0.0f) {
-                p[i] = pi - g[i] * lr;
+                p[i] = pi - gi * lr;
                 return;
             }
-            const float gi = g[i];
             const float mi = m[i] * momentum - gi * lr;
             m[i] = mi;
             p[i] = nesterov ? pi + (mi * momentum - gi * lr) : pi + mi;
@@ -95,11 +133,9 @@ void adam_update_many(const ParamList& list, float lr, float beta1, float beta2,
     const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
     for_each_param(list, lr, weight_decay, [=](int64_t k) {
         float* const p = list.p[k];
-        const float* const g = list.g[k];
         float* const m = list.s0[k];
         float* const v = list.s1[k];
-        return [=](int64_t i, float pi) {
-            const float gi = g[i];
+        return [=](int64_t i, float pi, float gi) {
             const float mi = m[i] + (gi - m[i]) * c1;
             const float vi = v[i] + (gi * gi - v[i]) * c2;
             m[i] = mi;
@@ -114,11 +150,9 @@ void rmsprop_update_many(const ParamList& list, float lr, float rho, float momen
     const float c = 1.0f - rho;
     for_each_param(list, lr, weight_decay, [=](int64_t t) {
         float* const p = list.p[t];
-        const float* const g = list.g[t];
         float* const v = list.s0[t];
         float* const mom = momentum > 0.0f ? list.s1[t] : nullptr;
-        return [=](int64_t i, float pi) {
-            const float gi = g[i];
+        return [=](int64_t i, float pi, float gi) {
             const float vi = rho * v[i] + c * (gi * gi);
             v[i] = vi;
             const float step = lr * gi / std::sqrt(vi + epsilon);  // Δ_i
@@ -131,6 +165,51 @@ void rmsprop_update_many(const ParamList& list, float lr, float rho, float momen
             }
         };
     });
+}
+
+// One parallel pass over every block of every array; then, serially, each
+// array's blocks are added in index order.
+void grad_sum_of_squares(const ParamList& list, double* sum_sq) {
+    std::vector<int64_t> first_block(static_cast<size_t>(list.count) + 1, 0);
+    for (int64_t t = 0; t < list.count; ++t)
+        first_block[t + 1] = first_block[t] + (list.n[t] + kNormBlock - 1) / kNormBlock;
+    std::vector<double> block_sum(static_cast<size_t>(first_block[list.count]));
+    const int64_t* first = first_block.data();
+    double* partial = block_sum.data();
+    parallel_for(0, first_block[list.count], kGrain / kNormBlock, [=](int64_t lo, int64_t hi) {
+        // the array holding block lo: the last t with first[t] <= lo
+        int64_t t = std::upper_bound(first, first + list.count + 1, lo) - first - 1;
+        for (int64_t b = lo; b < hi; ++b) {
+            while (b >= first[t + 1]) ++t;  // skips arrays of size 0 too
+            const int64_t offset = (b - first[t]) * kNormBlock;
+            partial[b] = block_sum_of_squares(list.g[t] + offset,
+                                              std::min(kNormBlock, list.n[t] - offset));
+        }
+    });
+    for (int64_t t = 0; t < list.count; ++t) {
+        double sum = 0.0;
+        for (int64_t b = first[t]; b < first[t + 1]; ++b) sum += partial[b];
+        sum_sq[t] = sum;
+    }
+}
+
+void clip_scales(const ParamList& list, float clipnorm, float global_clipnorm, float* scale) {
+    std::vector<double> sum_sq(static_cast<size_t>(list.count));
+    grad_sum_of_squares(list, sum_sq.data());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    if (clipnorm > 0.0f) {
+        for (int64_t t = 0; t < list.count; ++t) {
+            const double norm = std::sqrt(sum_sq[t]);
+            scale[t] = static_cast<float>(std::isnan(norm) ? nan : clipnorm / std::max<double>(norm, clipnorm));
+        }
+        return;
+    }
+    double total = 0.0;
+    for (int64_t t = 0; t < list.count; ++t) total += sum_sq[t];
+    const double norm = std::sqrt(total);
+    // ‖g‖ = 0: global_clipnorm / 0 = ∞, so the scale is 1.
+    const double s = std::isfinite(norm) ? std::min(1.0, global_clipnorm / norm) : nan;
+    std::fill(scale, scale + list.count, static_cast<float>(s));
 }
 
 void sgd_update(float* p, const float* g, float* m, int64_t n, float lr, float momentum,
@@ -151,6 +230,15 @@ void rmsprop_update(float* p, const float* g, float* v, float* mom, int64_t n, f
 // Reference implementations: the plain loops the fast kernels are tested against.
 // Weight decay is its own first pass here, as the formulas read.
 namespace reference {
+
+void grad_sum_of_squares(const ParamList& list, double* sum_sq) {
+    for (int64_t t = 0; t < list.count; ++t) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < list.n[t]; ++i)
+            sum += static_cast<double>(list.g[t][i]) * list.g[t][i];
+        sum_sq[t] = sum;
+    }
+}
 
 void sgd_update(float* p, const float* g, float* m, int64_t n, float lr, float momentum,
                 bool nesterov, float weight_decay) {

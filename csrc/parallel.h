@@ -2,13 +2,42 @@
 //
 // Kernels never write `#pragma omp` themselves; they call parallel_for with a
 // grain size (the smallest amount of work worth a thread), like ATen's
-// at::parallel_for. Work is split into contiguous chunks, each thread owns the
-// outputs of its chunk, so no atomics are needed and every output element is
-// computed by the same sequence of operations whatever the thread count.
+// at::parallel_for. Each call of f owns the outputs of its range, so no
+// atomics are needed in the arithmetic.
+//
+// The contract a kernel keeps: what f computes for an output must not depend
+// on how [begin, end) is cut — every output element is computed by the same
+// sequence of operations whether f gets the whole range or any piece of it.
+// parallel_for relies on it to cut the range freely, and so the results are
+// bit-identical for any thread count and any load.
+//
+// A machine shared with other programs is the hard case. A parallel region
+// ends when its last thread ends, and a thread whose core is taken by another
+// program may start its share milliseconds late: split into one fixed share
+// per thread, every region would wait for it (an epoch ran 3× slower on 2
+// threads than on 1 with one core busy). So parallel_for
+//   1. cuts the range into up to kChunksPerThread chunks per thread; each
+//      thread works through its own share of them, then claims chunks left in
+//      the others' shares: a late or slowed thread simply does fewer chunks;
+//   2. watches for workers that arrive after every chunk was taken while the
+//      calling thread waited for them at the end of the region — a worker that
+//      cannot get a core. Then, for a while (16 ms; while it keeps happening,
+//      doubling and at least 50 times the wait, up to 4 s), kernels run on the
+//      calling thread alone, with no parallel region; afterwards a region
+//      tries the team again.
+// Each thread also runs its part with the flush-to-zero setting in force
+// (set_flush_denormal), and restores its own state on the way out.
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define FZ_HAVE_MXCSR 1
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -54,31 +83,165 @@ inline void set_num_threads(int n) {
 #endif
 }
 
-// Calls f(chunk_begin, chunk_end) over [begin, end) split into at most
-// get_num_threads() contiguous chunks of at least `grain` iterations.
-// Small ranges run inline on the calling thread: no parallel region at all.
+// ---------------------------------------------------------------- denormals
+//
+// Floats below 2^-126 ≈ 1.18e-38 are "denormal" (subnormal): they fill the gap
+// to zero with less precision, and on many CPUs every operation that reads or
+// makes one takes a slow path, up to ~100 times slower. Training makes them
+// (Adam's moments of always-zero inputs decay towards 0 as β^t). With flushing
+// on, the kernels run with the CPU's two MXCSR switches set: FTZ (results that
+// would be denormal become ±0) and DAZ (denormal inputs are read as ±0). The
+// setting applies to fromzero's kernels only — each kernel thread sets it on
+// entry and restores its previous state on exit, so Python's and NumPy's own
+// float arithmetic is unchanged. On by default (docs/09-making-it-fast.md).
+inline std::atomic<bool>& flush_denormal_setting() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
+inline bool get_flush_denormal() { return flush_denormal_setting().load(std::memory_order_relaxed); }
+inline void set_flush_denormal(bool on) { flush_denormal_setting().store(on, std::memory_order_relaxed); }
+
+// Puts the thread's FTZ/DAZ bits to the setting for its lifetime, then restores them.
+class DenormalScope {
+public:
+    DenormalScope() {
+#ifdef FZ_HAVE_MXCSR
+        saved_ = _mm_getcsr();
+        const unsigned wanted = get_flush_denormal() ? saved_ | kFtzDaz : saved_ & ~kFtzDaz;
+        if (wanted != saved_) _mm_setcsr(wanted);
+#endif
+    }
+    ~DenormalScope() {
+#ifdef FZ_HAVE_MXCSR
+        if (_mm_getcsr() != saved_) _mm_setcsr(saved_);
+#endif
+    }
+    DenormalScope(const DenormalScope&) = delete;
+    DenormalScope& operator=(const DenormalScope&) = delete;
+
+private:
+#ifdef FZ_HAVE_MXCSR
+    static constexpr unsigned kFtzDaz = 0x8040;  // MXCSR bit 15 flush-to-zero, bit 6 denormals-are-zero
+    unsigned saved_ = 0;
+#endif
+};
+
+// ---------------------------------------------------------------- parallel_for
+
+namespace detail {
+
+constexpr int64_t kChunksPerThread = 4;
+constexpr int kSmallTeam = 16;  // teams up to this size keep their chunk counters on the stack
+constexpr int64_t kLateWaitNs = 50'000;        // a wait at the end of a region that counts as late
+constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
+constexpr int64_t kMaxBackoffNs = 4'000'000'000;  // ... up to 4 s
+
+inline int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// The next unclaimed chunk of one thread's share, and the end of that share.
+struct alignas(64) ChunkCounter {
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+};
+
+// What the regions have seen of the workers, shared by all calling threads.
+struct TeamHealth {
+    std::atomic<int64_t> serial_until_ns{0};  // run on the calling thread alone until then
+    std::atomic<int64_t> backoff_ns{kFirstBackoffNs};
+    std::atomic<int64_t> late_regions{0};     // how often workers were late (for tests and info)
+};
+
+inline TeamHealth& team_health() {
+    static TeamHealth health;
+    return health;
+}
+
+// After a region: a worker that found no chunk left while the caller waited
+// for it (wait_ns) longer than kLateWaitNs was late, so the next regions run
+// serially for the back-off time. While lateness repeats, the back-off doubles
+// and is at least 50 waits, so that trying the team again costs at most ~2 %
+// of the time however long workers make it wait; it resets once a region
+// goes well.
+inline void record_region(bool worker_was_late, int64_t end_ns, int64_t wait_ns = 0) {
+    TeamHealth& h = team_health();
+    if (worker_was_late) {
+        const int64_t backoff = h.backoff_ns.load(std::memory_order_relaxed);
+        h.serial_until_ns.store(end_ns + backoff, std::memory_order_relaxed);
+        h.backoff_ns.store(std::min(std::max(2 * backoff, 50 * wait_ns), kMaxBackoffNs),
+                           std::memory_order_relaxed);
+        h.late_regions.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        h.backoff_ns.store(kFirstBackoffNs, std::memory_order_relaxed);
+    }
+}
+
+}  // namespace detail
+
+// How many regions found a worker late since the process started.
+inline int64_t late_regions() { return detail::team_health().late_regions.load(); }
+
+// Calls f(chunk_begin, chunk_end) over [begin, end) cut into chunks of at
+// least `grain` iterations, claimed by up to get_num_threads() threads. Small
+// ranges — and every range for a while after workers were late — run as one
+// call on the calling thread: no parallel region at all.
 template <class F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
     const int64_t n = end - begin;
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
-    const int64_t max_chunks = (n + grain - 1) / grain;
-    const int64_t chunks = std::min<int64_t>(get_num_threads(), max_chunks);
-    if (chunks <= 1) {
+    const int64_t threads = get_num_threads();
+    const int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, detail::kChunksPerThread * threads);
+    bool serial = chunks <= 1;
+#ifdef _OPENMP
+    serial = serial || omp_in_parallel() ||
+             detail::now_ns() < detail::team_health().serial_until_ns.load(std::memory_order_relaxed);
+#else
+    serial = true;
+#endif
+    if (serial) {
+        DenormalScope denormals;
         f(begin, end);
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(static_cast<int>(chunks))
-    {
-        const int64_t t = omp_get_thread_num();
-        const int64_t nt = omp_get_num_threads();
-        const int64_t lo = begin + n * t / nt;
-        const int64_t hi = begin + n * (t + 1) / nt;
-        if (lo < hi) f(lo, hi);
+    // Thread t's own chunks are [chunks·t/team, chunks·(t+1)/team): the
+    // contiguous share a static split would give it, so consecutive kernels
+    // over the same arrays find their part in the same core's cache. A thread
+    // that runs out of its own chunks claims the others' (each share has its
+    // own counter, on its own cache line).
+    const int team = static_cast<int>(std::min(threads, chunks));
+    detail::ChunkCounter small[detail::kSmallTeam];
+    std::unique_ptr<detail::ChunkCounter[]> large;
+    detail::ChunkCounter* share = small;
+    if (team > detail::kSmallTeam) share = (large.reset(new detail::ChunkCounter[team]), large.get());
+    for (int t = 0; t < team; ++t) {
+        share[t].next.store(chunks * t / team, std::memory_order_relaxed);
+        share[t].end = chunks * (t + 1) / team;
     }
-#else
-    f(begin, end);
+    std::atomic<int> idle_workers{0};
+    int64_t caller_done_ns = 0;
+#pragma omp parallel num_threads(team)
+    {
+        DenormalScope denormals;
+        const int me = omp_get_thread_num();
+        int64_t claimed = 0;
+        for (int v = 0; v < team; ++v) {  // my share first, then the next ones round the team
+            detail::ChunkCounter& from = share[(me + v) % team];
+            for (int64_t c; (c = from.next.fetch_add(1, std::memory_order_relaxed)) < from.end; ++claimed)
+                f(begin + n * c / chunks, begin + n * (c + 1) / chunks);
+        }
+        if (me == 0)
+            caller_done_ns = detail::now_ns();
+        else if (claimed == 0)
+            idle_workers.fetch_add(1, std::memory_order_relaxed);
+    }
+    const int64_t end_ns = detail::now_ns(), wait_ns = end_ns - caller_done_ns;
+    detail::record_region(idle_workers.load() > 0 && wait_ns > detail::kLateWaitNs, end_ns, wait_ns);
 #endif
 }
 

@@ -52,7 +52,7 @@ def main(argv=None):
 
     model = build_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.build(x_train.shape[1:])
+    model.build((None,) + x_train.shape[1:])
     model.summary()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
               validation_split=0.1, verbose=2)

@@ -118,7 +118,7 @@ def main(argv=None):
     for layer in base:
         layer.trainable = False
     finetuned = compiled(base + classifier_head(), learning_rate=1e-3)
-    finetuned.build(x_fashion.shape[1:])
+    finetuned.build((None,) + x_fashion.shape[1:])
     finetuned.summary()
 
     print(f"\n4. Fine-tuning on {len(x_fashion)} Fashion-MNIST images")
@@ -144,7 +144,8 @@ def main(argv=None):
         _, accuracy, f1 = model.evaluate(x_fashion_test, y_fashion_test, verbose=0)
         print(f"{name:<26}{accuracy:>10.4f}{f1:>10.4f}{seconds:>10.1f} s{epochs:>8.2f}")
     print("\nFine-tuned model, per class:")
-    print(fz.metrics.classification_report(y_fashion_test, finetuned.predict(x_fashion_test),
+    predictions = finetuned.predict(x_fashion_test, verbose=0)
+    print(fz.metrics.classification_report(y_fashion_test, predictions,
                                            target_names=CLASS_NAMES))
 
 

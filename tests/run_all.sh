@@ -26,8 +26,10 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
     || echo "warning: dataset-fashion-mnist could not be installed; its tests will be skipped"
 fi
 
-echo "== installing fromzero with its test extras"
-python3 -m pip install --quiet ".[test]"
+# The mpi extra brings mpi4py and MPICH (mpiexec included) from PyPI, for the
+# tests that train under mpiexec -n 2 (tests/test_distributed.py).
+echo "== installing fromzero with its test and mpi extras"
+python3 -m pip install --quiet ".[test,mpi]"
 
 echo "== C++ tests (GoogleTest through ctest)"
 cmake -S . -B build/cpp-tests -DFROMZERO_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null

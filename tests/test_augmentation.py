@@ -139,9 +139,9 @@ def test_augmented_batches_train_a_model_by_hand():
     x = np.zeros((64, 10, 10), dtype=np.float32)
     x[y == 0, 4:6, 4:6] = 1.0
     x[y == 1, 3:7, 3:7] = 1.0
-    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
-    model.compile(fz.optimizers.SGD(0.5), "sparse_categorical_crossentropy", ["accuracy"])
-    model.build((10, 10))
+    model = fz.Sequential([fz.layers.Flatten(), fz.layers.Dense(2, activation="softmax")])
+    model.compile(fz.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.build((None, 10, 10))
     for _ in range(10):
         for xb, yb in augmentation.augmented_batches(x, y, 16, augmentation.random_shift):
             pred = model.forward(xb, training=True)

@@ -102,11 +102,11 @@ def test_conv2d_forward_matches_numpy(shape, window, strides, padding):
     fz.utils.set_random_seed(0)
     layer = L.Conv2D(5, window, strides=strides, padding=padding)
     x = inputs(shape)
-    layer.build(shape[1:])
+    layer.build(shape)
     layer.bias[...] = inputs(5, seed=1)
     y = layer.forward(x)
     expected = np_conv2d(x, layer.kernel, layer.bias, strides, padding)
-    assert y.shape == expected.shape == (shape[0],) + layer.output_shape(shape[1:])
+    assert y.shape == expected.shape == layer.compute_output_shape(shape)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -117,7 +117,7 @@ def test_pooling_forward_matches_numpy(shape, window, strides, padding):
                              (L.AveragePooling2D(window, strides, padding), np_avg_pool)):
         y = layer.forward(x)
         expected = reference(x, window, strides, padding)
-        assert y.shape == expected.shape == (shape[0],) + layer.output_shape(shape[1:])
+        assert y.shape == expected.shape == layer.compute_output_shape(shape)
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6, err_msg=type(layer).__name__)
     np.testing.assert_allclose(L.GlobalAveragePooling2D().forward(x), x.mean(axis=(1, 2)),
                                rtol=1e-5, atol=1e-6)
@@ -248,10 +248,10 @@ def test_frozen_batch_norm_uses_moving_stats_and_its_gradient():
 
 def test_conv2d_weights_shapes_and_config_round_trip():
     layer = L.Conv2D(8, (3, 5), strides=(2, 1), padding="SAME", activation="relu")
-    layer.build((10, 12, 3))
+    layer.build((None, 10, 12, 3))  # Keras's shapes: the batch axis first
     assert layer.kernel.shape == (3, 5, 3, 8) and layer.bias.shape == (8,)
     assert [p.shape for p in layer.params] == [g.shape for g in layer.grads]
-    assert layer.output_shape((10, 12, 3)) == (5, 12, 8)
+    assert layer.compute_output_shape((None, 10, 12, 3)) == (None, 5, 12, 8)
     assert layer.count_params() == 3 * 5 * 3 * 8 + 8
     config = layer.get_config()
     assert config["padding"] == "same" and config["kernel_size"] == [3, 5]
@@ -264,8 +264,8 @@ def test_default_names_are_keras_style():
     names = [L.Conv2D(1, 1).name, L.MaxPool2D().name, L.AveragePooling2D().name,
              L.GlobalAveragePooling2D().name, L.BatchNormalization().name]
     assert [n.rsplit("_", 1)[0] if n[-1].isdigit() else n for n in names] == [
-        "conv2d", "max_pool2d", "average_pooling2d", "global_average_pooling2d",
-        "batch_normalization"]
+        "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
+        "batch_normalization"]  # Keras's names: MaxPool2D is an alias of MaxPooling2D
     assert L.MaxPooling2D is L.MaxPool2D
 
 
@@ -290,7 +290,7 @@ def test_first_layer_computes_no_input_gradient():
 
 def test_batch_norm_moving_stats_are_weights_but_not_params():
     model = fz.Sequential([L.Conv2D(2, 3), L.BatchNormalization(), L.Flatten(), L.Dense(2)])
-    model.build((5, 5, 1))
+    model.build((None, 5, 5, 1))
     bn = model.layers[1]
     assert len(bn.params) == len(bn.grads) == 2
     assert len(bn.get_weights()) == 4
@@ -362,8 +362,9 @@ def test_conv2d_ops_backward_folds_the_activation():
     np.testing.assert_array_equal(first_layer[1], unfolded[1])
     with pytest.raises(ValueError, match="y .* is needed"):
         fz.ops.conv2d_backward(dy, kernel, x, activation=fz.ops.Activation.relu)
-    for act in (fz.ops.Activation.gelu, fz.ops.Activation.softmax):
-        with pytest.raises(ValueError, match="not gelu or softmax"):
+    for act, message in ((fz.ops.Activation.gelu, "not gelu"),
+                         (fz.ops.Activation.softmax, "elementwise activations only")):
+        with pytest.raises(ValueError, match=message):
             fz.ops.conv2d_backward(dy, kernel, x, activation=act, y=y)
     with pytest.raises(ValueError, match="y must have shape"):
         fz.ops.conv2d_backward(dy, kernel, x, activation=fz.ops.Activation.relu, y=y[:, :-1])

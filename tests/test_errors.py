@@ -396,3 +396,100 @@ def test_set_num_threads_round_trip(restore_threads):
     fz.set_num_threads(1)
     assert fz.get_num_threads() == 1
     assert fz.info()["threads"] == 1
+
+
+# ---------------------------------------------------------------- issue 10: arrays shared unsafely
+#
+# Each of these was accepted without a word before the kernels' arguments were
+# declared (csrc/bindings.cpp) and every written array checked against every
+# other: some gave wrong results, the optimizer ones a data race across threads.
+
+def conv_case(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    y = fz.ops.conv2d_forward(x, kernel)
+    return x, kernel, rng.standard_normal(y.shape).astype(np.float32)
+
+
+def test_conv2d_backward_refuses_dkernel_out_aliasing_the_kernel():
+    """Was a silently wrong dx: dkernel was written over the kernel before dx = col2im(dz·Kᵀ) read it."""
+    x, kernel, dy = conv_case()
+    before = kernel.copy()
+    with pytest.raises(ValueError, match=r"conv2d_backward: dkernel_out must not overlap kernel "
+                                         r"\(they are the same array\)"):
+        fz.ops.conv2d_backward(dy, kernel, x, dkernel_out=kernel)
+    np.testing.assert_array_equal(kernel, before)  # refused before anything was written
+
+
+def test_conv2d_backward_refuses_dx_out_sharing_memory_with_x():
+    """dx of one block of images would overwrite x that another block still reads."""
+    x, kernel, dy = conv_case()
+    buffer = np.zeros(2 * x.size, np.float32)
+    x_view = buffer[:x.size].reshape(x.shape)
+    x_view[...] = x
+    dx_out = buffer[x.size - 7:2 * x.size - 7].reshape(x.shape)
+    with pytest.raises(ValueError, match=r"conv2d_backward: dx_out must not overlap x"):
+        fz.ops.conv2d_backward(dy, kernel, x_view, dx_out=dx_out)
+
+
+def test_conv2d_backward_into_disjoint_views_of_one_buffer():
+    """Disjoint views of one buffer give the result of separate arrays."""
+    x, kernel, dy = conv_case()
+    expected = fz.ops.conv2d_backward(dy, kernel, x)
+    buffer = np.zeros(x.size + kernel.size, np.float32)
+    got = fz.ops.conv2d_backward(dy, kernel, x, dx_out=buffer[:x.size].reshape(x.shape),
+                                 dkernel_out=buffer[x.size:].reshape(kernel.shape))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+def bn_case():
+    x = np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32)
+    return x, np.ones(3, np.float32), np.zeros(3, np.float32)
+
+
+def test_batch_norm_forward_refuses_one_array_for_both_moving_statistics():
+    x, gamma, beta = bn_case()
+    stats = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"batch_norm_forward: moving_var must not overlap moving_mean"):
+        fz.ops.batch_norm_forward(x, gamma, beta, stats, stats, True)
+    both = np.zeros(5, np.float32)  # overlapping views
+    with pytest.raises(ValueError, match=r"batch_norm_forward: moving_var must not overlap moving_mean"):
+        fz.ops.batch_norm_forward(x, gamma, beta, both[:3], both[2:], True)
+
+
+def test_batch_norm_backward_refuses_one_array_for_dgamma_and_dbeta():
+    x, gamma, beta = bn_case()
+    _, mean, inv_std = fz.ops.batch_norm_forward(x, gamma, beta, np.zeros(3, np.float32),
+                                                 np.ones(3, np.float32), True)
+    grads = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"batch_norm_backward: dbeta must not overlap dgamma"):
+        fz.ops.batch_norm_backward(x, gamma, mean, inv_std, np.ones_like(x), True, dgamma=grads, dbeta=grads)
+
+
+def test_optimizer_refuses_a_state_array_shared_by_two_parameters():
+    """Two threads would update the same m at once (a data race), and each
+    parameter would see the other's moments."""
+    p = [np.ones(4, np.float32), np.ones(4, np.float32)]
+    g = [np.full(4, 0.5, np.float32), np.full(4, 0.25, np.float32)]
+    shared = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"adam_update: m\[1\] must not overlap m\[0\]"):
+        fz.ops._core.adam_update(p, g, [shared, shared], [np.zeros(4, np.float32), np.zeros(4, np.float32)],
+                                 0.01, 0.9, 0.999, 1e-7, 1, 0.0)
+    with pytest.raises(ValueError, match=r"sgd_update: params\[1\] must not overlap momentum_buffers\[0\]"):
+        fz.ops._core.sgd_update(p, g, [p[1], np.zeros(4, np.float32)], 0.1, 0.9, False, 0.0)
+    np.testing.assert_array_equal(p[0], 1)  # refused before any update
+
+
+def test_optimizer_refuses_overlapping_or_repeated_parameters():
+    buffer = np.ones(10, np.float32)
+    g = np.full(6, 0.5, np.float32)
+    opt = fz.optimizers.Adam()
+    with pytest.raises(ValueError, match=r"adam_update: params\[1\] must not overlap params\[0\]"):
+        opt.apply_gradients([(g, buffer[:6]), (g, buffer[4:])])
+    p = np.ones(6, np.float32)
+    with pytest.raises(ValueError, match=r"must not overlap .*\(they are the same array\)"):
+        fz.optimizers.SGD(momentum=0.9).apply_gradients([(g, p), (g, p)])
+    assert opt.iterations == 0
+    np.testing.assert_array_equal(buffer, 1)

@@ -23,8 +23,8 @@ def three_dense(optimizer="adam"):
     fz.utils.set_random_seed(0)
     model = fz.Sequential([fz.layers.Dense(8, activation="relu"), fz.layers.Dense(8, activation="relu"),
                            fz.layers.Dense(3, activation="softmax")])
-    model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
-    model.build((6,))
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.build((None, 6))
     return model
 
 
@@ -115,13 +115,13 @@ def test_load_weights_checks_the_architecture(tmp_path):
     model.save_weights(tmp_path / "weights.npz")
     wider = fz.Sequential([fz.layers.Dense(9, activation="relu"), fz.layers.Dense(8, activation="relu"),
                            fz.layers.Dense(3, activation="softmax")])
-    wider.build((6,))
+    wider.build((None, 6))
     kernel = wider.layers[0].kernel.copy()
     with pytest.raises(ValueError, match=r"weight 0 .* shape \(6, 8\).* \(6, 9\)"):
         wider.load_weights(tmp_path / "weights.npz")
     assert np.array_equal(kernel, wider.layers[0].kernel)  # nothing changed
     shallow = fz.Sequential([fz.layers.Dense(3, activation="softmax")])
-    shallow.build((6,))
+    shallow.build((None, 6))
     with pytest.raises(ValueError, match="holds 6 weight arrays, the model has 2"):
         shallow.load_weights(tmp_path / "weights.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")

@@ -80,25 +80,27 @@ def test_dense_without_bias_gradients():
 
 
 def test_dense_3d_input_gradients():
+    """Dense acts on the last axis, as Keras: (batch, time, features) → (batch, time, units),
+    the same W at every time step."""
     fz.utils.set_random_seed(2)
     layer = L.Dense(3, activation="sigmoid")
     x = inputs((5, 4, 5), seed=2)
     y = layer.forward(x)
-    assert layer.kernel.shape == (20, 3)  # all non-batch axes flattened (API.md)
-    assert y.shape == (5, 3)
+    assert layer.kernel.shape == (5, 3)
+    assert y.shape == (5, 4, 3)
     layer.forward(x, training=True)
-    dx = layer.backward(np.ones((5, 3), np.float32))
+    dx = layer.backward(np.ones((5, 4, 3), np.float32))
     assert dx.shape == (5, 4, 5)
     report = fz.utils.check_gradients(layer, x)
     assert_gradients_ok(report, ["x", "param_0", "param_1"])
 
 
-def test_dense_3d_forward_is_flattened_2d():
-    layer = built_dense(3, 20, seed=3, activation="relu")
+def test_dense_3d_forward_is_the_2d_forward_of_every_row():
+    layer = built_dense(3, 5, seed=3, activation="relu")
     x = inputs((4, 4, 5), seed=3)
     y3 = layer.forward(x).copy()
-    y2 = layer.forward(x.reshape(4, 20)).copy()
-    np.testing.assert_array_equal(y3, y2)
+    y2 = layer.forward(x.reshape(16, 5)).copy()
+    np.testing.assert_array_equal(y3, y2.reshape(4, 4, 3))
 
 
 # ---------------------------------------------------------------- gradient checks: other layers
@@ -358,7 +360,7 @@ def test_flatten_shapes():
     assert y.shape == (3, 20)
     np.testing.assert_array_equal(y, x.reshape(3, 20))
     assert layer.backward(np.ones((3, 20), np.float32)).shape == (3, 4, 5)
-    assert layer.output_shape((4, 5)) == (20,)
+    assert layer.compute_output_shape((None, 4, 5)) == (None, 20)
 
 
 def test_backward_rejects_wrong_dy_shape():

@@ -329,3 +329,159 @@ def test_get_unknown_name_suggests_close_names():
         Ls.get("mse2")
     with pytest.raises(TypeError, match="loss must be a name"):
         Ls.get(42)
+
+
+# ---------------------------------------------------------------- losses of your own
+
+class MeanAbsoluteError(Ls.Loss):
+    """The docs' example: |p − t| averaged over the outputs, per sample."""
+
+    def call(self, y_true, y_pred):
+        return np.mean(np.abs(y_pred - y_true), axis=-1)
+
+    def gradient(self, y_true, y_pred):
+        return np.sign(y_pred - y_true) / y_pred.size
+
+
+class Huber(Ls.Loss):
+    """½e² for |e| ≤ δ, δ(|e| − ½δ) beyond: smooth, so finite differences are exact."""
+
+    def __init__(self, delta=1.0):
+        super().__init__()
+        self.delta = delta
+
+    def call(self, y_true, y_pred):
+        e = np.abs(y_pred - y_true)
+        return np.mean(np.where(e <= self.delta, 0.5 * e**2, self.delta * (e - 0.5 * self.delta)),
+                       axis=-1)
+
+    def gradient(self, y_true, y_pred):
+        e = y_pred - y_true
+        return np.clip(e, -self.delta, self.delta) / y_pred.size
+
+
+def test_user_loss_value_and_name():
+    loss = MeanAbsoluteError()
+    assert loss.name == "mean_absolute_error"  # Keras's default: the class name in snake_case
+    # rows: (1 + 2)/2 = 1.5 and (0 + 4)/2 = 2 → 1.75
+    assert loss([[0, 0], [1, 1]], [[1, 2], [1, 5]]) == pytest.approx(1.75)
+    np.testing.assert_allclose(loss.call(np.float32([[0, 0]]), np.float32([[1, -2]])), [1.5])
+    assert MeanAbsoluteError(name="robust").name == "robust"
+
+
+@pytest.mark.parametrize("loss", [Huber(), Huber(delta=0.3)], ids=["delta1", "delta0.3"])
+def test_user_loss_gradient_by_finite_differences(loss):
+    y_pred = (LOGITS * 2).copy()
+    report = fz.utils.check_gradients(loss, y_pred, SOFT)
+    assert report["y_pred"] < TOL, report
+
+
+def test_user_loss_with_a_wrong_gradient_is_caught():
+    class HalfHuber(Huber):
+        def gradient(self, y_true, y_pred):
+            return super().gradient(y_true, y_pred) / 2
+
+    assert fz.utils.check_gradients(HalfHuber(), (LOGITS * 2).copy(), SOFT)["y_pred"] > 0.1
+
+
+def test_user_loss_targets_get_a_last_axis_like_y_pred():
+    # one output and (batch,) targets: (batch, 1), not a (batch, batch) broadcast
+    loss = MeanAbsoluteError()
+    assert loss([1.0, 2.0], [[2.0], [4.0]]) == pytest.approx((1 + 2) / 2)
+    with pytest.raises(ValueError, match="y_true has 3 samples but y_pred has 2"):
+        loss([1.0, 2.0, 3.0], [[2.0], [4.0]])
+
+
+def test_user_loss_through_the_training_loop_interface():
+    """What fit calls: prepare_targets once, then value / value_and_gradient per batch."""
+    loss = Huber(delta=0.5)
+    pred = LOGITS.copy()
+    targets = loss.prepare_targets(SOFT, pred.shape)
+    row_loss, grad = np.empty(N, np.float32), np.empty_like(pred)
+    total = loss.value_and_gradient(pred, targets, row_loss, grad)
+    assert total / N == pytest.approx(loss(SOFT, pred), rel=1e-6)
+    np.testing.assert_allclose(row_loss, loss.call(targets, pred), rtol=1e-6)
+    np.testing.assert_allclose(grad, loss.gradient(targets, pred), rtol=1e-6)
+    assert loss.value(pred, targets, row_loss) == pytest.approx(total, rel=1e-6)
+    assert not loss.fuses_with_softmax
+
+
+def test_user_loss_mistakes_are_named():
+    class WrongShape(Huber):
+        def gradient(self, y_true, y_pred):
+            return np.zeros(3)
+
+    class OneNumber(Huber):
+        def call(self, y_true, y_pred):
+            return 1.0
+
+    pred = LOGITS.copy()
+    row_loss, grad = np.empty(N, np.float32), np.empty_like(pred)
+    with pytest.raises(ValueError, match=r"gradient\(\) returned shape \(3,\).*\(5, 4\)"):
+        WrongShape().value_and_gradient(pred, SOFT, row_loss, grad)
+    with pytest.raises(ValueError, match=r"call\(\) must return one loss per sample"):
+        OneNumber()(SOFT, pred)
+
+
+def test_user_loss_trains_a_model():
+    fz.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3
+    model = fz.Sequential([fz.layers.Dense(1)])
+    model.compile(fz.optimizers.SGD(0.1), loss=Huber())
+    history = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.05 * history.history["loss"][0]
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(Huber()(y, model.predict(x)), rel=1e-5)
+
+
+def test_overriding_a_builtin_gradient_is_what_training_uses():
+    """A subclass of a built-in loss that overrides gradient (or call) is computed
+    from its methods, not from the fused kernels it would otherwise bypass."""
+    class Zero(Ls.SparseCategoricalCrossentropy):
+        def gradient(self, y_true, y_pred):
+            return np.zeros_like(y_pred)
+
+    loss = Zero()
+    assert not loss.fuses_with_softmax and Ls.SparseCategoricalCrossentropy().fuses_with_softmax
+    pred = PROBS.copy()
+    targets = loss.prepare_targets(LABELS, pred.shape)
+    grad = np.ones_like(pred)
+    total = loss.value_and_gradient(pred, targets, np.empty(N, np.float32), grad)
+    assert total / N == pytest.approx(ref_sparse_ce(LABELS, PROBS, False), rel=1e-5)
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("name, make, y_pred, y_true, ref", CASES, ids=IDS)
+def test_builtin_call_gives_the_loss_of_each_sample(name, make, y_pred, y_true, ref):
+    loss = make()
+    per_sample = loss.call(y_true, y_pred)
+    assert per_sample.shape == (N,)
+    assert [ref(y_true[i:i + 1], y_pred[i:i + 1]) for i in range(N)] == pytest.approx(
+        per_sample.tolist(), rel=1e-5, abs=1e-6)
+
+
+def test_plain_functions_are_refused_with_the_reason_and_the_way():
+    def my_mse(y_true, y_pred):
+        return np.mean((y_pred - y_true) ** 2)
+
+    with pytest.raises(TypeError) as info:
+        Ls.get(my_mse)
+    message = str(info.value)
+    assert "loss='my_mse' is a plain function" in message
+    assert "no autodiff" in message and "def gradient(self, y_true, y_pred)" in message
+    with pytest.raises(TypeError, match="no autodiff"):
+        fz.Sequential([fz.layers.Dense(1)]).compile("sgd", loss=lambda t, p: 0.0)
+
+
+def test_incomplete_loss_classes_are_refused():
+    class OnlyCall(Ls.Loss):
+        def call(self, y_true, y_pred):
+            return np.zeros(len(y_pred))
+
+    with pytest.raises(TypeError, match=r"OnlyCall must define gradient\(y_true, y_pred\)"):
+        Ls.get(OnlyCall())
+    with pytest.raises(NotImplementedError, match="must define gradient"):
+        OnlyCall().gradient([[0.0]], [[1.0]])
+    with pytest.raises(TypeError, match=r"got the class MeanSquaredError: write MeanSquaredError\(\)"):
+        Ls.get(Ls.MeanSquaredError)

@@ -137,7 +137,7 @@ def test_compiled_metrics_in_history_and_evaluate():
     x = rng.standard_normal((120, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)   # three classes
     model = fz.Sequential([fz.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy",
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=
                   ["accuracy", "precision", "recall", "f1", fz.metrics.F1Score(average=None, name="f1s")])
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, validation_split=0.25)
     for name in ["precision", "recall", "f1", "val_precision", "val_recall", "val_f1"]:

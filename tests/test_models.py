@@ -96,8 +96,9 @@ def test_textbook_program_on_a_subset(mnist, restore_threads):
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert history.history["accuracy"][-1] > 0.9
     assert 0 < loss < 0.35
-    # The (N, 28, 28) images went straight into Dense: all non-batch axes flattened.
-    assert model.layers[0].kernel.shape == (784, 128)
+    # The (N, 28, 28) images met a Dense first: the model put a Flatten in front of it.
+    assert [type(l).__name__ for l in model.layers] == ["Flatten", "Dense", "Dense"]
+    assert model.layers[1].kernel.shape == (784, 128)
 
 
 # ---------------------------------------------------------------- History, evaluate, predict
@@ -106,7 +107,7 @@ def test_history_records_every_epoch():
     x, y = blobs()
     fz.utils.set_random_seed(1)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=3, verbose=0)
     assert isinstance(history, fz.callbacks.History)
     assert set(history.history) == {"loss", "accuracy"}
@@ -121,7 +122,7 @@ def test_history_with_validation_split():
     x, y = blobs()
     fz.utils.set_random_seed(2)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=2, validation_split=0.1, verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 2 for v in history.history.values())
@@ -137,7 +138,7 @@ def test_history_with_validation_data():
     x_val, y_val = blobs(n=50, seed=0)
     fz.utils.set_random_seed(3)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=2, validation_data=(x_val, y_val), verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 2 for v in history.history.values())
@@ -153,7 +154,7 @@ def test_validation_split_sizes_follow_keras():
     x, y = blobs(n=10)
     fz.utils.set_random_seed(24)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
     n_val = 10 - int(np.floor(10 * (1 - 0.25)))  # Keras: 3
     val_loss, _ = model.evaluate(x[-n_val:], y[-n_val:], verbose=0)
@@ -200,7 +201,7 @@ def weights_after_training(x, y, seed, epochs=1, batch_size=64):
     fz.utils.set_random_seed(seed)
     model = fz.Sequential([L.Dense(128, activation="relu"), L.Dropout(0.3),
                            L.Dense(10, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return model.get_weights(), history.history
 
@@ -275,7 +276,7 @@ def test_save_load_keeps_every_layer_and_compile_setting(tmp_path, optimizer, lo
     fz.utils.set_random_seed(26)
     model = fz.Sequential([L.Dense(5, activation="gelu", kernel_regularizer="l2"), L.LeakyReLU(0.1),
                            L.Dropout(0.1), L.Activation("tanh"), L.Flatten(), L.Dense(3)])
-    model.compile(optimizer, loss, ["accuracy"])
+    model.compile(optimizer, loss, metrics=["accuracy"])
     model.fit(x, targets, epochs=1, verbose=0)
     model.save(tmp_path / "m.npz")
     loaded = fz.models.load_model(tmp_path / "m.npz")
@@ -298,7 +299,8 @@ def test_saved_file_is_plain_npz(tmp_path):
         assert "config" in archive.files
         config = json.loads(str(archive["config"]))
         weights = [archive[f"weight_{i}"] for i in range(4)]
-    assert config["layers"][0]["class"] == "Dense"
+    assert config["class"] == "Sequential"
+    assert config["config"]["layers"][0]["class"] == "Dense"
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
 
 
@@ -359,7 +361,7 @@ def test_load_missing_file(tmp_path):
 
 def test_summary_prints_parameter_counts(capsys):
     model = fz.Sequential([L.Dense(128, activation="relu"), L.Dense(10, activation="softmax")])
-    model.build((784,))
+    model.build((None, 784))
     model.summary()
     out = capsys.readouterr().out
     assert "100,480" in out and "1,290" in out
@@ -374,7 +376,7 @@ def test_fit_shows_progress_with_verbose_1(capsys):
     x, y = blobs(n=100)
     fz.utils.set_random_seed(16)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=2, batch_size=32, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
@@ -386,10 +388,10 @@ def test_fit_is_silent_with_verbose_0(capsys):
     x, y = blobs(n=100)
     fz.utils.set_random_seed(17)
     model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=2, verbose=0, validation_split=0.2)
     model.evaluate(x, y, verbose=0)
-    model.predict(x)
+    model.predict(x, verbose=0)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
@@ -434,7 +436,7 @@ def test_binary_crossentropy_on_one_sigmoid_output():
     x, y = blobs(classes=2)
     fz.utils.set_random_seed(20)
     model = fz.Sequential([L.Dense(8, activation="tanh"), L.Dense(1, activation="sigmoid")])
-    model.compile(fz.optimizers.Adam(0.01), "binary_crossentropy", ["accuracy"])
+    model.compile(fz.optimizers.Adam(0.01), "binary_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y.astype(np.float32), epochs=5, verbose=0)
     assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
     assert history.history["accuracy"][-1] > 0.8
@@ -443,7 +445,7 @@ def test_binary_crossentropy_on_one_sigmoid_output():
 # ---------------------------------------------------------------- fused softmax + cross-entropy
 
 def one_sgd_step(model, loss, x, y, weights):
-    model.build(x.shape[1:])
+    model.build((None,) + x.shape[1:])
     model.set_weights(weights)
     model.compile(optimizer=fz.optimizers.SGD(learning_rate=0.5), loss=loss)
     model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
@@ -458,15 +460,15 @@ def test_fused_softmax_gradient_matches_from_logits(sparse):
            else fz.losses.CategoricalCrossentropy)
     fz.utils.set_random_seed(21)
     init = fz.Sequential([L.Dense(12, activation="tanh"), L.Dense(10)])
-    init.build((6,))
+    init.build((None, 6))
     weights = init.get_weights()
 
     fused = fz.Sequential([L.Dense(12, activation="tanh"), L.Dense(10, activation="softmax")])
     w_fused = one_sgd_step(fused, cls(), x, targets, weights)
-    assert fused._fused_softmax()  # softmax output + cross-entropy on probabilities
+    assert fused._output_losses[0].fused  # softmax output + cross-entropy on probabilities
     logits = fz.Sequential([L.Dense(12, activation="tanh"), L.Dense(10)])
     w_logits = one_sgd_step(logits, cls(from_logits=True), x, targets, weights)
-    assert not logits._fused_softmax()
+    assert not logits._output_losses[0].fused
     for a, b, w0 in zip(w_fused, w_logits, weights):
         assert not np.array_equal(a, w0)  # the step did something
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
@@ -514,7 +516,7 @@ def test_nan_input_stops_training_with_a_message(capsys):
     x[5, 2] = np.nan
     fz.utils.set_random_seed(23)
     model = mlp()
-    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
     with time_limit(30):
         history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
     err = capsys.readouterr().err
@@ -557,3 +559,23 @@ def test_cli_without_command_fails(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([])
     assert exit_info.value.code == 2
+
+
+# ---------------------------------------------------------------- files of the first format
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_format_1_files_still_load():
+    """A Sequential saved by fromzero's first format (format_version 1, written
+    by the previous engine): its Dense read (N, 4, 3) samples flattened, which a
+    Flatten in front now says; same weights, same predictions, still compiled."""
+    model = fz.models.load_model(os.path.join(DATA, "sequential_format1.npz"))
+    assert [type(l).__name__ for l in model.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert model.input_shape == (None, 4, 3)
+    x = np.random.default_rng(0).standard_normal((40, 4, 3)).astype(np.float32)
+    expected = np.load(os.path.join(DATA, "sequential_format1_predictions.npy"))
+    np.testing.assert_array_equal(model.predict(x[:6], verbose=0), expected)
+    assert isinstance(model.optimizer, fz.optimizers.Adam)
+    assert [m.name for m in model.metrics] == ["accuracy"]
+    model.fit(x, np.zeros(40, int), epochs=1, verbose=0)

@@ -343,3 +343,200 @@ def test_get_passes_objects_through_and_rejects_unknown():
         O.get("adamm")
     with pytest.raises(TypeError, match="optimizer must be a name"):
         O.get(3)
+
+
+# ---------------------------------------------------------------- gradient clipping (Keras 3)
+# G1 = [0.5, −1] has norm √1.25 = 1.1180339887.
+
+def test_clipnorm_scales_a_long_gradient_to_the_norm():
+    p = param()
+    O.SGD(0.1, clipnorm=1.0).apply_gradients([(grad(G1), p)])
+    # g · 1/‖g‖ = [0.4472135955, −0.8944271910]
+    assert_close(p, [1 - 0.04472135955, -2 + 0.08944271910])
+
+
+def test_clipnorm_leaves_a_short_gradient_alone():
+    p = param()
+    O.SGD(0.1, clipnorm=2.0).apply_gradients([(grad(G1), p)])
+    assert_close(p, [0.95, -1.9])
+
+
+def test_clipnorm_is_per_array_global_clipnorm_over_all():
+    # a: G1 (‖·‖² = 1.25), b: [2, 0] (‖·‖² = 4); together ‖g‖ = √5.25 = 2.2912878475
+    def step(**clip):
+        a, b = param(), param()
+        O.SGD(0.1, **clip).apply_gradients([(grad(G1), a), (grad([2.0, 0.0]), b)])
+        return a, b
+
+    a, b = step(clipnorm=1.0)  # scales 1/1.1180339887 and 1/2
+    assert_close(a, [1 - 0.04472135955, -2 + 0.08944271910])
+    assert_close(b, [0.9, -2.0])
+    a, b = step(global_clipnorm=1.0)  # one scale, 1/2.2912878475 = 0.4364357805, keeps directions
+    assert_close(a, [1 - 0.1 * 0.5 * 0.4364357805, -2 + 0.1 * 0.4364357805])
+    assert_close(b, [1 - 0.1 * 2 * 0.4364357805, -2.0])
+    a, b = step(global_clipnorm=3.0)  # under the limit: unchanged
+    assert_close(a, [0.95, -1.9])
+    assert_close(b, [0.8, -2.0])
+
+
+def test_clipvalue_clips_each_value():
+    p = param()
+    O.SGD(0.1, clipvalue=0.6).apply_gradients([(grad(G1), p)])
+    # [0.5, −1] → [0.5, −0.6]
+    assert_close(p, [0.95, -1.94])
+
+
+def test_the_moments_see_the_clipped_gradient():
+    """Clipping happens before the update: Adam's m = (1 − β1)·g and v = (1 − β2)·g²
+    hold the clipped g, RMSprop's v = (1 − ρ)·g² too."""
+    p = param()
+    adam = O.Adam(0.1, clipnorm=1.0)
+    adam.apply_gradients([(grad(G1), p)])
+    m, v = adam.get_state([p])["slots"][0]
+    clipped = np.array([0.4472135955, -0.8944271910])
+    np.testing.assert_allclose(m, 0.1 * clipped, rtol=1e-6)
+    np.testing.assert_allclose(v, (1 - np.float32(0.999)) * clipped ** 2, rtol=1e-5)
+    p = param()
+    rms = O.RMSprop(0.1, clipvalue=0.6)
+    rms.apply_gradients([(grad(G1), p)])
+    (v,) = rms.get_state([p])["slots"][0]
+    np.testing.assert_allclose(v, 0.1 * np.array([0.25, 0.36]), rtol=1e-6)
+
+
+def test_clipping_does_not_touch_weight_decay_or_the_gradient_array():
+    p, g = param(), grad(G1)
+    O.SGD(0.1, weight_decay=0.5, clipvalue=0.6).apply_gradients([(g, p)])
+    # decay first, [0.95, −1.9]; then − 0.1·[0.5, −0.6]
+    assert_close(p, [0.9, -1.84])
+    np.testing.assert_array_equal(g, G1)  # clipped as it is read, never written
+
+
+@pytest.mark.parametrize("make", [O.SGD, O.Adam, O.AdamW, O.RMSprop])
+@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_every_optimizer_takes_every_clipping(make, clip):
+    opt = make(**{clip: 0.25})
+    assert getattr(opt, clip) == 0.25 and opt.get_config()[clip] == 0.25
+    p = param()
+    opt.apply_gradients([(grad([100.0, -100.0]), p)])
+    assert np.all(np.isfinite(p)) and not np.array_equal(p, P0)
+    assert O.from_config(opt.get_config()).get_config() == opt.get_config()
+
+
+@pytest.mark.parametrize("clips", [{"clipnorm": 1.0, "global_clipnorm": 1.0},
+                                   {"clipnorm": 1.0, "clipvalue": 1.0},
+                                   {"clipvalue": 1.0, "global_clipnorm": 1.0}])
+def test_only_one_clipping_may_be_set(clips):
+    with pytest.raises(ValueError, match="only one of `clipnorm`, `clipvalue` and `global_clipnorm`"):
+        O.Adam(**clips)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "1"])
+@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_clipping_values_must_be_positive_numbers(clip, value):
+    with pytest.raises(ValueError, match=clip):
+        O.SGD(**{clip: value})
+
+
+def test_nan_gradient_with_global_clipnorm_makes_the_whole_step_nan():
+    """As Keras: a NaN global norm gives a NaN scale for every array, rather
+    than a step that silently ignores the bad gradient; clipnorm spoils only
+    the array that holds the NaN."""
+    def step(**clip):
+        a, b = param(), param()
+        O.SGD(0.1, **clip).apply_gradients([(grad([np.nan, 1.0]), a), (grad(G1), b)])
+        return a, b
+
+    a, b = step(global_clipnorm=1.0)
+    assert np.all(np.isnan(a)) and np.all(np.isnan(b))
+    a, b = step(clipnorm=1.0)
+    assert np.all(np.isnan(a)) and np.all(np.isfinite(b))
+
+
+def test_gradient_norms_are_exact_and_the_same_for_any_thread_count():
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(n).astype(np.float32) * 3 for n in (100_003, 4096, 1, 0, 70_001)]
+    threads = fz.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            fz.set_num_threads(n)
+            results.append(fz._core.grad_sum_of_squares(grads))
+    finally:
+        fz.set_num_threads(threads)
+    assert results[0].dtype == np.float64
+    np.testing.assert_array_equal(results[0], results[1])
+    exact = [math.fsum(float(x) ** 2 for x in g) for g in grads]
+    np.testing.assert_allclose(results[0], exact, rtol=1e-13)
+
+
+def test_clipped_training_is_the_same_for_any_thread_count():
+    rng = np.random.default_rng(2)
+    start = [rng.standard_normal(n).astype(np.float32) for n in (50_000, 33, 20_000)]
+    grads = [rng.standard_normal(len(p)).astype(np.float32) for p in start]
+    threads = fz.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            fz.set_num_threads(n)
+            params = [p.copy() for p in start]
+            opt = O.Adam(0.01, global_clipnorm=1.0)
+            for _ in range(3):
+                opt.apply_gradients(zip(grads, params))
+            results.append(params)
+    finally:
+        fz.set_num_threads(threads)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- state, for checkpoints
+
+@pytest.mark.parametrize("make", [lambda: O.SGD(0.1, momentum=0.9), lambda: O.Adam(0.01),
+                                  lambda: O.AdamW(0.01), lambda: O.RMSprop(0.01, momentum=0.5),
+                                  lambda: O.Adam(O.schedules.CosineDecay(0.01, 5, warmup_target=0.1,
+                                                                         warmup_steps=2))],
+                         ids=["sgd_momentum", "adam", "adamw", "rmsprop_momentum", "adam_schedule"])
+def test_state_round_trip_resumes_bit_for_bit(make):
+    """3 steps in one go ≡ 1 step, get_state, a new optimizer set_state, 2 steps."""
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(3)]
+    straight = [p.copy() for p in start]
+    opt = make()
+    for g in grads:
+        opt.apply_gradients(zip(g, straight))
+
+    resumed = [p.copy() for p in start]
+    first = make()
+    first.apply_gradients(zip(grads[0], resumed))
+    state = first.get_state(resumed)
+    assert state["iterations"] == 1 and len(state["slots"]) == 2
+    assert all(len(s) == len(first.slot_names) for s in state["slots"])
+    second = make()
+    second.set_state(state, resumed)
+    assert second.iterations == 1 and second.learning_rate == first.learning_rate
+    for g in grads[1:]:
+        second.apply_gradients(zip(g, resumed))
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_slot_names_follow_keras():
+    assert O.SGD().slot_names == () and O.SGD(momentum=0.9).slot_names == ("momentum",)
+    assert O.Adam().slot_names == ("momentum", "velocity")
+    assert O.RMSprop().slot_names == ("velocity",)
+    assert O.RMSprop(momentum=0.9).slot_names == ("velocity", "momentum")
+
+
+def test_set_state_checks_before_changing_anything():
+    opt = O.Adam()
+    p = param()
+    good = opt.get_state([p])
+    for bad, message in [({"iterations": -1, "slots": good["slots"]}, "iterations"),
+                         ({"iterations": 2, "slots": []}, "1 parameters"),
+                         ({"iterations": 2, "slots": [[np.zeros(2)]]}, "2 state arrays"),
+                         ({"iterations": 2, "slots": [[np.zeros(2), np.zeros(3)]]},
+                          r"velocity of parameter 0 has shape \(3,\)")]:
+        with pytest.raises(ValueError, match=message):
+            opt.set_state(bad, [p])
+    assert opt.iterations == 0

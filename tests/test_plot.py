@@ -73,12 +73,13 @@ def test_confusion_matrix(trained, tmp_path):
 
 def test_weights_dense_as_28x28_images(trained, tmp_path):
     model, _, _, _ = trained
-    fig = fz.plot.weights(model.layers[0], path=tmp_path / "w.png")
+    dense = model.layers[1]  # after the Flatten a Sequential fed images puts before a Dense
+    fig = fz.plot.weights(dense, path=tmp_path / "w.png")
     mosaic = fig.axes[0].get_images()[0].get_array()
     # 32 units in a 6x6 grid of 28x28 tiles with 3-pixel gaps
     assert mosaic.shape == (6 * 31 - 3, 6 * 31 - 3)
     first = mosaic[:28, :28]
-    kernel = model.layers[0].kernel[:, 0].reshape(28, 28)
+    kernel = dense.kernel[:, 0].reshape(28, 28)
     np.testing.assert_allclose(first, kernel / np.abs(kernel).max(), rtol=1e-6)
     assert_png(tmp_path / "w.png")
     # a model means its first layer with a kernel
@@ -88,7 +89,7 @@ def test_weights_dense_as_28x28_images(trained, tmp_path):
 @pytest.mark.parametrize("channels", [1, 3, 8])
 def test_weights_conv_filters_as_tiles(tmp_path, channels):
     layer = fz.layers.Conv2D(6, 3)
-    layer.build((10, 10, channels))
+    layer.build((None, 10, 10, channels))
     fig = fz.plot.weights(layer, path=tmp_path / "conv.png")
     mosaic = fig.axes[0].get_images()[0].get_array()
     assert mosaic.shape[:2] == (2 * 4 - 1, 3 * 4 - 1)  # 6 filters: 2 rows of 3, 1-pixel gaps
@@ -121,7 +122,7 @@ def test_misclassified(trained, tmp_path):
 
 def test_misclassified_without_mistakes(tmp_path):
     model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
-    model.build((4,))
+    model.build((None, 4))
     x = np.eye(4, dtype=np.float32)
     y = np.argmax(model.predict(x), axis=1)  # the model's own answers: all right
     fig = fz.plot.misclassified(model, x, y, path=tmp_path / "none.png")
@@ -176,7 +177,7 @@ def test_misclassified_binary_model(tmp_path):
     fz.utils.set_random_seed(0)
     model = fz.Sequential([fz.layers.Dense(1, activation="sigmoid")])
     x = np.random.default_rng(0).standard_normal((40, 2)).astype(np.float32)
-    model.build((2,))
+    model.build((None, 2))
     p1 = model.predict(x).reshape(-1)
     y = (p1 <= 0.5).astype(int)  # every answer wrong
     fig = fz.plot.misclassified(model, x, y, n=4, path=tmp_path / "binary.png")

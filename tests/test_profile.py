@@ -1,4 +1,4 @@
-"""fz.utils.profile: the per-layer table of where a training step's time goes.
+"""fz.profiler.profile: the per-layer table of where a training step's time goes.
 
 It must run the very step fit runs (checked by comparing weights with fit),
 account for the whole step, leave the model as it found it (restore=True) and
@@ -27,7 +27,7 @@ def test_table_has_every_part_and_adds_up():
     x, y = data()
     printed = []
     model = mlp()
-    result = fz.utils.profile(model, x, y, steps=20, print_fn=printed.append)
+    result = fz.profiler.profile(model, x, y, steps=20, print_fn=printed.append)
     names = [row["name"] for row in result.rows]
     assert names[:2] == [f"{model.layers[0].name} (Dense)", f"{model.layers[1].name} (Dense)"]
     assert names[2:] == ["loss (sparse_categorical_crossentropy)", "optimizer (Adam)",
@@ -54,7 +54,7 @@ def test_leaves_the_model_as_it_was():
     rng_state = fz.utils.generator().bit_generator.state
     own = getattr(model, "_rng", None)  # the model's own generator, when models have one
     own_state = None if own is None else own.bit_generator.state
-    fz.utils.profile(model, x, y, steps=5, print_fn=None)
+    fz.profiler.profile(model, x, y, steps=5, print_fn=None)
     if own is not None:
         assert model._rng.bit_generator.state == own_state
     for before, after in zip(weights, model.get_weights()):
@@ -81,7 +81,7 @@ def test_runs_the_same_step_as_fit():
     without shuffling: the steps are model._train_step, not a copy of it."""
     x, y = data(n=8 * 16)
     profiled = mlp(seed=3)
-    fz.utils.profile(profiled, x, y, steps=6, batch_size=16, warmup=2, restore=False, print_fn=None)
+    fz.profiler.profile(profiled, x, y, steps=6, batch_size=16, warmup=2, restore=False, print_fn=None)
     fitted = mlp(seed=3)
     fitted.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(profiled.get_weights(), fitted.get_weights()):
@@ -97,14 +97,14 @@ def test_cnn_with_dropout_and_unfused_loss():
                          fz.layers.Flatten(), fz.layers.Dropout(0.5),
                          fz.layers.Dense(3, activation="softmax")])
     cnn.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    result = fz.utils.profile(cnn, x, y, steps=4, batch_size=16, print_fn=None)
+    result = fz.profiler.profile(cnn, x, y, steps=4, batch_size=16, print_fn=None)
     assert [r["name"].split(" ")[1] for r in result.rows[:5]] == [
-        "(Conv2D)", "(MaxPool2D)", "(Flatten)", "(Dropout)", "(Dense)"]
+        "(Conv2D)", "(MaxPooling2D)", "(Flatten)", "(Dropout)", "(Dense)"]
     assert "metrics" not in " ".join(r["name"] for r in result.rows)
     # a loss without the fused softmax path: value and gradient in one call
     mse = fz.Sequential([fz.layers.Dense(2)])
     mse.compile(optimizer="sgd", loss="mse")
-    result = fz.utils.profile(mse, x.reshape(64, -1), rng.standard_normal((64, 2)), steps=3,
+    result = fz.profiler.profile(mse, x.reshape(64, -1), rng.standard_normal((64, 2)), steps=3,
                               print_fn=None)
     row = result["loss"]
     assert row["name"] == "loss (mean_squared_error, value and gradient)"
@@ -113,16 +113,16 @@ def test_cnn_with_dropout_and_unfused_loss():
 
 def test_batch_larger_than_data_and_errors():
     x, y = data(n=10)
-    result = fz.utils.profile(mlp(), x, y, steps=2, batch_size=64, print_fn=None)
+    result = fz.profiler.profile(mlp(), x, y, steps=2, batch_size=64, print_fn=None)
     assert result.batch_size == 10
     with pytest.raises(RuntimeError, match="compiled"):
-        fz.utils.profile(fz.Sequential([fz.layers.Dense(2)]), x, y)
+        fz.profiler.profile(fz.Sequential([fz.layers.Dense(2)]), x, y)
     with pytest.raises(ValueError, match="steps"):
-        fz.utils.profile(mlp(), x, y, steps=0)
+        fz.profiler.profile(mlp(), x, y, steps=0)
     with pytest.raises(ValueError, match="warmup"):
-        fz.utils.profile(mlp(), x, y, warmup=-1)
+        fz.profiler.profile(mlp(), x, y, warmup=-1)
     with pytest.raises(ValueError, match="samples"):
-        fz.utils.profile(mlp(), x, y[:5])
+        fz.profiler.profile(mlp(), x, y[:5])
 
 
 class Exploding(fz.layers.Layer):
@@ -147,7 +147,7 @@ def test_wrappers_are_removed_when_a_step_fails():
     model.compile(optimizer="adam", loss="mse")
     weights = model.get_weights()
     with pytest.raises(FloatingPointError):
-        fz.utils.profile(model, x, np.eye(4, dtype=np.float32)[y], steps=10, warmup=2, print_fn=None)
+        fz.profiler.profile(model, x, np.eye(4, dtype=np.float32)[y], steps=10, warmup=2, print_fn=None)
     for layer in model.layers:
         assert "forward" not in vars(layer) and "backward" not in vars(layer)
     assert "apply_gradients" not in vars(model.optimizer)
@@ -168,7 +168,7 @@ def test_dropout_draws_are_put_back():
         return model
 
     profiled = model_with_dropout()
-    fz.utils.profile(profiled, x, y, steps=4, print_fn=None)
+    fz.profiler.profile(profiled, x, y, steps=4, print_fn=None)
     profiled.fit(x, y, epochs=1, verbose=0)
     plain = model_with_dropout()
     plain.fit(x, y, epochs=1, verbose=0)

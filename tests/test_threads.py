@@ -130,8 +130,8 @@ def test_set_random_seed_rule_weights_drawn_at_build():
     for _ in range(2):
         fz.utils.set_random_seed(5)
         m1, m2 = make_model(4, 0.1), make_model(4, 0.1)
-        m2.build((6,))  # built in the other order: no difference
-        m1.build((6,))
+        m2.build((None, 6))  # built in the other order: no difference
+        m1.build((None, 6))
         runs.append((m1.get_weights(), m2.get_weights()))
     for first, second in zip(*runs):
         for w, e in zip(first, second):

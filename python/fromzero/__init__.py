@@ -10,29 +10,37 @@ The textbook's program runs with only its names changed::
     model.fit(x_train / 255.0, y_train, epochs=5)
     model.evaluate(x_test / 255.0, y_test)
 
-Reading order: models.py (fit) → layers.py (forward/backward) → ops.py (the
-compiled kernels) → csrc/ (the C++ that does the arithmetic).
+Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
+→ layers/ (each layer's forward/backward) → ops.py (the compiled kernels)
+→ csrc/ (the C++ that does the arithmetic).
 """
 
-from . import (activations, augmentation, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, regularizers, utils)
-from ._core import get_num_threads, set_num_threads
-from .models import Sequential, load_model
+from . import (_core, activations, augmentation, callbacks, datasets, distributed, initializers,
+               layers, losses, metrics, models, ops, optimizers, profiler, regularizers, saving,
+               testing, text, utils)
+from ._core import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
+from .layers import Input
+from .models import Model, Sequential, load_model
 from . import plot  # matplotlib itself is imported only when a plot is drawn (pip install fromzero[plot])
 
 __version__ = "0.1.0"
 
 
 def info():
-    """What the engine runs on: version, SIMD path of the GEMM, OpenMP and threads."""
+    """What the engine runs on: version, SIMD path of the GEMM, OpenMP, threads,
+    denormal flushing, and the GEMM's micro-kernel and cache blocks for this CPU."""
     return {
         "version": __version__,
         "simd": ops.simd_path(),
         "openmp": ops.has_openmp(),
         "threads": get_num_threads(),
+        "flush_denormal": get_flush_denormal(),
+        "gemm": _core.gemm_info(),
     }
 
 
-__all__ = ["Sequential", "load_model", "info", "get_num_threads", "set_num_threads", "activations",
-           "augmentation", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "plot", "regularizers", "utils"]
+__all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads",
+           "set_num_threads", "get_flush_denormal", "set_flush_denormal", "activations",
+           "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers",
+           "losses", "metrics", "models", "ops", "optimizers", "plot", "profiler", "regularizers",
+           "saving", "testing", "text", "utils"]

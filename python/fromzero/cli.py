@@ -84,7 +84,7 @@ def write_plots(folder, history, model, x_test, y_test):
     paths = {name: os.path.join(folder, f"{name}.png")
              for name in ("history", "confusion_matrix", "weights", "misclassified")}
     fz.plot.history(history, path=paths["history"])
-    fz.plot.confusion_matrix(y_test, model.predict(x_test, batch_size=256),
+    fz.plot.confusion_matrix(y_test, model.predict(x_test, batch_size=256, verbose=0),
                              path=paths["confusion_matrix"])
     fz.plot.weights(model, path=paths["weights"])
     fz.plot.misclassified(model, x_test, y_test, n=16, path=paths["misclassified"])

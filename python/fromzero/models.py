@@ -1,689 +1,819 @@
-"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+"""Models: a graph of layers, run forward and backward. One executor for all.
 
-One training step (``_train_step``) is the whole textbook algorithm:
+A model is the graph from its inputs to its outputs (graph.py): the nodes,
+each a call of a layer, in an order where every node comes after the nodes
+that produce its inputs (a topological order). Running it is the textbook's
+two passes over that list:
 
-    1. forward:   y = layer_n(... layer_1(x))
-    2. loss:      L = loss(y_true, y) and ∂L/∂y (for softmax + cross-entropy
-                  directly ∂L/∂logits = (p − onehot) / batch)
-    3. backward:  each layer, last to first, turns ∂L/∂output into
-                  ∂L/∂input and fills its grads
-    4. update:    θ ← optimizer step(θ, ∂L/∂θ) for every parameter
+    forward:   for each node in order:    outputs = layer.forward(inputs)
+    backward:  for each node in reverse:  input gradients = layer.backward(output gradients)
 
-Every array a step touches is allocated once per batch shape and reused.
+The one new idea of backpropagation on a graph is at a fork: when a tensor
+feeds several nodes (x in y = x + f(x)), L depends on it along every path,
+so by the chain rule ∂L/∂x is the *sum* of the gradients each consumer
+sends back. backward adds them up (_GradientSum). A layer called at
+several nodes (shared weights) likewise sums its parameter gradients over
+its uses.
+
+``Model(inputs, outputs)`` is Keras's functional model; ``Sequential`` is
+the same Model whose graph is a chain, built from its list of layers. Both
+train through trainer.Trainer (compile, fit, evaluate, predict); save and
+load are in saving.py.
 """
 
-import functools
-import json
-import lzma
-import math
-import numbers
-import os
-import struct
-import sys
-import tempfile
-import zipfile
-import zlib
+import threading
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import _core, callbacks as callbacks_module, layers as layers_module, losses, metrics as metrics_module
-from . import optimizers, utils
+from . import graph, utils
+from .layers.base import BackwardBeforeForwardError, CallContext, Layer, unique_name
+from .layers.core import Dense, InputLayer
+from .layers.reshaping import Flatten
+from .trainer import Trainer
 
-FORMAT_NAME = "fromzero.Sequential"
-FORMAT_VERSION = 1
+_INFERENCE, _TRAINING = 0, 1
 
 
-def _as_inputs(x, what="x"):
-    """Any array-like of numbers as float32 C-contiguous (batch, ...), copied only if needed."""
-    arr = np.asarray(x)
+class _Slot:
+    """Where tensor number `tid` goes in a node's arguments (general calls only)."""
+
+    __slots__ = ("tid",)
+
+    def __init__(self, tid):
+        self.tid = tid
+
+
+def _fill(template, values):
+    if isinstance(template, _Slot):
+        return values[template.tid]
+    if isinstance(template, (list, tuple)):
+        return type(template)(_fill(item, values) for item in template)
+    if isinstance(template, dict):
+        return {key: _fill(item, values) for key, item in template.items()}
+    return template
+
+
+class _Step:
+    """One node, ready to run: how to call its layer with the values of the
+    tensors (by number), and the numbers of its input and output tensors.
+
+    kind 0: layer.forward(x, ...)        one tensor argument (most layers)
+    kind 1: layer.forward([a, b], ...)   a list of tensors (merge layers, models)
+    kind 2: anything else, arguments rebuilt from a template (attention's
+            query, value, key=, attention_mask=)
+    """
+
+    __slots__ = ("node", "layer", "kind", "arg", "args", "kwargs", "training", "in_ids", "out_ids",
+                 "single")
+
+    def __init__(self, node, ids):
+        self.node, self.layer = node, node.layer
+        kwargs = dict(node.kwargs)
+        # training= given in the call fixes the mode of this node (Keras's rule)
+        self.training = kwargs.pop("training", None)
+        self.in_ids = [ids[id(t)] for t in node.inputs]
+        self.out_ids = [ids[id(t)] for t in node.outputs]
+        self.single = len(node.outputs) == 1
+        slot = lambda t: _Slot(ids[id(t)])  # noqa: E731
+        args = node.args
+        if not graph.flat_tensors(kwargs) and len(args) == 1 and graph.is_symbolic(args[0]):
+            self.kind, self.arg = 0, ids[id(args[0])]
+        elif (not graph.flat_tensors(kwargs) and len(args) == 1 and isinstance(args[0], list)
+              and args[0] and all(graph.is_symbolic(t) for t in args[0])):
+            self.kind, self.arg = 1, [ids[id(t)] for t in args[0]]
+        else:
+            self.kind, self.arg = 2, None
+            args = graph.map_tensors(args, slot)
+        self.args = args
+        self.kwargs = graph.map_tensors(kwargs, slot) if self.kind == 2 else kwargs
+
+    def run(self, values, training):
+        """layer.forward on the values; its output(s) stored in values."""
+        layer = self.layer
+        if self.training is not None:
+            training = self.training
+        if self.kind == 0:
+            out = layer.forward(values[self.arg], training=training, **self.kwargs)
+        elif self.kind == 1:
+            out = layer.forward([values[i] for i in self.arg], training=training, **self.kwargs)
+        else:
+            out = layer.forward(*_fill(self.args, values), training=training,
+                                **_fill(self.kwargs, values))
+        if self.single:
+            values[self.out_ids[0]] = out
+        else:
+            if len(out) != len(self.out_ids):
+                raise ValueError(f"{layer.name}: forward returned {len(out)} outputs, its "
+                                 f"node has {len(self.out_ids)}")
+            for tid, value in zip(self.out_ids, out):
+                values[tid] = value
+
+
+class _BackwardStep:
+    """A step of backward: which node, whether it must pass gradients to its
+    inputs (and to which), whether it adds to parameter gradients written by
+    another use of its layer, and whether it receives ∂L/∂logits."""
+
+    __slots__ = ("index", "step", "need_inputs", "input_grad_needed", "accumulate", "logits")
+
+    def __init__(self, index, step, need_inputs, accumulate, logits):
+        self.index, self.step = index, step
+        self.need_inputs = need_inputs
+        self.input_grad_needed = any(need_inputs)
+        self.accumulate, self.logits = accumulate, logits
+
+
+class _GradientSum:
+    """∂L/∂tensor for every tensor of one backward pass. The first gradient
+    a tensor receives is kept as is (no copy); a second one — the tensor
+    feeds several nodes — is added into a buffer of the model's, and so on:
+    the sum over every path from the tensor to the loss (the chain rule at a
+    fork), in the fixed reverse order of the nodes, so bit for bit repeatable."""
+
+    __slots__ = ("grads", "counts", "buffers")
+
+    def __init__(self, n, buffers):
+        self.grads, self.counts, self.buffers = [None] * n, [0] * n, buffers
+
+    def add(self, tid, g, who):
+        count = self.counts[tid]
+        if count == 0:
+            self.grads[tid] = g
+        else:
+            first = self.grads[tid]
+            if np.shape(g) != first.shape:
+                raise ValueError(f"{who}: backward returned a gradient of shape {np.shape(g)} for "
+                                 f"a tensor whose other gradient has shape {first.shape}")
+            total = first if count > 1 else self.buffers.get(("gradient sum", tid), first.shape)
+            np.add(first, g, out=total)
+            self.grads[tid] = total
+        self.counts[tid] = count + 1
+
+
+def _describe_shape(shape):
+    return "(batch, " + ", ".join(str(d) for d in shape[1:]) + ")"
+
+
+def _convert(value, dtype, what):
+    """An input array in the dtype of its Input: float32, or integers kept integer."""
+    arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{what} must hold numbers, got dtype {arr.dtype}")
-    if arr.ndim < 2:
-        raise ValueError(f"{what} must have a batch axis and at least one feature axis, "
-                         f"got shape {arr.shape}")
-    if arr.size == 0:  # no samples, or samples with no features
-        raise ValueError(f"{what} is empty (shape {arr.shape})")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if dtype == "float32":
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+        raise ValueError(f"{what} must hold whole numbers: the model's input is {dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _with_own_generator(method):
-    """Run `method` with the model's own generator as utils.generator() in
-    this thread, so the random draws inside (weight initialisation, fit's
-    shuffling, Dropout masks) depend on this model only (utils.set_random_seed)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with utils.using_generator(self._generator()):
-            return method(self, *args, **kwargs)
-    return wrapper
+class Model(Trainer, Layer):
+    """A graph of layers from `inputs` to `outputs` (Keras's functional API)::
+
+        x = fz.Input(shape=(784,))
+        h = fz.layers.Dense(64, activation="relu")(x)
+        y = fz.layers.Dense(10, activation="softmax")(fz.layers.Add()([h, fz.layers.Dense(64)(h)]))
+        model = fz.Model(x, y)
+
+    inputs and outputs are one symbolic tensor, a list, or a dict of them;
+    predict and model(x) return the same structure. A model is a layer: it
+    can be called on symbolic tensors inside another model.
+    """
+
+    def __init__(self, inputs, outputs, name=None, trainable=True):
+        Layer.__init__(self, name=name or unique_name("functional"), trainable=trainable)
+        self._init_trainer()
+        self._init_graph(inputs, outputs)
+
+    # ------------------------------------------------------------ the graph
+
+    def _init_graph(self, inputs, outputs):
+        input_list, output_list = graph.flat_tensors(inputs), graph.flat_tensors(outputs)
+        if not input_list or not output_list:
+            raise ValueError(f"{self.name}: a model needs at least one input and one output "
+                             f"symbolic tensor (fz.Input(...) and a layer called on it)")
+        for t in input_list:
+            if not isinstance(t.node.layer, InputLayer):
+                raise ValueError(f"{self.name}: inputs must be the tensors fz.Input returns; "
+                                 f"{t.name} is the output of layer {t.node.layer.name}")
+        if len({id(t) for t in input_list}) != len(input_list):
+            raise ValueError(f"{self.name}: the same Input is given twice")
+        nodes = self._nodes_in_order(input_list, output_list)
+        ids = {}
+        for t in input_list:
+            ids[id(t)] = len(ids)
+        for node in nodes:
+            for t in node.outputs:
+                ids[id(t)] = len(ids)
+        self._inputs_spec, self._outputs_spec = inputs, outputs
+        self.inputs, self.outputs = input_list, output_list
+        self._n_tensors = len(ids)
+        self._input_ids = [ids[id(t)] for t in input_list]
+        self._output_ids = [ids[id(t)] for t in output_list]
+        self._single_output = graph.is_symbolic(outputs)
+        self._steps = [_Step(node, ids) for node in nodes]
+        self._consumers = [0] * len(ids)
+        for step in self._steps:
+            for tid in step.in_ids:
+                self._consumers[tid] += 1
+        layers, seen = [t.node.layer for t in input_list], set()
+        for node in nodes:
+            if id(node.layer) not in seen and not isinstance(node.layer, InputLayer):
+                seen.add(id(node.layer))
+                layers.append(node.layer)
+        names = [l.name for l in layers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"{self.name}: the name {name!r} is used by {names.count(name)} "
+                                 f"layers of the model; layer names must be unique")
+        self._all_layers = layers
+        self._output_losses = None  # compiled losses follow the outputs: resolved again
+        leaves, seen = [], set()
+        for layer in layers:
+            for leaf in (layer._leaves if isinstance(layer, Model) else [layer]):
+                if id(leaf) not in seen:
+                    seen.add(id(leaf))
+                    leaves.append(leaf)
+        self._leaves = leaves  # every layer that is not a model, nested models opened up
+        self._backward_plans = {}
+        self.built = True
+
+    def _nodes_in_order(self, inputs, outputs):
+        """The nodes between inputs and outputs, each after the nodes it depends
+        on (depth-first from the outputs). A path back to an Input that is not
+        among `inputs`, or a node that depends on itself, is an error naming
+        the layers."""
+        input_ids = {id(t) for t in inputs}
+        state, order = {}, []
+
+        def visit(tensor, path):
+            if id(tensor) in input_ids:
+                return
+            node = tensor.node
+            if node is None:
+                raise ValueError(f"{self.name}: {tensor.name} was not produced by a layer call")
+            if isinstance(node.layer, InputLayer):
+                route = " → ".join([node.layer.name] + [n.layer.name for n in reversed(path)])
+                output = path[0].layer.name if path else tensor.name
+                raise ValueError(
+                    f"{self.name}: the graph is disconnected: output {output} depends on input "
+                    f"{node.layer.name!r} ({route}), which is not among the model's inputs "
+                    f"({', '.join(t.node.layer.name for t in inputs)})")
+            seen = state.get(id(node))
+            if seen == "done":
+                return
+            if seen == "visiting":
+                cycle = [n.layer.name for n in path[path.index(node):]] + [node.layer.name]
+                raise ValueError(f"{self.name}: the graph has a cycle: "
+                                 f"{' → '.join(reversed(cycle))}")
+            state[id(node)] = "visiting"
+            for t in node.inputs:
+                visit(t, path + [node])
+            state[id(node)] = "done"
+            order.append(node)
+
+        for t in outputs:
+            visit(t, [])
+        return order
+
+    @property
+    def layers(self):
+        """Every layer of the graph once, inputs first, in the order they run."""
+        return list(self._all_layers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or number `index` in model.layers."""
+        if index is not None:
+            if not 0 <= index < len(self.layers):
+                raise ValueError(f"{self.name}: index {index} is out of range: the model has "
+                                 f"{len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}: no layer named {name!r} (layers: "
+                         f"{', '.join(l.name for l in self.layers)})")
+
+    @property
+    def input(self):
+        return self._inputs_spec
+
+    @property
+    def output(self):
+        return self._outputs_spec
+
+    @property
+    def input_names(self):
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        return [t.node.layer.name for t in self.outputs]
+
+    @property
+    def input_shape(self):
+        """Keras's input_shape: (None, ...) for one input, a list for several."""
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    # ------------------------------------------------------------ weights
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """As in Keras: setting it on a model sets it on every layer inside."""
+        self._trainable = bool(value)
+        for layer in self.__dict__.get("_layers") or self.__dict__.get("_all_layers") or []:
+            layer.trainable = self._trainable
+
+    @property
+    def params(self):
+        return [p for layer in self._unique_layers() for p in layer.params]
+
+    @property
+    def grads(self):
+        return [g for layer in self._unique_layers() for g in layer.grads]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._unique_layers() for w in layer.non_trainable_weights]
+
+    @property
+    def weights(self):
+        return [w for layer in self._unique_layers() for w in layer.weights]
+
+    @property
+    def trainable_params(self):
+        return [p for layer in self._unique_layers() for p in layer.trainable_params]
+
+    @property
+    def trainable_grads(self):
+        return [g for layer in self._unique_layers() for g in layer.trainable_grads]
+
+    def _unique_layers(self):
+        return self.layers if self.built else []
+
+    def set_weights(self, weights):
+        """Set every weight, in get_weights order; every count and shape is
+        checked before any weight changes."""
+        weights = list(weights)
+        layers = self._unique_layers()
+        expected = sum(len(layer.weights) for layer in layers)
+        if len(weights) != expected:
+            raise ValueError(f"set_weights: the model has {expected} weight arrays, got "
+                             f"{len(weights)}")
+        chunks, i = [], 0
+        for layer in layers:
+            chunk = weights[i:i + len(layer.weights)]
+            i += len(chunk)
+            for k, (p, w) in enumerate(zip(layer.weights, chunk)):
+                if np.shape(w) != p.shape:
+                    raise ValueError(f"{layer.name}: weight {k} must have shape {p.shape}, "
+                                     f"got {np.shape(w)}")
+            chunks.append((layer, chunk))
+        for layer, chunk in chunks:
+            layer.set_weights(chunk)
+
+    def regularization_loss(self):
+        """The weight penalties of every layer (each layer once)."""
+        return sum(getattr(layer, "regularization_loss", lambda: 0.0)()
+                   for layer in self._unique_layers())
+
+    # ------------------------------------------------------------ running
+
+    def _check_inputs(self, inputs, what):
+        """The arrays for the model's inputs, in order: converted to each
+        Input's dtype and checked against its shape."""
+        n = len(self.inputs)
+        if isinstance(inputs, dict):
+            names = self.input_names
+            unknown = [k for k in inputs if k not in names]
+            missing = [k for k in names if k not in inputs]
+            if unknown or missing:
+                raise ValueError(f"{what}: the dict of inputs must have the keys {names} (the "
+                                 f"Input names), got {list(inputs)}")
+            inputs = [inputs[k] for k in names]
+        elif n == 1:
+            if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and \
+                    isinstance(inputs[0], np.ndarray):
+                inputs = inputs[0]
+            inputs = [inputs]
+        elif not isinstance(inputs, (list, tuple)) or len(inputs) != n:
+            raise ValueError(f"{what}: the model has {n} inputs ({', '.join(self.input_names)}): "
+                             f"give a list of {n} arrays or a dict keyed by their names")
+        arrays = []
+        for k, (value, t) in enumerate(zip(inputs, self.inputs)):
+            label = what if n == 1 else f"{what} {t.node.layer.name!r}"
+            if graph.is_symbolic(value):
+                raise TypeError(f"{label}: got the symbolic tensor {value.name}: fit, evaluate "
+                                f"and predict take arrays (symbolic tensors are for building "
+                                f"models: call the model on them)")
+            arr = _convert(value, t.dtype, label)
+            if arr.ndim != len(t.shape) or any(
+                    s is not None and s != d for s, d in zip(t.shape[1:], arr.shape[1:])):
+                raise ValueError(f"{self.name}: expected inputs of shape {_describe_shape(t.shape)}"
+                                 f"{'' if n == 1 else ' for ' + t.node.layer.name}, got "
+                                 f"{arr.shape}")
+            arrays.append(arr)
+        if len({len(a) for a in arrays}) > 1:
+            raise ValueError(f"{what}: the inputs have different numbers of samples: "
+                             f"{[len(a) for a in arrays]}")
+        return arrays
+
+    def forward(self, inputs, training=False):
+        """The outputs for `inputs` (an array, a list or a dict, as the model's
+        inputs): each node's layer.forward in order. The arrays returned are
+        the layers' buffers (see layers.base)."""
+        return self._run_forward(self._check_inputs(inputs, f"{self.name}: inputs"), training)
+
+    def _run_forward(self, arrays, training):
+        """forward on arrays already checked (the training loop's own batches)."""
+        context = self._context()
+        if context.nodes is None:
+            context.nodes = ([], [])
+        contexts = context.nodes[_TRAINING if training else _INFERENCE]
+        if len(contexts) != len(self._steps):
+            contexts[:] = [CallContext() for _ in self._steps]
+        values = [None] * self._n_tensors
+        for tid, arr in zip(self._input_ids, arrays):
+            values[tid] = arr
+        for step, ctx in zip(self._steps, contexts):
+            step.layer._local.context = ctx
+            step.run(values, training)
+        if training:
+            context.saved = True  # backward may follow
+        if self._single_output:
+            return values[self._output_ids[0]]
+        return self._pack_outputs([values[tid] for tid in self._output_ids])
+
+    def _pack_outputs(self, arrays):
+        spec = self._outputs_spec
+        if graph.is_symbolic(spec):
+            return arrays[0]
+        if isinstance(spec, dict):
+            return dict(zip(spec, arrays))
+        return list(arrays)
+
+    def _output_list(self, grads, what="dy"):
+        spec = self._outputs_spec
+        if graph.is_symbolic(spec):
+            return [grads]
+        if isinstance(spec, dict):
+            return [grads.get(k) for k in spec] if isinstance(grads, dict) else list(grads)
+        if not isinstance(grads, (list, tuple)) or len(grads) != len(self.outputs):
+            raise ValueError(f"{self.name}: {what} must be a list of {len(self.outputs)} "
+                             f"gradients, one per output")
+        return list(grads)
+
+    def backward(self, dy):
+        """Backpropagation through the graph from dy = ∂L/∂outputs (one array
+        per output, None for an output L does not depend on). Fills every
+        layer's grads; returns ∂L/∂inputs when input_grad_needed (else None)."""
+        return self._run_backward(self._output_list(dy), None)
+
+    def backward_from_logits(self, dz):
+        """backward from ∂L/∂(the logits of the softmax that ends the model)."""
+        return self._run_backward([dz], (True,))
+
+    @property
+    def outputs_softmax(self):
+        """True when the model's one output comes out of a softmax whose node
+        can take the fused gradient p − onehot (trainer.py)."""
+        return len(self.outputs) == 1 and self.output_ends_in_softmax(0)
+
+    def output_ends_in_softmax(self, k):
+        """Output k is the output of a softmax (Dense(activation="softmax"),
+        Softmax, a nested model ending in one) that nothing else reads."""
+        tid = self._output_ids[k]
+        if tid in self._input_ids or self._consumers[tid] or self._output_ids.count(tid) > 1:
+            return False
+        step = next(s for s in self._steps if tid in s.out_ids)
+        return step.single and bool(getattr(step.layer, "outputs_softmax", False))
+
+    def _backward_plan(self, output_grads, from_logits):
+        """The plan for these seeds and the layers' current trainable flags (cached)."""
+        key = (self.input_grad_needed, self._accumulating, from_logits,
+               tuple(g is not None for g in output_grads),
+               tuple(layer.trainable for layer in self._leaves))
+        plan = self._backward_plans.get(key)
+        if plan is None:
+            plan = self._backward_plans[key] = self._plan_backward(key)
+        return plan
+
+    def _run_backward(self, output_grads, from_logits, plan=None):
+        """backward from one gradient per output (None: no loss on it); `plan`
+        is _backward_plan's, which a training loop decides once."""
+        context = self._context()
+        if context.nodes is None or not context.saved:
+            raise BackwardBeforeForwardError(
+                f"{self.name}: backward() needs a forward(x, training=True) first")
+        contexts = context.nodes[_TRAINING]
+        if plan is None:
+            plan = self._backward_plan(output_grads, from_logits)
+        sums = _GradientSum(self._n_tensors, context.buffers)
+        for tid, g in zip(self._output_ids, output_grads):
+            if g is not None:
+                sums.add(tid, g, self.name)
+        grads = sums.grads
+        for b in plan:
+            step = b.step
+            layer = step.layer
+            dy = grads[step.out_ids[0]] if step.single else tuple(grads[t] for t in step.out_ids)
+            layer._local.context = contexts[b.index]
+            layer.input_grad_needed = b.input_grad_needed
+            if b.accumulate:
+                result = _backward_adding_grads(layer, dy, b.logits, contexts[b.index])
+            elif b.logits:
+                result = layer.backward_from_logits(dy)
+            else:
+                result = layer.backward(dy)
+            if not b.input_grad_needed:
+                continue
+            if len(step.in_ids) == 1:
+                result = (result,)
+            elif result is None or len(result) != len(step.in_ids):
+                raise ValueError(f"{layer.name}: backward must return {len(step.in_ids)} "
+                                 f"gradients, one per tensor input, got "
+                                 f"{'None' if result is None else len(result)}")
+            for tid, need, g in zip(step.in_ids, b.need_inputs, result):
+                if need and g is not None:
+                    sums.add(tid, g, layer.name)
+        if not self.input_grad_needed:
+            return None
+        dx = [grads[tid] for tid in self._input_ids]
+        return dx[0] if len(dx) == 1 else dx
+
+    def _plan_backward(self, key):
+        """Which nodes backward runs, in reverse order. A tensor needs ∂L/∂it
+        when trainable weights lie upstream of it (or it is an input and
+        input_grad_needed); a node runs when it receives a gradient and
+        either has trainable weights or passes gradients on. The first node
+        of a layer to run writes its grads, later ones add to them."""
+        input_grad_needed, accumulate_all, from_logits, seeded, _ = key
+        needs = [False] * self._n_tensors
+        for tid in self._input_ids:
+            needs[tid] = input_grad_needed
+        for step in self._steps:
+            own = bool(step.layer.trainable_params)
+            for tid in step.out_ids:
+                needs[tid] = own or any(needs[t] for t in step.in_ids)
+        reached = [False] * self._n_tensors
+        logits = set()
+        for k, (tid, given) in enumerate(zip(self._output_ids, seeded)):
+            reached[tid] = given and needs[tid]
+            if from_logits and from_logits[k]:
+                logits.add(tid)
+        plan, written = [], set()
+        for index in range(len(self._steps) - 1, -1, -1):
+            step = self._steps[index]
+            if not any(reached[t] and needs[t] for t in step.out_ids):
+                continue
+            need_inputs = [needs[t] for t in step.in_ids]
+            for t, need in zip(step.in_ids, need_inputs):
+                reached[t] = reached[t] or need
+            own = bool(step.layer.trainable_params)
+            accumulate = own and (accumulate_all or id(step.layer) in written)
+            if own:
+                written.add(id(step.layer))
+            plan.append(_BackwardStep(index, step, need_inputs, accumulate,
+                                      step.single and step.out_ids[0] in logits))
+        return plan
+
+    # ------------------------------------------------------------ as a layer
+
+    def build_for_call(self, *args, **kwargs):
+        self.built = True
+
+    def compute_output_spec(self, inputs, training=None):
+        given = graph.flat_tensors(inputs)
+        if len(given) != len(self.inputs):
+            raise ValueError(f"{self.name}: called on {len(given)} tensors, the model has "
+                             f"{len(self.inputs)} inputs")
+        for t, spec in zip(given, self.inputs):
+            if len(t.shape) != len(spec.shape) or any(
+                    a is not None and b is not None and a != b
+                    for a, b in zip(t.shape[1:], spec.shape[1:])):
+                raise ValueError(f"{self.name}: expected inputs of shape "
+                                 f"{_describe_shape(spec.shape)}, got {t.shape}")
+        outputs = [graph.SymbolicTensor((given[0].shape[0],) + t.shape[1:], t.dtype, None)
+                   for t in self.outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def get_config(self):
+        from . import saving
+        return saving.graph_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        from . import saving
+        return saving.model_from_graph_config(config)
+
+    def summary(self, print_fn=print):
+        from . import saving
+        saving.print_summary(self, print_fn)
+
+    def save(self, path):
+        """Architecture, compile settings and weights in one file (saving.py)."""
+        from . import saving
+        saving.save_model(self, path)
+
+    def save_weights(self, path):
+        from . import saving
+        saving.save_weights(self, path)
+
+    def load_weights(self, path):
+        from . import saving
+        saving.load_weights(self, path)
 
 
-def _batch_size(owner, value):
-    """Keras's batch_size: None means 32."""
-    return 32 if value is None else utils.check_positive_int(owner, "batch_size", value)
+def _backward_adding_grads(layer, dy, logits, context):
+    """layer.backward for a second (third, ...) use of a layer in one pass:
+    its parameter gradients are added to those of the first use. A plain
+    layer writes its grads, so it writes them into scratch arrays here,
+    which are then added; a model passes the request on to its own nodes."""
+    backward = layer.backward_from_logits if logits else layer.backward
+    layer._accumulating = True
+    if isinstance(layer, Model):
+        try:
+            return backward(dy)
+        finally:
+            layer._accumulating = False
+    own = layer.grads
+    scratch = [context.buffers.get(("scratch gradient", i), g.shape) for i, g in enumerate(own)]
+    layer.grads = scratch
+    try:
+        result = backward(dy)
+    finally:
+        layer.grads = own
+        layer._accumulating = False
+    for g, s in zip(own, scratch):
+        np.add(g, s, out=g)
+    return result
 
 
-class Sequential:
-    def __init__(self, layers=None, name=None):
-        self.name = name or "sequential"
+class Sequential(Model):
+    """A stack of layers, each feeding the next: a Model whose graph is a chain.
+
+        model = fz.Sequential([fz.layers.Dense(128, activation="relu"),
+                               fz.layers.Dense(10, activation="softmax")])
+
+    The graph is built as soon as the input shape is known: from fz.Input(...)
+    as the first element, input_shape= on the first layer, build((None, ...)),
+    or the first data the model sees. Built from data alone (no Input, no
+    input_shape), a model that starts with a Dense and receives samples of
+    more than one axis (images) gets a Flatten in front, as Keras's MNIST
+    tutorial writes it and the textbook's program leaves it out: it shows in
+    model.layers and summary() like any layer.
+    """
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        Layer.__init__(self, name=name or unique_name("sequential"), trainable=trainable)
+        self._init_trainer()
         self._layers = []
-        self.optimizer = None
-        self.loss = None
-        self.metrics = []
-        self.stop_training = False
-        self.input_shape = None
-        self._buffers = utils.Buffers()
-        self._rng = None  # this model's generator, made on first need (_generator)
+        self._input = None  # the fz.Input given as the first element, if any
+        self._built_for = None  # (input shape, dtype) of the graph once built
+        self._build_lock = threading.Lock()
+        self.built = False
         for layer in layers or []:
             self.add(layer)
-
-    # ------------------------------------------------------------ structure
-
-    def add(self, layer):
-        if not isinstance(layer, layers_module.Layer):
-            raise TypeError(f"Sequential.add expects a fromzero layer, got {type(layer).__name__}")
-        self._layers.append(layer)
-        self.input_shape = None  # shapes are inferred again on next use
 
     @property
     def layers(self):
         return list(self._layers)
 
-    def _generator(self):
-        """This model's random generator, seeded by one draw from the global
-        generator the first time the model needs it: at compile, or at build or
-        fit if they come first (the rule is in utils.set_random_seed)."""
-        if self._rng is None:
-            self._rng = np.random.default_rng(utils.next_seed())
-        return self._rng
+    def _unique_layers(self):
+        return self._layers
 
-    @_with_own_generator
-    def build(self, input_shape):
-        """Create every layer's weights for inputs of `input_shape` (no batch axis)."""
+    def add(self, layer):
+        """Append a layer (or, first, an fz.Input). A built model rebuilds its graph."""
+        if graph.is_symbolic(layer):
+            if self._layers or self._input is not None:
+                raise ValueError(f"{self.name}: an Input can only be the first element of a "
+                                 f"Sequential")
+            if not isinstance(layer.node.layer, InputLayer):
+                raise ValueError(f"{self.name}: only tensors made by fz.Input can start a "
+                                 f"Sequential, got {layer.name}")
+            self._input = layer
+            return
+        if isinstance(layer, InputLayer):
+            return self.add(layer.output)
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fromzero layer, got {type(layer).__name__}")
+        if any(layer is other for other in self._layers):
+            raise ValueError(f"{self.name}: layer {layer.name} is already in the model")
+        self._layers.append(layer)
+        if self.built or self._known_input_shape() is not None:
+            try:
+                self._build_graph()
+            except Exception:
+                self._layers.pop()
+                if self.built:
+                    self._build_graph()
+                raise
+
+    def pop(self):
+        """Remove the last layer (the graph is rebuilt without it)."""
         if not self._layers:
-            raise ValueError("the model has no layers: add some before using it")
-        shape = tuple(int(d) for d in input_shape)
-        for layer in self._layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.output_shape(shape)
-        self.input_shape = tuple(int(d) for d in input_shape)
-        self._mark_input_grads_needed()
+            raise IndexError(f"{self.name}: there are no layers to pop")
+        layer = self._layers.pop()
+        self.built = False
+        if self._layers and self._known_input_shape() is not None:
+            self._build_graph()
+        return layer
 
-    def _mark_input_grads_needed(self):
-        """Only a layer after one with trainable weights must pass ∂L/∂input back:
-        backward stops at the first trainable layer, so frozen layers below it
-        (layer.trainable = False) cost no gradient work at all."""
-        needed = False
-        for layer in self._layers:
-            layer.input_grad_needed = needed
-            needed = needed or (layer.trainable and bool(layer.params))
+    def _known_input_shape(self):
+        """(shape with the batch axis, dtype) when known before any data: an
+        Input, input_shape= on the first layer, or a model as first layer."""
+        if self._input is not None:
+            return self._input.shape, self._input.dtype
+        if self._built_for is not None:  # built before (build(), or data): the same inputs
+            return self._built_for
+        if not self._layers:
+            return None
+        first = self._layers[0]
+        if isinstance(first, Model) and first.built and len(first.inputs) == 1:
+            return first.inputs[0].shape, first.inputs[0].dtype
+        if first._build_input_shape is not None:
+            return first._build_input_shape, "float32"
+        return None
 
-    def output_shape(self):
-        shape = self.input_shape
-        for layer in self._layers:
-            shape = layer.output_shape(shape)
-        return shape
+    def build(self, input_shape=None):
+        """Build the graph and every layer's weights for inputs of
+        `input_shape`, Keras's shape with the batch axis: (None, 784)."""
+        if input_shape is None:
+            known = self._known_input_shape()
+            if known is None:
+                raise ValueError(f"{self.name}: build needs an input shape, e.g. "
+                                 f"build((None, 784)), or an fz.Input as the first layer")
+            self._build_graph()
+            return
+        shape = tuple(input_shape)
+        if len(shape) < 2:
+            raise ValueError(f"{self.name}: build takes Keras's input shape with the batch axis "
+                             f"first, e.g. (None, 784); got {input_shape!r}")
+        self._build_graph((None,) + shape[1:])
 
-    def _ensure_built(self, x):
-        if self.input_shape is None:
-            self.build(x.shape[1:])
-        elif x.shape[1:] != self.input_shape and math.prod(x.shape[1:]) != math.prod(self.input_shape):
-            raise ValueError(f"{self.name}: expected inputs of shape (batch, "
-                             f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
+    def build_for_call(self, *args, **kwargs):
+        if not self.built:
+            first = args[0] if args else next(iter(kwargs.values()))
+            (t,) = graph.flat_tensors(first)
+            self._build_graph(t.shape, t.dtype)
 
-    # ------------------------------------------------------------ low level
-
-    def forward(self, x, training=False):
-        for layer in self._layers:
-            x = layer.forward(x, training=training)
-        return x
-
-    def backward(self, dy):
-        for layer in reversed(self._layers):
-            if dy is None:
-                break
-            dy = layer.backward(dy)
-        return dy
-
-    @property
-    def trainable_params(self):
-        return [p for layer in self._layers if layer.trainable for p in layer.params]
-
-    @property
-    def trainable_grads(self):
-        return [g for layer in self._layers if layer.trainable for g in layer.grads]
-
-    # ------------------------------------------------------------ training
-
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        if loss is None:
-            raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
-        self._generator()  # seeded now, in the compiling thread
-
-    def _check_compiled(self, what):
-        if self.loss is None:
-            raise RuntimeError(f"{what}: the model must be compiled first: call model.compile("
-                               f"optimizer='adam', loss='sparse_categorical_crossentropy')")
-
-    def _fused_softmax(self):
-        """Softmax output + cross-entropy on probabilities: train through ∂L/∂logits = p − t."""
-        return self.loss.fuses_with_softmax and getattr(self._layers[-1], "outputs_softmax", False)
-
-    def _regularization_loss(self):
-        return sum(getattr(layer, "regularization_loss", lambda: 0.0)() for layer in self._layers)
-
-    def _train_step(self, x, targets, fused, grads_and_params, regularized=False):
-        """Forward, loss, backward, update for one batch. Returns (loss sum, predictions);
-        with `regularized`, the sum includes the weight penalty (before the update)."""
-        y = self.forward(x, training=True)
-        row_loss = self._buffers.get("row_loss", (len(y),))
-        grad = self._buffers.get("dy", y.shape)
-        last = self._layers[-1]
-        if fused:
-            total = self.loss.value(y, targets, row_loss)
-            dy = last.backward_from_logits(self.loss.softmax_gradient(y, targets, out=grad))
+    def _build_graph(self, shape=None, dtype="float32"):
+        """The chain Input → layer → layer → ..., each layer built on the way
+        (weights drawn from the model's own generator, see utils.set_random_seed)."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: the model has no layers: add some before using it")
+        if shape is None:
+            shape, dtype = self._known_input_shape()
+        if self._input is not None:
+            if shape != self._input.shape:
+                raise ValueError(f"{self.name}: the model's Input has shape {self._input.shape}, "
+                                 f"not {shape}")
+            x = inputs = self._input
         else:
-            total = self.loss.value_and_gradient(y, targets, row_loss, grad)
-            dy = last.backward(grad)
-        for layer in reversed(self._layers[:-1]):
-            if dy is None:
-                break
-            dy = layer.backward(dy)
-        if regularized:
-            total += self._regularization_loss() * len(x)
-        self.optimizer.apply_gradients(grads_and_params)
-        return total, y
+            from .layers.core import Input
+            x = inputs = Input(shape=shape[1:], dtype=dtype, name=f"{self.name}_input")
+        with utils.using_generator(self._generator()):
+            for layer in self._layers:
+                x = layer(x)
+        self._init_graph(inputs, x)
+        self._built_for = (shape, dtype)
 
-    def _prepare(self, x, y, what):
-        """Inputs and targets as the kernels want them, after every check."""
-        x = _as_inputs(x, f"{what}: x")
-        if np.ndim(y) == 0 or len(y) != len(x):
-            raise ValueError(f"{what}: x has {len(x)} samples but y has "
-                             f"{'no length' if np.ndim(y) == 0 else len(y)}")
-        self._ensure_built(x)
-        out_shape = self.output_shape()
-        if len(out_shape) != 1:
-            raise ValueError(f"{what}: the model's output must be (batch, outputs), "
-                             f"got (batch, {', '.join(map(str, out_shape))}); add a Flatten")
-        return x, self.loss.prepare_targets(y, (len(x),) + tuple(out_shape))
+    def _build_from_data(self, arrays):
+        """Build for the first batch the model sees (see the class docstring)."""
+        (x,) = arrays
+        if isinstance(self._layers[0] if self._layers else None, Dense) and x.ndim > 2:
+            self._layers.insert(0, Flatten())
+        self._build_graph((None,) + x.shape[1:])
 
-    @_with_own_generator
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
-            validation_data=None, shuffle=True, callbacks=None):
-        """Train for `epochs` passes over (x, y) in shuffled minibatches; returns a History."""
-        self._check_compiled("fit")
-        batch_size = _batch_size("fit", batch_size)
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
-            raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
-        validation_split = utils.check_number("fit", "validation_split", validation_split, 0, 1,
-                                              high_open=True)
-        x, targets = self._prepare(x, y, "fit")
-        val = None
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            val = self._prepare(*validation_data, "fit: validation_data")
-        elif validation_split > 0:
-            # As Keras: the last fraction of the data, taken before shuffling.
-            n_val = len(x) - math.floor(len(x) * (1.0 - validation_split))
-            if n_val == 0 or n_val == len(x):
-                raise ValueError(f"validation_split={validation_split} leaves no "
-                                 f"{'validation' if n_val == 0 else 'training'} samples "
-                                 f"out of {len(x)}")
-            val = (x[-n_val:], targets[-n_val:])
-            x, targets = x[:-n_val], targets[:-n_val]
-
-        history = callbacks_module.History()
-        user_callbacks = list(callbacks or [])
-        callback_list = user_callbacks + [history]  # History last, as Keras: it sees their logs
-        for cb in callback_list:
-            cb.set_model(self)
-        self._mark_input_grads_needed()  # `trainable` may have changed since build
-        fused = self._fused_softmax()
-        grads_and_params = list(zip(self.trainable_grads, self.trainable_params))
-        regularized = any(getattr(layer, "kernel_regularizer", None) is not None
-                          for layer in self._layers)
-        n = len(x)
-        steps = math.ceil(n / batch_size)
-        self.stop_training = False
-        for cb in callback_list:
-            cb.on_train_begin()
-        for epoch in range(epochs):
-            for cb in callback_list:
-                cb.on_epoch_begin(epoch)
-            for m in self.metrics:
-                m.reset_state()
-            order = (_core.random_permutation(n, utils.next_seed()) if shuffle
-                     else np.arange(n, dtype=np.int64))
-            bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
-                       disable=verbose != 1, file=sys.stdout, mininterval=0.2, leave=True)
-            loss_sum, seen = 0.0, 0
-            for step in range(steps):
-                index = order[step * batch_size:(step + 1) * batch_size]
-                xb = _core.gather_rows(x, index, self._buffers.get("x", (len(index),) + x.shape[1:]))
-                tb = _core.gather_rows(targets, index, self._buffers.get(
-                    "t", (len(index),) + targets.shape[1:], targets.dtype))
-                total, pred = self._train_step(xb, tb, fused, grads_and_params, regularized)
-                if not math.isfinite(total):
-                    # Keras's TerminateOnNaN: running on would only spread NaN into every weight.
-                    print(f"Batch {step}: invalid loss {total}, terminating training", file=sys.stderr)
-                    self.stop_training = True
-                    loss_sum, seen = total, 1
-                    break
-                loss_sum += total
-                seen += len(index)
-                for m in self.metrics:
-                    m.update_state(tb, pred)
-                bar.update(1)
-                if step % 25 == 0 or step == steps - 1:
-                    bar.set_postfix_str(self._format_logs(loss_sum / seen), refresh=False)
-                for cb in user_callbacks:
-                    cb.on_train_batch_end(step, {"loss": loss_sum / seen})
-                if self.stop_training:
-                    break
-            logs = {"loss": loss_sum / seen}
-            logs.update({m.name: m.result() for m in self.metrics})
-            if val is not None:
-                val_logs = self._evaluate_prepared(*val, batch_size)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            bar.set_postfix_str(_format(logs), refresh=True)
-            bar.close()
-            if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - {_format(logs)}")
-            for cb in callback_list:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in callback_list:
-            cb.on_train_end()
-        return history
-
-    def _format_logs(self, loss):
-        logs = {"loss": loss}
-        logs.update({m.name: m.result() for m in self.metrics})
-        return _format(logs)
-
-    # ------------------------------------------------------------ inference
-
-    def _evaluate_prepared(self, x, targets, batch_size, verbose=0):
-        for m in self.metrics:
-            m.reset_state()
-        total = 0.0
-        steps = range(0, len(x), batch_size)
-        for start in tqdm(steps, desc="Evaluate", unit="batch", disable=verbose != 1,
-                          file=sys.stdout, mininterval=0.2):
-            xb, tb = x[start:start + batch_size], targets[start:start + batch_size]
-            pred = self.forward(xb, training=False)
-            total += self.loss.value(pred, tb, self._buffers.get("row_loss", (len(xb),)))
-            for m in self.metrics:
-                m.update_state(tb, pred)
-        logs = {"loss": total / len(x) + self._regularization_loss()}
-        logs.update({m.name: m.result() for m in self.metrics})
-        return logs
-
-    def evaluate(self, x, y, batch_size=32, verbose=1):
-        """The mean loss on (x, y), or [loss, metric, ...] when metrics were compiled."""
-        self._check_compiled("evaluate")
-        batch_size = _batch_size("evaluate", batch_size)
-        logs = self._evaluate_prepared(*self._prepare(x, y, "evaluate"), batch_size, verbose)
-        if verbose == 1:
-            print(_format(logs))
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
-
-    def predict(self, x, batch_size=32, verbose=0):
-        """The model's outputs for x, a float32 array of shape (len(x), outputs...)."""
-        batch_size = _batch_size("predict", batch_size)
-        x = _as_inputs(x, "predict: x")
-        self._ensure_built(x)
-        out = np.empty((len(x),) + tuple(self.output_shape()), dtype=np.float32)
-        for start in tqdm(range(0, len(x), batch_size), desc="Predict", unit="batch",
-                          disable=verbose != 1, file=sys.stdout):
-            out[start:start + batch_size] = self.forward(x[start:start + batch_size]).reshape(
-                (-1,) + out.shape[1:])
-        return out
-
-    # ------------------------------------------------------------ weights, files
-
-    def count_params(self):
-        return sum(layer.count_params() for layer in self._layers)
-
-    def get_weights(self):
-        return [w for layer in self._layers for w in layer.get_weights()]
-
-    def set_weights(self, weights):
-        weights = list(weights)
-        expected = sum(len(layer.weights) for layer in self._layers)
-        if len(weights) != expected:
-            raise ValueError(f"set_weights: the model has {expected} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self._layers:
-            layer.set_weights(weights[i:i + len(layer.weights)])
-            i += len(layer.weights)
-
-    def summary(self, print_fn=print):
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        shape = self.input_shape
-        for layer in self._layers:
-            shape = layer.output_shape(shape) if shape is not None else None
-            out = "?" if shape is None else str((None,) + tuple(shape))
-            rows.append((f"{layer.name} ({type(layer).__name__})", out, f"{layer.count_params():,}"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
-        line = "─" * sum(widths)
-        print_fn(f'Model: "{self.name}"')
-        print_fn(line)
-        for i, row in enumerate(rows):
-            print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)))
-            if i == 0:
-                print_fn(line)
-        print_fn(line)
-        trainable = sum(p.size for l in self._layers if l.trainable for p in l.params)
-        print_fn(f"Total params: {self.count_params():,}")
-        print_fn(f"Trainable params: {trainable:,}")
-        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+    def _check_inputs(self, inputs, what):
+        if not self.built:
+            if not self._layers:
+                raise ValueError(f"{self.name}: the model has no layers: add some before using it")
+            data = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 \
+                and isinstance(inputs[0], np.ndarray) else inputs
+            data = _convert(data, "float32", what)
+            with self._build_lock:  # two threads predicting at once build it once
+                if not self.built:
+                    self._build_from_data([data])
+        return super()._check_inputs(inputs, what)
 
     def get_config(self):
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "name": self.name,
-            "input_shape": None if self.input_shape is None else list(self.input_shape),
-            "layers": [{"class": type(l).__name__, "config": l.get_config(),
-                        "trainable": l.trainable} for l in self._layers],
-            "compile": None if self.loss is None else {
-                "optimizer": self.optimizer.get_config(),
-                "loss": self.loss.get_config(),
-                "metrics": [m.name for m in self.metrics],
-            },
-        }
+        from . import saving
+        return saving.sequential_config(self)
 
-    def save(self, path):
-        """Save architecture, compile settings and weights to one .npz file.
-
-        The architecture is JSON inside the archive, the weights are plain
-        arrays: loading never unpickles (so never runs code). The file is
-        written beside `path` under a temporary name and renamed over it, so a
-        crash mid-save leaves the old file intact.
-        """
-        arrays = {"config": np.array(json.dumps(self.get_config()))}
-        arrays.update({f"weight_{i}": w for i, w in enumerate(self.get_weights())})
-        _write_npz_atomically(path, arrays)
-
-    def save_weights(self, path):
-        """Save only the weights, as arrays weight_0, weight_1, ... in one .npz
-        file (atomically, as save). Read them back with load_weights."""
-        _write_npz_atomically(path, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
-
-    def load_weights(self, path):
-        """Set the weights from a file written by save_weights or save.
-
-        The model must have the architecture the file was saved from: the
-        number of weight arrays and every shape are checked before any weight
-        changes. An unbuilt model is first built for the input shape stored by
-        save (a save_weights file does not store it).
-        """
-        path = os.fspath(path)
-        try:
-            with _Checkpoint(path) as archive:
-                config = archive.read_config() if archive.has("config") else {}
-                if self.input_shape is None:
-                    if config.get("input_shape") is None:
-                        raise _LoadError(f"load_weights: build the model first (model.build("
-                                         f"input_shape) or call it on data): {path} does not "
-                                         f"store an input shape")
-                    self.build(_check_input_shape(config["input_shape"]))
-                weights = archive.read_weights(self)
-        except _WeightMismatch as e:
-            raise ValueError(f"load_weights: {e.describe(path)}") from None
-        except _LoadError as e:
-            raise ValueError(str(e)) from None
-        except FileNotFoundError:
-            raise
-        except _ARCHIVE_ERRORS as e:
-            raise ValueError(f"cannot load weights from {path}: {e}") from e
-        self.set_weights(weights)
+    @classmethod
+    def from_config(cls, config):
+        from . import saving
+        return saving.sequential_from_config(config)
 
 
-def _write_npz_atomically(path, arrays):
-    """np.savez(path, **arrays), written beside `path` under a temporary name and
-    renamed over it, so a crash mid-save leaves the old file intact."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _format(logs):
-    """'loss: 0.1234 - accuracy: 0.9876'; a per-class metric prints as an array."""
-    return " - ".join(f"{k}: {v:.4f}" if np.ndim(v) == 0 else
-                      f"{k}: {np.array2string(np.asarray(v), precision=4)}" for k, v in logs.items())
-
-
-def load_model(path):
-    """A Sequential saved by model.save(path), compiled again if it was compiled.
-
-    The file is not trusted (see _Checkpoint): anything wrong with it — not a
-    zip archive, truncated, another program's .npz, pickled objects, another
-    format version, a malformed architecture, weights of the wrong shape — is
-    a ValueError naming the file, raised before any array of the size the
-    file claims is allocated. Nothing in it is ever unpickled.
-    """
-    path = os.fspath(path)
-    try:
-        with _Checkpoint(path) as archive:
-            if not archive.has("config"):
-                raise ValueError("no 'config' entry: not a fromzero model file")
-            config = archive.read_config()
-            if config.get("format") != FORMAT_NAME:
-                raise ValueError("not a fromzero model file")
-            version = config.get("format_version")
-            if isinstance(version, bool) or version != FORMAT_VERSION:
-                raise ValueError(f"format version {version!r} is not supported (this fromzero "
-                                 f"reads {FORMAT_VERSION})")
-            model = _model_from_config(config)
-            try:
-                weights = archive.read_weights(model)
-            except _WeightMismatch as e:
-                raise ValueError(f"weights do not fit the architecture: {e}") from None
-            model.set_weights(weights)
-            if config.get("compile"):
-                c = _check_type(config["compile"], dict, "compile")
-                model.compile(optimizers.from_config(_check_type(c.get("optimizer"), dict, "optimizer")),
-                              losses.from_config(_check_type(c.get("loss"), dict, "loss")),
-                              _check_type(c.get("metrics", []), list, "metrics"))
-    except FileNotFoundError:
-        raise
-    except _ARCHIVE_ERRORS as e:
-        raise ValueError(f"cannot load model from {path}: {e}") from e
-    return model
-
-
-class _LoadError(ValueError):
-    """A load_weights / load_model error whose message is already complete."""
-
-
-# What reading a damaged or foreign file can raise: zipfile's own errors
-# (RuntimeError for an encrypted entry, NotImplementedError for an unknown
-# compression method), those of the decompressors a zip entry may name
-# (zlib, bz2 → OSError, lzma), the .npy header parser's, and — from a
-# malformed architecture — the layer constructors' TypeError, KeyError, ...
-# load_model and load_weights turn each into a ValueError naming the file.
-_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError,
-                   RuntimeError, RecursionError, OverflowError, struct.error, zlib.error,
-                   lzma.LZMAError, zipfile.BadZipFile)
-_MAX_CONFIG_BYTES = 1 << 24  # a model's architecture is a few kilobytes of JSON
-
-
-def _check_type(value, kind, what):
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ValueError(f"{what} must be a {kind.__name__} in the model's config, got {value!r}")
-    return value
-
-
-def _check_input_shape(shape):
-    """The config's input_shape as a tuple of positive ints (no batch axis)."""
-    ok = isinstance(shape, list) and len(shape) >= 1 and all(
-        isinstance(d, int) and not isinstance(d, bool) and 1 <= d < 2**31 for d in shape)
-    if not ok or math.prod(shape) >= 2**40:
-        raise ValueError(f"input_shape must be a list of positive integers, got {shape!r}")
-    return tuple(shape)
-
-
-def _model_from_config(config):
-    """An uncompiled Sequential, built when the config gives an input shape."""
-    layers = []
-    for entry in _check_type(config.get("layers"), list, "layers"):
-        entry = _check_type(entry, dict, "each layer")
-        cls = layers_module.LAYERS.get(entry.get("class"))
-        if cls is None:
-            raise ValueError(f"unknown layer {entry.get('class')!r}")
-        layer = cls(**_check_type(entry.get("config", {}), dict, "a layer's config"))
-        layer.trainable = bool(entry.get("trainable", True))
-        layers.append(layer)
-    name = config.get("name")
-    model = Sequential(layers, name=None if name is None else str(name))
-    if config.get("input_shape") is not None:
-        input_shape = _check_input_shape(config["input_shape"])
-        try:
-            model.build(input_shape)
-        except MemoryError as e:
-            raise ValueError(f"the architecture it describes does not fit in memory: {e}") from None
-    return model
-
-
-class _Checkpoint:
-    """A .npz file written by save / save_weights, read without trusting it.
-
-    np.load alone would read a .npy file whole, at whatever size its header
-    claims, try to unpickle anything else (refused with allow_pickle=False,
-    but only after reading it), and allocate every entry at its header's size
-    before reading the data. Here the file must be a zip archive, and every
-    entry's .npy header is checked first: plain numbers (never Python objects,
-    so nothing is unpickled), the shape the model expects, and exactly that
-    many data bytes in the archive.
-    """
-
-    def __init__(self, path):
-        self.path = path
-        with open(path, "rb") as f:  # FileNotFoundError goes to the caller as is
-            magic = f.read(4)
-        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise ValueError(f"not a .npz archive: a zip file starts with b'PK\\x03\\x04', "
-                             f"this one with {magic!r}")
-        self.zip = zipfile.ZipFile(path)
-        # np.savez stores array `name` as the entry "name.npy".
-        self.entries = {info.filename[:-4]: info for info in self.zip.infolist()
-                        if info.filename.endswith(".npy")}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.zip.close()
-
-    def has(self, name):
-        return name in self.entries
-
-    def read(self, name, shape=None, max_bytes=None):
-        """Entry `name` as an array, its header checked before its data is read."""
-        info = self.entries[name]
-        with self.zip.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f"entry {name!r} is in .npy format {version}, not 1.0 or 2.0")
-            try:
-                found, fortran, dtype = read_header(f)
-            except Exception as e:  # noqa: BLE001 — NumPy's header parser raises
-                # ValueError, but also tokenize.TokenError, SyntaxError, ... on a damaged header
-                raise ValueError(f"entry {name!r} has a damaged .npy header ({e!r})") from e
-            if dtype.hasobject or dtype.kind not in "biufU" or dtype.fields is not None:
-                raise ValueError(f"entry {name!r} has dtype {dtype}: a checkpoint holds plain "
-                                 f"numbers (Python objects would need unpickling)")
-            if shape is not None and found != tuple(shape):
-                raise _ShapeError(found)
-            nbytes = math.prod(found) * dtype.itemsize
-            if max_bytes is not None and nbytes > max_bytes:
-                raise ValueError(f"entry {name!r} claims {nbytes} bytes, more than {max_bytes}")
-            stored = info.file_size - f.tell()
-            if stored != nbytes:
-                raise ValueError(f"entry {name!r} has shape {found} and dtype {dtype}: "
-                                 f"{nbytes} data bytes, but the archive stores {stored}")
-            data = f.read(nbytes)
-        if len(data) != nbytes:
-            raise ValueError(f"entry {name!r} is truncated: {len(data)} of {nbytes} bytes")
-        return np.frombuffer(data, dtype).reshape(found, order="F" if fortran else "C").copy()
-
-    def read_config(self):
-        """The architecture: the JSON string in the entry "config", as a dict."""
-        try:
-            config = self.read("config", shape=(), max_bytes=_MAX_CONFIG_BYTES)
-        except _ShapeError as e:
-            raise ValueError(f"the 'config' entry has shape {e.found}, not () (one JSON "
-                             f"string)") from None
-        if config.dtype.kind != "U":
-            raise ValueError(f"the 'config' entry holds {config.dtype}, not a JSON string")
-        config = json.loads(str(config))
-        if not isinstance(config, dict):
-            raise ValueError("not a fromzero model file: its config is not a JSON object")
-        return config
-
-    def read_weights(self, model):
-        """The arrays weight_0, weight_1, ... for `model`, their count and each
-        shape checked against the model's weights before the array is read."""
-        params = [p for layer in model.layers for p in layer.weights]
-        count = sum(name.startswith("weight_") for name in self.entries)
-        if count != len(params):
-            raise _WeightMismatch(None, count, len(params))
-        weights = []
-        for i, p in enumerate(params):
-            if not self.has(f"weight_{i}"):
-                raise ValueError(f"the weight arrays are not numbered 0 to {count - 1}: "
-                                 f"no weight_{i}")
-            try:
-                w = self.read(f"weight_{i}", shape=p.shape)
-            except _ShapeError as e:
-                raise _WeightMismatch(i, e.found, p.shape) from None
-            if w.dtype.kind not in "biuf":
-                raise ValueError(f"weight {i} has dtype {w.dtype}, not a number type")
-            weights.append(w)
-        return weights
-
-
-class _ShapeError(ValueError):
-    """An entry's header shape is not the one asked for."""
-
-    def __init__(self, found):
-        super().__init__(f"shape {found}")
-        self.found = found
-
-
-class _WeightMismatch(ValueError):
-    """The file's weights do not fit the model: their number (index None) or
-    the shape of weight `index`."""
-
-    def __init__(self, index, found, expected):
-        self.index, self.found, self.expected = index, found, expected
-        super().__init__(f"the file holds {found} weight arrays, the model has {expected}"
-                         if index is None else
-                         f"weight {index} must have shape {expected}, got {found}")
-
-    def describe(self, path):
-        """The message load_weights gives, naming the file."""
-        if self.index is None:
-            return f"{path} holds {self.found} weight arrays, the model has {self.expected}"
-        return (f"weight {self.index} in {path} has shape {self.found}, "
-                f"the model's has shape {self.expected}")
+from .saving import load_model  # noqa: E402 — saving imports this module

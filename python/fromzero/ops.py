@@ -1,24 +1,57 @@
 """The compiled kernels, callable on NumPy arrays.
 
-Each function checks its arguments (shapes, dtypes, label ranges) in the C++
-binding before any pointer is used, converts inputs to float32 C-contiguous
-only when needed, releases the GIL while the kernel runs, and returns NumPy
-arrays. Functions that take ``out=`` write into that array instead of
-allocating: it must be a writable float32 C-contiguous array of the result's
-shape. This is what the layers call; csrc/bindings.cpp is one hop further.
+Each function is declared once in csrc/bindings.cpp — its signature, every
+array's role, dtype and dims, every hyperparameter's range — and checked from
+that declaration before any pointer is used: inputs are converted to float32
+C-contiguous only when needed, ``out=`` arrays must be writable, aligned,
+C-contiguous and of the result's shape and dtype, no array the kernel writes
+may share memory with another argument (except where the kernel allows in
+place, ``out=x``), and the GIL is released while the kernel runs.
+``kernel_specs()`` returns those declarations and ``limits()`` the ranges.
+This is what the layers call; csrc/bindings.cpp is one hop further.
 """
+
+import math
+import numbers
 
 import numpy as np
 
 from . import _core
-from ._core import (Activation, argmax, bias_grad, count_correct, dense_backward,
-                    dense_forward, dropout_backward, dropout_forward, gather_rows,
-                    random_permutation, softmax_crossentropy_backward)
+from ._core import (Activation, argmax, batch_norm_backward, batch_norm_forward, bias_grad,
+                    count_correct, dense_backward, dense_forward, dropout_backward, dropout_forward,
+                    gather_rows, kernel_specs, random_permutation, softmax_crossentropy_backward)
 
 __all__ = ["Activation", "dense_forward", "dense_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
            "gelu", "softmax", "activation_forward", "activation_backward", "argmax", "bias_grad",
            "count_correct", "dropout_forward", "dropout_backward", "gather_rows",
-           "random_permutation", "softmax_crossentropy_backward", "simd_path", "has_openmp"]
+           "random_permutation", "softmax_crossentropy_backward", "simd_path", "has_openmp",
+           "kernel_specs", "limits", "check_limit"]
+
+_LIMITS = _core.limits()
+
+
+def limits():
+    """The range of every scalar hyperparameter the kernels take, by name
+    ({"beta": {"low": 0.0, "high": 1.0, "low_open": False, "high_open": True,
+    "interval": "[0, 1)", "why": ...}, ...}). csrc/bindings.cpp owns them."""
+    return _core.limits()
+
+
+def check_limit(owner, name, value, limit=None):
+    """`value` as a float, after checking it is a finite real number (NumPy
+    scalars too) in the kernels' range `limit` (by default `name`); otherwise a
+    ValueError naming the owner, the argument and the range:
+    check_limit("Adam", "beta_1", 1.0, "beta") → "Adam: beta_1 must be a number
+    in [0, 1), got 1.0". What layers and optimizers check their arguments with,
+    so that Python and the kernels agree."""
+    r = _LIMITS[limit or name]
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > r["low"] if r["low_open"] else value >= r["low"]) and \
+             (value < r["high"] if r["high_open"] else value <= r["high"])
+    if not ok:
+        raise ValueError(f"{owner}: {name} must be a number in {r['interval']}, got {value!r}")
+    return float(value)
 
 
 def matmul(a, b, transpose_a=False, transpose_b=False, bias=None, activation=Activation.identity,
@@ -188,18 +221,6 @@ def global_avg_pool2d(x):
     return global_avg_pool2d_forward(x)
 
 
-def batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99,
-                       epsilon=1e-3, out=None, mean=None, inv_std=None):
-    """``(y, mean, inv_std)``: ``y = gamma·(x − mean)·inv_std + beta`` per channel (last axis).
-
-    Training uses the batch's mean and biased variance and updates the float32
-    arrays moving_mean and moving_var in place (``moving = momentum·moving +
-    (1 − momentum)·batch``); inference uses the moving statistics.
-    """
-    return _core.batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
-                                    epsilon, out, mean, inv_std)
-
-
-def batch_norm_backward(x, gamma, mean, inv_std, dy, training, out=None, dgamma=None, dbeta=None):
-    """``(dx, dgamma, dbeta)``, with mean and inv_std from batch_norm_forward."""
-    return _core.batch_norm_backward(x, gamma, mean, inv_std, dy, training, out, dgamma, dbeta)
+# batch_norm_forward → (y, mean, inv_std) and batch_norm_backward → (dx, dgamma, dbeta)
+# are the bindings themselves, imported above: help() shows their signatures, with the
+# defaults declared once, in csrc/bindings.cpp.

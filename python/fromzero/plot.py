@@ -256,7 +256,7 @@ def misclassified(model, x, y, n=16, path=None, class_names=None, batch_size=256
     y = np.asarray(y).reshape(-1)
     if len(x) != len(y):
         raise ValueError(f"misclassified: x has {len(x)} samples but y has {len(y)}")
-    scores = model.predict(x, batch_size=batch_size)
+    scores = model.predict(x, batch_size=batch_size, verbose=0)
     if scores.ndim == 2 and scores.shape[1] > 1:  # one score per class
         predicted = np.argmax(scores, axis=1)
         confidence = scores[np.arange(len(scores)), predicted]

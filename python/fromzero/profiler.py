@@ -1,7 +1,8 @@
-"""Where the time of a training step goes: ``fz.utils.profile(model, x, y)``.
+"""Where the time of a training step goes: ``fz.profiler.profile(model, x, y)``.
 
-It runs real training steps — the same ``Sequential._train_step`` that fit
-runs: forward, loss, backward, update — with a stopwatch around every call the
+It runs real training steps — the same ``Model._train_step`` that fit runs,
+on the batches fit's iterator gives: forward, loss, backward, update — with a
+stopwatch around every call the
 step makes into a layer, the loss and the optimizer, and prints a table:
 
     Profile: 200 steps of batch 32 on 1 thread(s), avx512 GEMM: 0.272 ms per step
@@ -29,12 +30,12 @@ arrays per weight). "other" is the Python between the calls: the
 interpreter's share of the step.
 """
 
-import contextlib
 import time
 
 import numpy as np
 
-from . import _core, ops
+from . import _core, ops, utils
+from .layers.core import InputLayer
 
 
 class _Stopwatch:
@@ -78,7 +79,7 @@ class _Patches:
 
 
 class Profile:
-    """The result of fz.utils.profile: ``rows`` (one dict per part, times in
+    """The result of fz.profiler.profile: ``rows`` (one dict per part, times in
     milliseconds per step), ``step_ms``, ``steps`` and ``batch_size``.
     ``profile["dense"]`` is the row whose name starts with "dense "; str() is the table."""
 
@@ -116,71 +117,70 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
     """Time `steps` training steps of a compiled model on batches of (x, y).
 
     Each step is what fit does for one batch: take the batch's rows
-    (``data``), ``model._train_step`` (every layer's forward, the loss,
-    every layer's backward, the optimizer's update) and the compiled metrics.
-    ``warmup`` steps run first, untimed (the first step allocates buffers).
-    Batches are consecutive slices of x, wrapping around.
+    (``data``, from the same batch iterator fit uses, in order, starting
+    over when the data runs out), ``model._train_step`` (every layer's
+    forward, the loss, every layer's backward, the optimizer's update) and
+    the compiled metrics. ``warmup`` steps run first, untimed (the first
+    step allocates buffers).
 
     With ``restore=True`` (the default) the weights, the optimizer's state and
     the random generator are put back afterwards, so profiling does not train
     the model. Prints the table with ``print_fn`` (None: print nothing) and
     returns a Profile (its ``rows`` hold the numbers).
     """
-    from . import utils
     model._check_compiled("profile")
     steps = utils.check_positive_int("profile", "steps", steps)
     batch_size = utils.check_positive_int("profile", "batch_size", batch_size)
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
         raise ValueError(f"profile: warmup must be a non-negative integer, got {warmup!r}")
-    x, targets = model._prepare(x, y, "profile")
-    batch_size = min(batch_size, len(x))
-
+    batches, _ = model._batches(x, y, None, None, batch_size, None, False, "profile")
+    batch_size = batches.batch_size
     # Dropout draws from the model's own generator during fit; so it does here.
-    generator = model._generator() if hasattr(model, "_generator") else utils.generator()
-    own_generator = (utils.using_generator(generator) if hasattr(utils, "using_generator")
-                     else contextlib.nullcontext())
+    generator = model._generator()
     saved = _snapshot(model, generator) if restore else None
-    layers = model.layers
-    clocks = {(layer.name, part): _Stopwatch() for layer in layers for part in ("forward", "backward")}
+    layers = [layer for layer in model._leaves if not isinstance(layer, InputLayer)]
+    clocks = {(id(layer), part): _Stopwatch() for layer in layers for part in ("forward", "backward")}
     loss_fwd, loss_bwd, update, data, metrics = (_Stopwatch() for _ in range(5))
+    output_losses = model._losses()
     patches = _Patches()
     try:
-        with own_generator:
-            model._mark_input_grads_needed()
-            fused = model._fused_softmax()
-            grads_and_params = list(zip(model.trainable_grads, model.trainable_params))
-            buffers = model._buffers
-            order = np.arange(len(x), dtype=np.int64)
+        with model._training("profile"):
+            grads_and_params, _ = model._prepare_training()
+            epoch = iter(())
 
-            def one_step(i):
+            def next_batch():
+                nonlocal epoch
+                batch = next(epoch, None)
+                if batch is None:  # the data ran out: start again from the first batch
+                    epoch = batches.epoch()
+                    batch = next(epoch)
+                return batch
+
+            def one_step():
                 start = time.perf_counter()
-                index = np.take(order, range(i * batch_size, (i + 1) * batch_size), mode="wrap")
-                xb = _core.gather_rows(x, index, buffers.get("x", (len(index),) + x.shape[1:]))
-                tb = _core.gather_rows(targets, index, buffers.get(
-                    "t", (len(index),) + targets.shape[1:], targets.dtype))
+                inputs, targets, weights = next_batch()
                 data.seconds += time.perf_counter() - start
-                _, pred = model._train_step(xb, tb, fused, grads_and_params)
+                _, _, outputs = model._train_step(inputs, targets, weights, grads_and_params, False)
                 start = time.perf_counter()
-                for m in model.metrics:
-                    m.update_state(tb, pred)
+                model._update_metrics(targets, outputs)
                 metrics.seconds += time.perf_counter() - start
 
-            for i in range(warmup):
-                one_step(i)
-            for m in model.metrics:
-                m.reset_state()
+            for _ in range(warmup):
+                one_step()
+            model.reset_metrics()
             data.seconds = metrics.seconds = 0.0
             for layer in layers:
-                patches.time(layer, "forward", clocks[(layer.name, "forward")])
-                patches.time(layer, "backward", clocks[(layer.name, "backward")])
-                patches.time(layer, "backward_from_logits", clocks[(layer.name, "backward")])
-            patches.time(model.loss, "value", loss_fwd)
-            patches.time(model.loss, "value_and_gradient", loss_fwd)
-            patches.time(model.loss, "softmax_gradient", loss_bwd)
+                patches.time(layer, "forward", clocks[(id(layer), "forward")])
+                patches.time(layer, "backward", clocks[(id(layer), "backward")])
+                patches.time(layer, "backward_from_logits", clocks[(id(layer), "backward")])
+            for o in output_losses:
+                patches.time(o.loss, "value", loss_fwd)
+                patches.time(o.loss, "value_and_gradient", loss_fwd)
+                patches.time(o.loss, "softmax_gradient", loss_bwd)
             patches.time(model.optimizer, "apply_gradients", update)
             start = time.perf_counter()
-            for i in range(warmup, warmup + steps):
-                one_step(i)
+            for _ in range(steps):
+                one_step()
             total = time.perf_counter() - start
     finally:
         patches.undo()
@@ -199,12 +199,13 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
 
     for layer in layers:
         add(f"{layer.name} ({type(layer).__name__})",
-            clocks[(layer.name, "forward")].seconds * per_step,
-            clocks[(layer.name, "backward")].seconds * per_step)
+            clocks[(id(layer), "forward")].seconds * per_step,
+            clocks[(id(layer), "backward")].seconds * per_step)
+    loss_names = ", ".join(o.loss.name for o in output_losses)
     if loss_bwd.calls:  # softmax + cross-entropy: the value, then the fused gradient p − t
-        add(f"loss ({model.loss.name})", loss_fwd.seconds * per_step, loss_bwd.seconds * per_step)
+        add(f"loss ({loss_names})", loss_fwd.seconds * per_step, loss_bwd.seconds * per_step)
     else:  # value and gradient come from one call
-        add(f"loss ({model.loss.name}, value and gradient)", total_ms=loss_fwd.seconds * per_step)
+        add(f"loss ({loss_names}, value and gradient)", total_ms=loss_fwd.seconds * per_step)
     add(f"optimizer ({type(model.optimizer).__name__})", total_ms=update.seconds * per_step)
     add("data (gather the batch)", total_ms=data.seconds * per_step)
     if model.metrics:

@@ -1,4 +1,8 @@
-"""Seeds, argument checks, and the finite-difference gradient check used to verify every layer and loss."""
+"""Seeds, argument checks, reusable buffers and PyDataset: the helpers every other module uses.
+
+This module imports nothing of fromzero (the gradient check is in
+fromzero.testing, the profiler in fromzero.profiler), so every other module
+can import it."""
 
 import contextlib
 import difflib
@@ -60,63 +64,14 @@ def next_seed():
     return int(generator().integers(0, 2**63 - 1))
 
 
-def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
-    """Compare analytic gradients with central finite differences.
-
-    ``target`` is a layer (then ``x`` is its input) or a loss (then ``x`` is
-    ``y_pred`` and ``y_true`` the targets). For a layer the scalar checked is
-    ``L = Σ forward(x) · r + penalty`` for a fixed random r (penalty: the
-    layer's weight regularization, if any), so backward(r) must return ∂L/∂x
-    and fill ``layer.grads`` with ∂L/∂params. Each derivative is also
-    estimated as (L(θ + ε) − L(θ − ε)) / 2ε, in float64 sums of float32 kernels.
-
-    Returns {name: relative error ‖analytic − numeric‖ / (‖analytic‖ + ‖numeric‖)},
-    with names "x" and "param_0", "param_1", ... (or "y_pred" for a loss).
-    Errors below ~1e-2 are float32 rounding; a wrong gradient gives ~1.
-    """
-    rng = np.random.default_rng(seed)
-    x = np.array(x, dtype=np.float32)
-    # Stochastic layers (Dropout) must draw the same randomness at every
-    # evaluation, so the generator they draw from is rewound before each one.
-    gen = generator()
-    start_state = gen.bit_generator.state
-    if hasattr(target, "gradient"):  # a loss
-        def objective():
-            return float(target(y_true, x))
-        analytic = {"y_pred": np.asarray(target.gradient(y_true, x), dtype=np.float64)}
-        arrays = {"y_pred": x}
-    else:  # a layer
-        r = rng.standard_normal(np.shape(target.forward(x, training=True))).astype(np.float32)
-
-        penalty = getattr(target, "regularization_loss", lambda: 0.0)
-
-        def objective():
-            gen.bit_generator.state = start_state
-            y = target.forward(x, training=True).astype(np.float64)
-            return float(np.sum(y * r)) + penalty()
-        objective()
-        dx = target.backward(r)
-        analytic = {"x": np.array(dx, dtype=np.float64)}
-        arrays = {"x": x}
-        for i, (p, g) in enumerate(zip(target.params, target.grads)):
-            analytic[f"param_{i}"] = np.array(g, dtype=np.float64)
-            arrays[f"param_{i}"] = p
-    report = {}
-    for name, arr in arrays.items():
-        numeric = np.zeros(arr.shape, dtype=np.float64)
-        flat, out = arr.reshape(-1), numeric.reshape(-1)
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + epsilon
-            plus = objective()
-            flat[i] = saved - epsilon
-            minus = objective()
-            flat[i] = saved
-            out[i] = (plus - minus) / (2 * epsilon)
-        a = analytic[name]
-        denom = np.linalg.norm(a) + np.linalg.norm(numeric)
-        report[name] = 0.0 if denom == 0 else float(np.linalg.norm(a - numeric) / denom)
-    return report
+def __getattr__(name):
+    """fz.utils.check_gradients, kept for old programs: it lives in
+    fromzero.testing, imported only when asked for, so that this module
+    imports nothing of fromzero."""
+    if name == "check_gradients":
+        from .testing import check_gradients
+        return check_gradients
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def lookup(kind, name, table):
@@ -132,22 +87,71 @@ def lookup(kind, name, table):
 
 
 class Buffers:
-    """Reusable arrays, allocated once per (name, shape, dtype).
+    """Reusable arrays, allocated once per (name, shape, dtype) and reused.
 
-    A training loop sees at most two batch shapes (the full batch and the
-    last, smaller one), so each buffer is allocated at most twice per fit and
-    never inside the steady state of a training step.
+    At most `max_shapes` shapes are kept per name, the oldest dropped first,
+    so memory stays bounded whatever sequence of batch sizes arrives. Two
+    cover a training loop (the full batch and the last, smaller one), so in
+    its steady state a step allocates nothing. Not shared between threads:
+    each thread running a layer has its own (layers.base.CallContext).
     """
 
-    def __init__(self):
+    def __init__(self, max_shapes=2):
         self._arrays = {}
+        self._shapes = {}  # name -> keys of its arrays, oldest first
+        self._max_shapes = max_shapes
 
     def get(self, name, shape, dtype=np.float32):
-        key = (name, tuple(shape), np.dtype(dtype).str)
+        key = (name, shape, dtype)
         arr = self._arrays.get(key)
         if arr is None:
-            arr = self._arrays[key] = np.empty(shape, dtype=dtype)
+            arr = np.empty(shape, dtype=dtype)
+            kept = self._shapes.setdefault(name, [])
+            if len(kept) == self._max_shapes:
+                del self._arrays[kept.pop(0)]
+            kept.append(key)
+            self._arrays[key] = arr
         return arr
+
+    def nbytes(self):
+        return sum(a.nbytes for a in self._arrays.values())
+
+
+class PyDataset:
+    """Batches for fit, evaluate and predict, computed on demand (Keras 3's
+    ``keras.utils.PyDataset``). Subclass it and define
+
+        __len__()        the number of batches in an epoch
+        __getitem__(i)   batch i: (x, y) or (x, y, sample_weight); x alone for predict
+        on_epoch_end()   optional, called after every epoch (e.g. to reshuffle)
+
+    fit(dataset, epochs=...) then draws batches 0, 1, ..., len − 1 each epoch
+    (in a shuffled order with shuffle=True) or `steps_per_epoch` of them. Any
+    object with __len__ and __getitem__ works the same; this base class only
+    accepts Keras's constructor arguments. fromzero reads the batches in the
+    calling thread: workers > 1 and use_multiprocessing are refused.
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        if workers not in (None, 0, 1) or use_multiprocessing:
+            raise ValueError("PyDataset: fromzero reads batches in the training thread: "
+                             "workers > 1 and use_multiprocessing=True are not supported")
+        self.workers = workers
+        self.use_multiprocessing = use_multiprocessing
+        self.max_queue_size = max_queue_size
+
+    def __len__(self):
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        raise NotImplementedError
+
+    def on_epoch_end(self):
+        pass
+
+    @property
+    def num_batches(self):
+        return len(self)
 
 
 def check_number(owner, name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
@@ -170,12 +174,42 @@ def check_positive_int(owner, name, value):
     return int(value)
 
 
-def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_fn=print):
-    """Where a training step's time goes: runs `steps` steps of `model` (compiled)
-    on batches of (x, y), times every layer's forward and backward, the loss
-    and the optimizer update, prints a table of milliseconds and shares of the
-    step, and returns it as a Profile. restore=True puts the weights and the
-    optimizer state back afterwards. Details: fromzero/profiler.py."""
-    from .profiler import profile as run_profile
-    return run_profile(model, x, y, steps=steps, batch_size=batch_size, warmup=warmup,
-                       restore=restore, print_fn=print_fn)
+def to_categorical(y, num_classes=None):
+    """Class labels as one-hot rows, as Keras: label k becomes a row of zeros
+    with a 1 at index k. Shape (..., num_classes) for labels of shape (...);
+    labels of shape (n, 1) give (n, num_classes). float32.
+
+    num_classes defaults to the largest label + 1. Labels must be whole
+    numbers (3 or 3.0) in [0, num_classes): anything else is a ValueError
+    naming the first bad label (Keras would wrap a negative label around or
+    truncate 2.5 to 2 without a word).
+
+        >>> to_categorical([0, 2, 1])
+        array([[1., 0., 0.],
+               [0., 0., 1.],
+               [0., 1., 0.]], dtype=float32)
+    """
+    labels = np.asarray(y)
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if np.any(bad):
+            raise ValueError(f"to_categorical: labels must be whole numbers (class indices), got "
+                             f"{labels[bad][0]}")
+    elif labels.dtype.kind not in "iub":
+        raise TypeError(f"to_categorical: labels must be integers, got dtype {labels.dtype}")
+    shape = labels.shape
+    if len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    flat = labels.reshape(-1)
+    if num_classes is None:
+        if flat.size == 0:
+            raise ValueError("to_categorical: no labels to infer num_classes from; pass num_classes")
+        num_classes = int(flat.max()) + 1
+    else:
+        num_classes = check_positive_int("to_categorical", "num_classes", num_classes)
+    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
+        bad = flat[(flat < 0) | (flat >= num_classes)][0]
+        raise ValueError(f"to_categorical: label {bad} is outside [0, {num_classes})")
+    onehot = np.zeros((flat.size, num_classes), dtype=np.float32)
+    onehot[np.arange(flat.size), flat.astype(np.int64)] = 1.0
+    return onehot.reshape(shape + (num_classes,))

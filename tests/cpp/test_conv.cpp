@@ -159,7 +159,7 @@ struct ConvResult {
 
 // Forward, then backward from dy with the activation folded in (its
 // derivative read from y_for_grad, the same array for every run).
-ConvResult run_conv(const MicroKernel& uk, const ConvCase& k, const Window2d& g,
+ConvResult run_conv(const GemmPlan& plan, const ConvCase& k, const Window2d& g,
                     const std::vector<float>& x, const std::vector<float>& kernel,
                     const std::vector<float>& bias, const std::vector<float>& dy,
                     const std::vector<float>& y_for_grad, int threads) {
@@ -167,21 +167,29 @@ ConvResult run_conv(const MicroKernel& uk, const ConvCase& k, const Window2d& g,
     // Outputs and workspaces start as NaN: the kernels must write every value.
     ConvResult r;
     r.y.assign(g.positions() * k.f, kNaN);
-    conv2d_forward_with_kernel(uk, g, x.data(), kernel.data(), k.bias ? bias.data() : nullptr,
-                               k.f, k.act, kLeakySlope, r.y.data());
+    conv2d_forward_with_plan(plan, g, x.data(), kernel.data(), k.bias ? bias.data() : nullptr,
+                             k.f, k.act, kLeakySlope, r.y.data());
     r.dkernel.assign(kernel.size(), kNaN);
     r.dbias.assign(k.f, kNaN);
     r.dx.assign(x.size(), kNaN);
-    conv2d_backward_with_kernel(uk, g, x.data(), kernel.data(), dy.data(), k.f, r.dkernel.data(),
-                                r.dbias.data(), r.dx.data(), k.act, y_for_grad.data(),
-                                kLeakySlope);
+    conv2d_backward_with_plan(plan, g, x.data(), kernel.data(), dy.data(), k.f, r.dkernel.data(),
+                              r.dbias.data(), r.dx.data(), k.act, y_for_grad.data(),
+                              kLeakySlope);
     return r;
 }
 
-std::vector<const MicroKernel*> micro_kernels() {
+// Every micro-kernel this CPU has, with this CPU's cache blocks and with a
+// tiny cache's (kc = 32 cuts the forward's sums over a window of 75 values).
+std::vector<GemmPlan> plans() {
     const MicroKernel* list[8];
     const int n = available_micro_kernels(list, 8);
-    return {list, list + n};
+    const CacheSizes tiny{4 << 10, 16 << 10, 0};
+    std::vector<GemmPlan> all;
+    for (int i = 0; i < n; ++i) {
+        all.push_back({list[i], gemm_blocking(cpu_features().caches, list[i]->mr, list[i]->nr)});
+        all.push_back({list[i], gemm_blocking(tiny, list[i]->mr, list[i]->nr)});
+    }
+    return all;
 }
 
 TEST(Conv2d, MatchesReferenceForEveryMicroKernelAndIsThreadCountInvariant) {
@@ -203,10 +211,10 @@ TEST(Conv2d, MatchesReferenceForEveryMicroKernelAndIsThreadCountInvariant) {
         const float tol = 2e-6f * static_cast<float>(g.patch() + 4);
         const float tol_dk = 2e-6f * static_cast<float>(g.positions() + 4);
         const float tol_dx = 2e-6f * static_cast<float>(k.f * k.kh * k.kw + 4);
-        for (const MicroKernel* uk : micro_kernels()) {
-            SCOPED_TRACE(uk->name);
-            const ConvResult one = run_conv(*uk, k, g, x, kernel, bias, dy, y_ref, 1);
-            const ConvResult two = run_conv(*uk, k, g, x, kernel, bias, dy, y_ref, 2);
+        for (const GemmPlan& plan : plans()) {
+            SCOPED_TRACE(std::string(plan.kernel->name) + " kc=" + std::to_string(plan.blocks.kc));
+            const ConvResult one = run_conv(plan, k, g, x, kernel, bias, dy, y_ref, 1);
+            const ConvResult two = run_conv(plan, k, g, x, kernel, bias, dy, y_ref, 2);
             expect_close(one.y, y_ref, tol, tol);
             expect_close(one.dkernel, dk_ref, tol_dk, tol_dk);
             expect_close(one.dbias, db_ref, tol_dk, tol_dk);

@@ -3,7 +3,9 @@
 // reference loops on awkward and large sizes with 1 and 2 threads.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -302,6 +304,178 @@ TEST(Optimizers, ListUpdateEqualsOneArrayAtATime) {
                 EXPECT_EQ(p[t], p1[t]) << "array " << t;
                 EXPECT_EQ(a[t], a1[t]) << "array " << t;
                 EXPECT_EQ(b[t], b1[t]) << "array " << t;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- gradient clipping
+
+// A ParamList over gradient arrays only (what the norm kernels read).
+struct GradList {
+    std::vector<Vec> g;
+    std::vector<const float*> gp;
+    std::vector<int64_t> n;
+    explicit GradList(std::vector<Vec> arrays) : g(std::move(arrays)) {
+        for (const Vec& a : g) {
+            gp.push_back(a.data());
+            n.push_back(static_cast<int64_t>(a.size()));
+        }
+    }
+    ParamList list() const {
+        return {static_cast<int64_t>(g.size()), nullptr, gp.data(), nullptr, nullptr, n.data()};
+    }
+};
+
+// ‖[3, 4]‖² = 25, ‖[1, 2, 2]‖² = 9, an empty array 0, ‖[0.5]‖² = 0.25.
+TEST(GradSumOfSquares, ByHand) {
+    const GradList grads({{3.0f, 4.0f}, {1.0f, 2.0f, 2.0f}, {}, {0.5f}});
+    std::vector<double> got(4, -1.0);
+    grad_sum_of_squares(grads.list(), got.data());
+    EXPECT_EQ(got, (std::vector<double>{25.0, 9.0, 0.0, 0.25}));
+}
+
+// Sizes around the 4096-value block and the 8 lanes, several arrays in one
+// list (empty ones among them): close to the plain double loop, and the same
+// bits with 1 and 2 threads — the fixed-order reduction.
+TEST(GradSumOfSquares, MatchesReferenceAndIgnoresThreadCount) {
+    std::vector<Vec> arrays;
+    std::vector<int64_t> sizes = kAwkwardSizes;
+    for (const int64_t n : {0, 4095, 4096, 4097, 8, 9, 100003, 0, 70000}) sizes.push_back(n);
+    for (size_t t = 0; t < sizes.size(); ++t) arrays.push_back(random_vector(sizes[t], 300 + t, -3.0f, 3.0f));
+    const GradList grads(arrays);
+    std::vector<double> want(sizes.size());
+    reference::grad_sum_of_squares(grads.list(), want.data());
+    std::vector<std::vector<double>> got;
+    for (const int threads : kThreadCounts) {
+        ThreadCountGuard guard(threads);
+        got.emplace_back(sizes.size());
+        grad_sum_of_squares(grads.list(), got.back().data());
+    }
+    for (size_t t = 0; t < sizes.size(); ++t) {
+        EXPECT_NEAR(got[0][t], want[t], 1e-12 * want[t]) << "array " << t << " of size " << sizes[t];
+        EXPECT_EQ(got[0][t], got[1][t]) << "array " << t << ": 1 and 2 threads differ";
+    }
+}
+
+// [3, 4] has norm 5, [0.3, 0.4] norm 0.5, [0, 0] norm 0.
+// clipnorm 1: scales 1/5, 1 (already short enough), 1.
+// global_clipnorm 1: ‖g‖ = √(25 + 0.25) = 5.0249378106, every scale 0.1990074332.
+TEST(ClipScales, ByHand) {
+    const GradList grads({{3.0f, 4.0f}, {0.3f, 0.4f}, {0.0f, 0.0f}});
+    std::vector<float> scale(3);
+    clip_scales(grads.list(), 1.0f, 0.0f, scale.data());
+    expect_close(scale, {0.2f, 1.0f, 1.0f}, 1e-6f, 0.0f);
+    clip_scales(grads.list(), 0.0f, 1.0f, scale.data());
+    expect_close(scale, {0.1990074332f, 0.1990074332f, 0.1990074332f}, 1e-6f, 0.0f);
+    // a global norm under the limit leaves the gradients alone; so do zero gradients
+    clip_scales(grads.list(), 0.0f, 10.0f, scale.data());
+    EXPECT_EQ(scale, (std::vector<float>{1.0f, 1.0f, 1.0f}));
+    const GradList zeros({{0.0f}, {0.0f, 0.0f}});
+    clip_scales(zeros.list(), 0.0f, 1.0f, scale.data());
+    EXPECT_EQ(scale[0], 1.0f);
+    EXPECT_EQ(scale[1], 1.0f);
+}
+
+// As Keras: a NaN anywhere makes the global scale NaN (so is an infinite
+// global norm); per array, only that array's scale is NaN, and an infinite
+// norm gives 0 (its finite values clip to 0).
+TEST(ClipScales, NonFiniteGradients) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    const GradList grads({{nan, 1.0f}, {3.0f, 4.0f}, {inf}});
+    std::vector<float> scale(3);
+    clip_scales(grads.list(), 1.0f, 0.0f, scale.data());
+    EXPECT_TRUE(std::isnan(scale[0]));
+    EXPECT_FLOAT_EQ(scale[1], 0.2f);
+    EXPECT_EQ(scale[2], 0.0f);
+    clip_scales(grads.list(), 0.0f, 1.0f, scale.data());
+    for (const float s : scale) EXPECT_TRUE(std::isnan(s));
+    const GradList infinite({{1.0f}, {inf}});
+    clip_scales(infinite.list(), 0.0f, 1.0f, scale.data());
+    EXPECT_TRUE(std::isnan(scale[0]));
+}
+
+// SGD, lr = 0.1, on kG1 = [0.5, −2, 0]:
+// clipvalue 0.5: g = [0.5, −0.5, 0], p = [0.95, −0.45, 2].
+// clipnorm 1: ‖g‖ = √4.25 = 2.0615528128, scale 0.4850712501, g = [0.2425356250, −0.9701425001, 0],
+//             p = [0.9757464375, −0.4029857500, 2].
+TEST(Clipping, SgdByHand) {
+    Vec p = kP0;
+    const float* g = kG1.data();
+    float* pp = p.data();
+    const int64_t n = 3;
+    ParamList list{1, &pp, &g, nullptr, nullptr, &n};
+    list.grad_clip = 0.5f;
+    sgd_update_many(list, 0.1f, 0.0f, false, 0.0f);
+    expect_values(p, {0.95f, -0.45f, 2.0f});
+
+    p = kP0;
+    float scale;
+    list.grad_clip = std::numeric_limits<float>::infinity();
+    clip_scales(list, 1.0f, 0.0f, &scale);
+    EXPECT_NEAR(scale, 0.4850712501f, 1e-7f);
+    list.grad_scale = &scale;
+    sgd_update_many(list, 0.1f, 0.0f, false, 0.0f);
+    expect_values(p, {0.9757464375f, -0.4029857500f, 2.0f});
+}
+
+// Clipping inside the update pass changes nothing but the gradient: for every
+// optimizer, thread count and a list of awkward sizes, the clipped update is
+// bit for bit the unclipped update of gradients clipped beforehand.
+TEST(Clipping, InsideTheUpdateEqualsClippingFirst) {
+    const std::vector<int64_t> sizes = {1, 17, 40000, 3, 4097};
+    const std::vector<std::pair<std::string, std::function<void(const ParamList&)>>> updates = {
+        {"sgd nesterov", [](const ParamList& l) { sgd_update_many(l, 0.1f, 0.9f, true, 0.01f); }},
+        {"adam", [](const ParamList& l) { adam_update_many(l, 0.01f, 0.9f, 0.999f, 1e-7f, 3, 0.004f); }},
+        {"rmsprop momentum",
+         [](const ParamList& l) { rmsprop_update_many(l, 0.01f, 0.9f, 0.5f, 1e-7f, 0.0f); }},
+    };
+    for (const auto& [name, update] : updates) {
+        for (const int threads : kThreadCounts) {
+            for (const float clipvalue : {std::numeric_limits<float>::infinity(), 0.3f}) {
+                SCOPED_TRACE(name + " threads " + std::to_string(threads) + " clipvalue " +
+                             std::to_string(clipvalue));
+                ThreadCountGuard guard(threads);
+                std::vector<Vec> p, g, a, b;
+                for (size_t t = 0; t < sizes.size(); ++t) {
+                    p.push_back(random_vector(sizes[t], 1 + t));
+                    g.push_back(random_vector(sizes[t], 20 + t, -2.0f, 2.0f));
+                    a.push_back(random_vector(sizes[t], 40 + t, 0.0f, 1.0f));
+                    b.push_back(random_vector(sizes[t], 60 + t, 0.0f, 1.0f));
+                }
+                std::vector<Vec> p1 = p, a1 = a, b1 = b, g1 = g;
+                std::vector<float> scale(sizes.size());
+                for (size_t t = 0; t < sizes.size(); ++t) scale[t] = 0.25f + 0.5f * t;
+                for (size_t t = 0; t < sizes.size(); ++t)
+                    for (float& x : g1[t]) x = std::min(std::max(x * scale[t], -clipvalue), clipvalue);
+                auto pointers = [&](std::vector<Vec>& pv, std::vector<Vec>& gv, std::vector<Vec>& av,
+                                    std::vector<Vec>& bv, std::vector<float*>& pp,
+                                    std::vector<const float*>& gp, std::vector<float*>& ap,
+                                    std::vector<float*>& bp) {
+                    for (size_t t = 0; t < sizes.size(); ++t) {
+                        pp.push_back(pv[t].data());
+                        gp.push_back(gv[t].data());
+                        ap.push_back(av[t].data());
+                        bp.push_back(bv[t].data());
+                    }
+                };
+                std::vector<float*> pp, ap, bp, pp1, ap1, bp1;
+                std::vector<const float*> gp, gp1;
+                pointers(p, g, a, b, pp, gp, ap, bp);
+                pointers(p1, g1, a1, b1, pp1, gp1, ap1, bp1);
+                ParamList clipped{static_cast<int64_t>(sizes.size()), pp.data(), gp.data(), ap.data(),
+                                  bp.data(), sizes.data()};
+                clipped.grad_scale = scale.data();
+                clipped.grad_clip = clipvalue;
+                update(clipped);
+                update(ParamList{static_cast<int64_t>(sizes.size()), pp1.data(), gp1.data(),
+                                 ap1.data(), bp1.data(), sizes.data()});
+                for (size_t t = 0; t < sizes.size(); ++t) {
+                    EXPECT_EQ(p[t], p1[t]) << "array " << t;
+                    EXPECT_EQ(a[t], a1[t]) << "array " << t;
+                    EXPECT_EQ(b[t], b1[t]) << "array " << t;
+                }
             }
         }
     }

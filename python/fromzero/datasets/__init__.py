@@ -1,3 +1,4 @@
-"""Datasets as NumPy arrays, like keras.datasets: mnist and fashion_mnist."""
+"""Datasets, like keras.datasets: mnist and fashion_mnist as NumPy arrays, and
+text (tiny-shakespeare, Jane Austen, 唐诗三百首) as str."""
 
-from . import fashion_mnist, mnist
+from . import fashion_mnist, mnist, text

@@ -1,0 +1,245 @@
+"""The core layers: the input of a graph, Dense, Identity and Dropout."""
+
+import numpy as np
+
+from .. import activations, graph, initializers, ops, regularizers, utils
+from .._core import Activation as Act
+from .base import Layer, as_float32
+
+_INPUT_DTYPES = ("float32", "int32", "int64")
+
+
+class InputLayer(Layer):
+    """The start of a graph: the node that produces the tensor fz.Input returns.
+    Its arrays come from the data given to fit, evaluate, predict or model(x)."""
+
+    output_dtype = None
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None):
+        super().__init__(name=name)
+        if shape is None:
+            raise ValueError("Input: shape is required: the shape of one sample, without the "
+                             "batch axis, e.g. Input(shape=(784,))")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        for d in shape:
+            if d is not None:
+                utils.check_positive_int("Input", "shape", d)
+        if batch_size is not None:
+            raise ValueError("Input: batch_size is not supported: batches may have any size")
+        dtype = "float32" if dtype is None else np.dtype(dtype).name
+        if dtype not in _INPUT_DTYPES:
+            raise ValueError(f"Input: dtype must be one of {_INPUT_DTYPES}, got {dtype!r}")
+        self.shape = (None,) + shape
+        self.dtype = dtype
+        node = graph.Node(self, (), {}, [])
+        self.output = graph.SymbolicTensor(self.shape, dtype, self.name, node, 0)
+        node.outputs = [self.output]
+        self.built = True
+
+    def forward(self, x, training=False):
+        return x
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.shape[1:]), "dtype": self.dtype}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None):  # noqa: N802 — Keras's name
+    """A symbolic tensor standing for the model's input: `shape` is one
+    sample's shape, without the batch axis (None for a free size); dtype is
+    "float32" (the default) or an integer type for token ids ("int32"). Call
+    layers on it and give it to fz.Model(inputs, outputs)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output
+
+
+class KernelLayer(Layer):
+    """What Dense and Conv2D share: a kernel W and a bias b, an activation f
+    applied to z = (x·W + b), initializers and an optional weight penalty.
+    `units` is the number of outputs (Dense's units, Conv2D's filters)."""
+
+    def __init__(self, owner, units, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        self.units = utils.check_positive_int(owner, "units" if owner == "Dense" else "filters",
+                                              units)
+        self.activation = activations.get(activation)
+        self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)  # names checked now
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel = self.bias = None
+
+    def _build_kernel_and_bias(self, kernel_shape):
+        """params = [kernel] or [kernel, bias], drawn by the initializers; grads alike, zero."""
+        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel")
+        if self.use_bias:
+            self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias")
+        self.built = True
+
+    def _add_penalty_gradient(self):
+        """dW += ∂penalty/∂W when the layer has a kernel_regularizer — once per
+        step: a layer called at several places of a graph adds it at the use
+        that writes its own grads, not at the others (_accumulating)."""
+        if self.trainable and self.kernel_regularizer is not None and not self._accumulating:
+            self.kernel_regularizer.add_gradient(self.kernel, self.grads[0])
+
+    def regularization_loss(self):
+        return 0.0 if self.kernel_regularizer is None else self.kernel_regularizer(self.kernel)
+
+    def _kernel_config(self):
+        """The constructor arguments both layers share, for get_config."""
+        return {"activation": activations.name_of(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": _init_name(self.kernel_initializer),
+                "bias_initializer": _init_name(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+
+
+def _init_name(init):
+    return init if isinstance(init, str) else "glorot_uniform"
+
+
+class Dense(KernelLayer):
+    """A fully connected layer on the last axis: every output neuron sees every input.
+
+        y = f(x · W + b)      x: (batch, ..., in), W: (in, out), b: (out,), y: (batch, ..., out)
+
+    Backward, with dz = dy ⊙ f'(z) the gradient before the activation:
+        dW = xᵀ · dz,   db = Σ_rows dz,   dx = dz · Wᵀ
+    Axes before the last are rows, as in Keras: on (batch, time, features)
+    the same W applies at every time step. (Images need a Flatten first;
+    Sequential adds it for the textbook's program, see Sequential.)
+
+    Forward is a single GEMM whose epilogue adds b and applies f while each
+    tile of y is still in cache; backward is one call that computes dz and db
+    in one pass and then the two GEMMs (csrc/dense.cpp).
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, **kwargs):
+        super().__init__("Dense", units, activation, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer, **kwargs)
+
+    @property
+    def outputs_softmax(self):
+        """True when the output is a softmax: then cross-entropy can hand
+        backward_from_logits the fused gradient p − onehot."""
+        return self.activation == Act.softmax
+
+    def build(self, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: Dense needs inputs (batch, ..., features) with a known "
+                             f"number of features, got shape {tuple(input_shape)}")
+        self._build_kernel_and_bias((input_shape[-1], self.units))
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.name}: input must have a batch axis and features, "
+                             f"got shape {tuple(input_shape)}")
+        if self.built and input_shape[-1] not in (None, self.kernel.shape[0]):
+            raise ValueError(f"{self.name}: expected {self.kernel.shape[0]} input features, "
+                             f"got input of shape {tuple(input_shape)}")
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=False):
+        x = as_float32(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: input must have a batch axis and features, "
+                             f"got shape {x.shape}")
+        if not self.built:
+            self.build(x.shape)
+        n_in = self.kernel.shape[0]
+        if x.shape[-1] != n_in:
+            raise ValueError(f"{self.name}: expected {n_in} input features, got input of shape "
+                             f"{x.shape}")
+        y = self.buffer("y", x.shape[:-1] + (self.units,))
+        x2, y2 = (x, y) if x.ndim == 2 else (x.reshape(-1, n_in), y.reshape(-1, self.units))
+        z2 = self.buffer("z", y2.shape) if self.activation == Act.gelu else None
+        ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y2, z_out=z2)
+        if training:
+            self.save(x2, z2, y2, x.shape, y.shape)
+        return y
+
+    def backward(self, dy):
+        return self._backward(dy, self.activation)
+
+    def backward_from_logits(self, dz):
+        """Backward from dz = ∂L/∂z, the gradient before the activation."""
+        return self._backward(dz, Act.identity)
+
+    def _backward(self, dy, activation):
+        """dz = dy ⊙ f'(z); dW = xᵀ·dz, db = Σ dz (unless frozen); dx = dz·Wᵀ (if needed).
+        One call: csrc/dense.cpp, dense_backward."""
+        x2, z2, y2, x_shape, y_shape = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != y_shape:
+            raise ValueError(f"{self.name}: dy must have shape {y_shape}, got {dy.shape}")
+        train = self.trainable
+        dx = ops.dense_backward(
+            x2, self.kernel, z2, y2, dy if dy.ndim == 2 else dy.reshape(y2.shape), activation,
+            self.alpha, dz_out=self.buffer("dz", y2.shape),
+            dw_out=self.grads[0] if train else None,
+            db_out=self.grads[1] if train and self.use_bias else None,
+            dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None)
+        self._add_penalty_gradient()
+        return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, **self._kernel_config()}
+
+
+class Identity(Layer):
+    """y = x, dx = dy: a placeholder, or a name for a tensor in a graph."""
+
+    output_dtype = None
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        self.save(x.shape)
+        return x
+
+    def backward(self, dy):
+        (shape,) = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != shape:
+            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        return dy
+
+
+class Dropout(Layer):
+    """Randomly zeroes a fraction `rate` of the inputs while training.
+
+        training:  y = x ⊙ m,  m_i = 1/(1 − rate) with probability 1 − rate, else 0
+        inference: y = x
+    Scaling the kept values by 1/(1 − rate) ("inverted dropout") keeps the
+    expected activation unchanged, so nothing changes at inference. The mask
+    comes from the C++ counter-based generator, seeded from fz.utils, so it
+    does not depend on the number of threads.
+    """
+
+    def __init__(self, rate, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = utils.check_number("Dropout", "rate", rate, 0, 1, high_open=True)
+
+    def forward(self, x, training=False):
+        x = as_float32(x)
+        if not training or self.rate == 0:
+            self.save(x.shape, None)
+            return x
+        y, mask = ops.dropout_forward(x, self.rate, utils.next_seed(),
+                                      out=self.buffer("y", x.shape),
+                                      mask=self.buffer("mask", x.shape))
+        self.save(x.shape, mask)
+        return y
+
+    def backward(self, dy):
+        shape, mask = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != shape:
+            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        if mask is None:  # rate 0, or an inference forward: y = x
+            return dy
+        return ops.dropout_backward(dy, mask, out=self.buffer("dx", dy.shape))
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate}

@@ -1,0 +1,81 @@
+"""Normalization layers."""
+
+from .. import ops, utils
+from .base import Layer, as_float32
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel (the last axis) to zero mean and unit variance,
+    then scales and shifts it by learned γ and β:
+
+        y = γ · (x − μ) / √(σ² + ε) + β
+
+    Training uses the batch's μ and σ² (biased) over every axis but the last,
+    and keeps exponential moving averages of them for inference:
+        moving_mean ← momentum · moving_mean + (1 − momentum) · μ   (and likewise moving_variance)
+    The moving averages are weights (saved, loaded, counted) but not trained:
+    they are in non_trainable_weights, not in params. As in Keras, a layer with
+    trainable = False runs in inference mode even while the model trains.
+    Backward (training mode), with x̂ = (x − μ)/√(σ² + ε) and m values per channel:
+        dβ = Σ dy,   dγ = Σ dy·x̂,   dx = γ/√(σ² + ε) · (dy − dβ/m − x̂·dγ/m)
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"BatchNormalization: only axis=-1 (channels last) is supported, "
+                             f"got {axis!r}")
+        # utils.check_number, so NumPy scalars (np.float32(0.99)) are accepted too.
+        self.momentum = utils.check_number("BatchNormalization", "momentum", momentum, 0, 1)
+        self.epsilon = utils.check_number("BatchNormalization", "epsilon", epsilon, 0, low_open=True)
+
+    def build(self, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: input needs a channel axis of known size, got shape "
+                             f"{tuple(input_shape)}")
+        channels = (int(input_shape[-1]),)
+        self.gamma = self.add_weight(channels, "ones", name="gamma")
+        self.beta = self.add_weight(channels, "zeros", name="beta")
+        self.moving_mean = self.add_weight(channels, "zeros", trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(channels, "ones", trainable=False,
+                                               name="moving_variance")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        if self.built and input_shape[-1] not in (None, len(self.gamma)):
+            raise ValueError(f"{self.name}: expected {len(self.gamma)} channels on the last axis, "
+                             f"got input of shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        x = as_float32(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: input must have a batch axis and channels, "
+                             f"got shape {x.shape}")
+        if not self.built:
+            self.build(x.shape)
+        channels = len(self.gamma)
+        if x.shape[-1] != channels:
+            raise ValueError(f"{self.name}: expected {channels} channels on the last axis, "
+                             f"got input of shape {x.shape}")
+        batch_stats = training and self.trainable
+        y, mean, inv_std = ops.batch_norm_forward(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, batch_stats,
+            self.momentum, self.epsilon, out=self.buffer("y", x.shape),
+            mean=self.buffer("mean", (channels,)), inv_std=self.buffer("inv_std", (channels,)))
+        if training:
+            self.save(x, mean, inv_std, batch_stats)
+        return y
+
+    def backward(self, dy):
+        x, mean, inv_std, batch_stats = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != x.shape:
+            raise ValueError(f"{self.name}: dy must have shape {x.shape}, got {dy.shape}")
+        dx, _, _ = ops.batch_norm_backward(x, self.gamma, mean, inv_std, dy, batch_stats,
+                                           out=self.buffer("dx", dy.shape),
+                                           dgamma=self.grads[0], dbeta=self.grads[1])
+        return dx if self.input_grad_needed else None
+
+    def get_config(self):
+        return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon}

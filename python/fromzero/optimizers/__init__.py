@@ -1,0 +1,266 @@
+"""Optimizers: how a gradient becomes a step. All start from gradient descent,
+
+    θ ← θ − α ∇J(θ)
+
+and differ in how they shape the step (formulas in csrc/optimizers.h, which
+follow Keras 3 exactly):
+    SGD      momentum keeps a running velocity, Nesterov looks ahead along it
+    Adam     per-weight steps from running means of g and g², bias-corrected
+    AdamW    Adam with decoupled weight decay (θ ← θ − α·wd·θ before the step)
+    RMSprop  divides the step by a running root-mean-square of g
+
+``opt.apply_gradients(zip(grads, params))`` updates the float32 arrays in
+place, all of them in one C++ call; the optimizer's state (velocities,
+moments) is kept per parameter array and created on first use.
+
+Every optimizer also takes, as Keras 3:
+    learning_rate    a number, or a schedule of the step (fromzero.optimizers.schedules)
+    clipnorm         clip each gradient array to this L2 norm:      g ← g · c / max(‖g‖, c)
+    global_clipnorm  clip all gradients together to this global norm: g ← g · min(1, c / ‖(g₁, g₂, ...)‖)
+    clipvalue        clip each gradient value to [−c, c]
+At most one of the three clippings may be set (Keras refuses more). The
+norms are summed in C++ in a fixed order (the same bits for any thread
+count) and the clipping is applied as the update pass reads each gradient.
+"""
+
+import numpy as np
+
+from .. import _core, utils
+from . import schedules
+from .schedules import LearningRateSchedule
+
+class Optimizer:
+    #: how many state arrays (shaped like the parameter) the update needs
+    num_slots = 0
+    #: their names, as Keras calls the optimizer's variables ("momentum", "velocity")
+    slot_names = ()
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None):
+        name = type(self).__name__
+        self.learning_rate = learning_rate  # the property below checks it
+        self.weight_decay = 0.0 if weight_decay is None else utils.check_number(
+            name, "weight_decay", weight_decay, 0)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in clips.values()) > 1:
+            raise ValueError(f"{name}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
+                             f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        for arg, value in clips.items():
+            setattr(self, arg, None if value is None else utils.check_number(
+                name, arg, value, 0, low_open=True))
+        self.iterations = 0
+        self._slots = {}  # id(param) -> (param, [state arrays])
+
+    # ------------------------------------------------------------ learning rate
+
+    @property
+    def learning_rate(self):
+        """The learning rate the next step uses: the number given, or the
+        schedule's value at step ``iterations``."""
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            return self._scheduled_rate()
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        owner = type(self).__name__
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(getattr(self, "_learning_rate", None), LearningRateSchedule):
+            raise TypeError(f"{owner} was created with a LearningRateSchedule "
+                            f"({type(self._learning_rate).__name__}) as its learning_rate, so its "
+                            f"learning rate cannot be set to a number: the schedule decides it at "
+                            f"every step. To set it by hand, create the optimizer with a number.")
+        if callable(value):
+            raise TypeError(f"{owner}: learning_rate must be a number or a fromzero.optimizers."
+                            f"schedules.LearningRateSchedule, got the callable {value!r}; to "
+                            f"schedule it yourself, subclass LearningRateSchedule and define "
+                            f"__call__(self, step)")
+        self._learning_rate = utils.check_number(owner, "learning_rate", value, 0, low_open=True)
+
+    @property
+    def learning_rate_schedule(self):
+        """The LearningRateSchedule deciding the rate, or None for a fixed number."""
+        rate = self._learning_rate
+        return rate if isinstance(rate, LearningRateSchedule) else None
+
+    def _scheduled_rate(self):
+        schedule = self._learning_rate
+        rate = schedule(self.iterations)
+        return utils.check_number(type(schedule).__name__, f"the learning rate at step "
+                                  f"{self.iterations}", rate, 0)
+
+    # ------------------------------------------------------------ the step
+
+    def apply_gradients(self, grads_and_vars):
+        """One step: every (gradient, parameter) pair is updated in place. The
+        C++ side checks every array (float32, writable, shapes) before it
+        changes any. The step uses ``self.learning_rate`` (with a schedule, its
+        value at step ``iterations``), then ``iterations`` grows by 1."""
+        pairs = list(grads_and_vars)
+        grads = [g for g, _ in pairs]
+        params = [p for _, p in pairs]
+        states = [self._state(p) for p in params]
+        # slots[s] lists state array s of every parameter, as the kernels take them
+        slots = [[state[s] for state in states] for s in range(self.num_slots)]
+        # (clipnorm, global_clipnorm, clipvalue) as the kernels take them, 0 = off;
+        # nothing at all without clipping (the kernels' default, and a cheaper call)
+        clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue)
+        clipping = tuple(c or 0.0 for c in clipping) if any(clipping) else ()
+        self._update(params, grads, slots, self.iterations + 1, self.learning_rate, clipping)
+        self.iterations += 1
+
+    def _state(self, p):
+        entry = self._slots.get(id(p))
+        if entry is None or entry[0] is not p:  # keep p alive so its id stays unique
+            entry = self._slots[id(p)] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
+        return entry[1]
+
+    def _update(self, params, grads, slots, step, learning_rate, clipping):
+        """Step number `step` (1, 2, ...) over all parameters at `learning_rate`,
+        with `clipping` = (clipnorm, global_clipnorm, clipvalue) or () for none: one call into C++."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ state
+
+    def get_state(self, params):
+        """What a checkpoint must hold to resume this optimizer exactly, for the
+        parameter arrays `params` (the model's trainable parameters, in order):
+
+            {"iterations": steps taken (also the schedule's position),
+             "slots": [[state arrays of params[0]], [of params[1]], ...]}
+
+        with the state arrays in ``slot_names`` order, copied. A parameter not
+        updated yet has zeros, as its first step would start from."""
+        return {"iterations": int(self.iterations),
+                "slots": [[s.copy() for s in self._state(p)] for p in params]}
+
+    def set_state(self, state, params):
+        """Restore what get_state returned, for the same parameters. Every
+        count and shape is checked before anything changes."""
+        owner = type(self).__name__
+        iterations, slots = state.get("iterations"), state.get("slots")
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"{owner}.set_state: iterations must be an integer >= 0, got {iterations!r}")
+        params = list(params)
+        if slots is None or len(slots) != len(params):
+            raise ValueError(f"{owner}.set_state: expected state for {len(params)} parameters, got "
+                             f"{'none' if slots is None else len(slots)}")
+        for i, (p, arrays) in enumerate(zip(params, slots)):
+            if len(arrays) != self.num_slots:
+                raise ValueError(f"{owner}.set_state: parameter {i} needs {self.num_slots} state "
+                                 f"arrays {self.slot_names}, got {len(arrays)}")
+            for name, a in zip(self.slot_names, arrays):
+                if np.shape(a) != p.shape:
+                    raise ValueError(f"{owner}.set_state: {name} of parameter {i} has shape "
+                                     f"{np.shape(a)}, the parameter {p.shape}")
+        for p, arrays in zip(params, slots):
+            for target, a in zip(self._state(p), arrays):
+                target[...] = a
+        self.iterations = int(iterations)
+
+    def get_config(self):
+        config = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}
+        rate = self._learning_rate
+        config["learning_rate"] = (schedules.serialize(rate) if isinstance(rate, LearningRateSchedule)
+                                   else rate)
+        return {"name": type(self).__name__.lower(), **config}
+
+
+class SGD(Optimizer):
+    """θ ← θ − α g;  with momentum μ: v ← μ v − α g, θ ← θ + v (Nesterov: θ ← θ + μ v − α g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+        self.momentum = utils.check_number("SGD", "momentum", momentum, 0, 1)
+        self.nesterov = bool(nesterov)
+
+    @property
+    def num_slots(self):
+        return 1 if self.momentum > 0 else 0
+
+    @property
+    def slot_names(self):
+        return ("momentum",) if self.momentum > 0 else ()
+
+    def _update(self, params, grads, slots, step, learning_rate, clipping):
+        _core.sgd_update(params, grads, slots[0] if slots else None, learning_rate,
+                         self.momentum, self.nesterov, self.weight_decay, *clipping)
+
+
+class Adam(Optimizer):
+    """m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;  θ ← θ − α √(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)."""
+
+    num_slots = 2
+    slot_names = ("momentum", "velocity")  # m, v
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+        # β < 1: the bias correction divides by 1 − βᵗ.
+        self.beta_1 = utils.check_number(type(self).__name__, "beta_1", beta_1, 0, 1, high_open=True)
+        self.beta_2 = utils.check_number(type(self).__name__, "beta_2", beta_2, 0, 1, high_open=True)
+        self.epsilon = utils.check_number(type(self).__name__, "epsilon", epsilon, 0)
+
+    def _update(self, params, grads, slots, step, learning_rate, clipping):
+        m, v = slots
+        _core.adam_update(params, grads, m, v, learning_rate, self.beta_1, self.beta_2,
+                          self.epsilon, step, self.weight_decay, *clipping)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, default 0.004 as Keras."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue,
+                         global_clipnorm)
+
+
+class RMSprop(Optimizer):
+    """v ← ρ v + (1−ρ) g²;  θ ← θ − α g / √(v + ε)   (with momentum: a velocity of those steps)."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+        self.rho = utils.check_number("RMSprop", "rho", rho, 0, 1)
+        self.momentum = utils.check_number("RMSprop", "momentum", momentum, 0, 1)
+        self.epsilon = utils.check_number("RMSprop", "epsilon", epsilon, 0)
+
+    @property
+    def num_slots(self):
+        return 2 if self.momentum > 0 else 1
+
+    @property
+    def slot_names(self):
+        return ("velocity", "momentum") if self.momentum > 0 else ("velocity",)
+
+    def _update(self, params, grads, slots, step, learning_rate, clipping):
+        _core.rmsprop_update(params, grads, slots[0], slots[1] if self.momentum > 0 else None,
+                             learning_rate, self.rho, self.momentum, self.epsilon,
+                             self.weight_decay, *clipping)
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get(spec):
+    """An optimizer from a Keras name (with its defaults) or an Optimizer (returned as is)."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"optimizer must be a name such as 'adam' or a fromzero.optimizers."
+                        f"Optimizer, got {spec!r}")
+    return utils.lookup("optimizer", spec, _BY_NAME)()
+
+
+def from_config(config):
+    """The optimizer get_config described (without its state: see set_state)."""
+    config = dict(config)
+    cls = utils.lookup("optimizer", config.pop("name"), _BY_NAME)
+    if isinstance(config.get("learning_rate"), dict):
+        config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+    return cls(**config)

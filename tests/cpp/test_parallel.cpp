@@ -1,0 +1,142 @@
+// parallel_for: every index exactly once whatever the thread count, the
+// serial fallback after late workers, and the flush-to-zero setting applied
+// in every kernel thread and restored on the calling thread.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gemm.h"
+#include "parallel.h"
+#include "test_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fz {
+namespace {
+
+using testing::ThreadCountGuard;
+
+// Flushing back on (the default) however a test ends.
+struct FlushGuard {
+    bool saved = get_flush_denormal();
+    ~FlushGuard() { set_flush_denormal(saved); }
+};
+
+TEST(ParallelFor, EveryIndexExactlyOnceWithAnyThreadCount) {
+    for (int threads : {1, 2, 3, 8})
+        for (int64_t n : testing::kAwkwardSizes)
+            for (int64_t grain : {int64_t{1}, int64_t{5}, int64_t{64}}) {
+                ThreadCountGuard guard(threads);
+                std::vector<int> seen(static_cast<size_t>(n), 0);
+                parallel_for(10, 10 + n, grain, [&](int64_t lo, int64_t hi) {
+                    ASSERT_LT(lo, hi);
+                    for (int64_t i = lo; i < hi; ++i) ++seen[static_cast<size_t>(i - 10)];
+                });
+                for (int64_t i = 0; i < n; ++i)
+                    ASSERT_EQ(seen[static_cast<size_t>(i)], 1)
+                        << "threads=" << threads << " n=" << n << " grain=" << grain << " i=" << i;
+            }
+}
+
+TEST(ParallelFor, SmallRangesAndEmptyRangesRunInline) {
+    ThreadCountGuard guard(2);
+    int calls = 0;
+    parallel_for(0, 100, 1000, [&](int64_t lo, int64_t hi) {
+        ++calls;
+        EXPECT_EQ(lo, 0);
+        EXPECT_EQ(hi, 100);
+    });
+    EXPECT_EQ(calls, 1);
+    parallel_for(5, 5, 1, [&](int64_t, int64_t) { ++calls; });
+    parallel_for(5, 3, 1, [&](int64_t, int64_t) { ++calls; });
+    EXPECT_EQ(calls, 1);
+}
+
+#ifdef _OPENMP
+TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
+    ThreadCountGuard guard(2);
+    // A worker that found no chunk left while the caller waited: the next
+    // regions run as one call on the calling thread ... (the region "ended" a
+    // minute from now, so that a loaded machine pausing this test cannot end
+    // the back-off before the check)
+    detail::record_region(true, detail::now_ns() + 60'000'000'000);
+    int calls = 0;
+    bool on_team = false;
+    parallel_for(0, 1000, 1, [&](int64_t lo, int64_t hi) {
+        ++calls;
+        on_team = on_team || omp_in_parallel();
+        EXPECT_EQ(lo, 0);
+        EXPECT_EQ(hi, 1000);
+    });
+    EXPECT_EQ(calls, 1);
+    EXPECT_FALSE(on_team);
+    EXPECT_GE(late_regions(), 1);
+    // ... until the back-off has passed; then the team is tried again.
+    detail::team_health().serial_until_ns.store(0);
+    detail::record_region(false, detail::now_ns());
+    std::atomic<bool> on_a_team{false};
+    parallel_for(0, 1000, 1, [&](int64_t, int64_t) {
+        if (omp_in_parallel()) on_a_team = true;
+    });
+    EXPECT_TRUE(on_a_team);  // (which threads took the chunks depends on the machine's load)
+    detail::team_health().serial_until_ns.store(0);
+}
+
+TEST(ParallelFor, BackOffDoublesWhileLatenessRepeatsUpToItsLimit) {
+    const int64_t now = detail::now_ns();
+    detail::record_region(false, now);
+    for (int i = 0; i < 40; ++i) detail::record_region(true, now);
+    EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kMaxBackoffNs);
+    EXPECT_GT(detail::team_health().serial_until_ns.load(), now);
+    detail::record_region(false, now);
+    EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kFirstBackoffNs);
+    // A long wait makes the back-off at least 50 waits at once.
+    detail::record_region(true, now, 10'000'000);
+    EXPECT_EQ(detail::team_health().backoff_ns.load(), 500'000'000);
+    detail::record_region(false, now);
+    detail::team_health().serial_until_ns.store(0);
+}
+#endif
+
+// 2^-70 · 2^-70 = 2^-140 is below the smallest normal float 2^-126: a
+// denormal, or 0 when flushed. Each element of C is one such product.
+std::vector<float> denormal_products(int threads, bool flush) {
+    ThreadCountGuard guard(threads);
+    set_flush_denormal(flush);
+    const int64_t n = 96;  // 2·96³ flops: enough for two threads
+    std::vector<float> A(n * n, 0.0f), B(n * n, std::ldexp(1.0f, -70)), C(n * n, 1.0f);
+    for (int64_t i = 0; i < n; ++i) A[i * n + i] = std::ldexp(1.0f, -70);
+    gemm(false, false, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
+    return C;
+}
+
+TEST(Denormals, FlushedInEveryThreadOrKeptAsTheSettingSays) {
+    FlushGuard restore;
+    const float tiny = std::ldexp(1.0f, -140);
+    ASSERT_EQ(std::fpclassify(tiny), FP_SUBNORMAL);
+    for (int threads : testing::kThreadCounts) {
+        for (float c : denormal_products(threads, true)) ASSERT_EQ(c, 0.0f) << threads;
+        for (float c : denormal_products(threads, false)) ASSERT_EQ(c, tiny) << threads;
+    }
+}
+
+TEST(Denormals, CallingThreadKeepsItsOwnFloatBehaviour) {
+    FlushGuard restore;
+    set_flush_denormal(true);
+    denormal_products(1, true);
+    denormal_products(2, true);
+    // Ordinary code after the kernels still makes denormals.
+    volatile float a = std::ldexp(1.0f, -70);
+    const float product = a * a;
+    EXPECT_EQ(std::fpclassify(product), FP_SUBNORMAL);
+    EXPECT_EQ(std::numeric_limits<float>::denorm_min() > 0.0f, true);
+}
+
+}  // namespace
+}  // namespace fz

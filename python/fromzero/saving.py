@@ -49,7 +49,8 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from . import graph, losses, models, optimizers
+from . import graph, losses, models, optimizers, utils
+from . import metrics as metrics_module
 from .layers import base as layers_base
 from .layers.core import Dense, Input, InputLayer
 from .layers.reshaping import Flatten
@@ -227,11 +228,13 @@ def _model_from_file_config(config):
 
 
 def _compile_config(model):
+    """The optimizer, losses and metrics, each keyed by class with all its
+    arguments ({"class", "config"}: utils.serialize), so each comes back as it was."""
     if model.loss is None:
         return None
 
     def loss_config(loss):
-        return None if loss is None else loss.get_config()
+        return None if loss is None else utils.serialize(loss)
     if isinstance(model.loss, list):
         loss = [loss_config(l) for l in model.loss]
     elif isinstance(model.loss, dict):
@@ -239,10 +242,9 @@ def _compile_config(model):
     else:
         loss = loss_config(model.loss)
     if isinstance(model.loss, (list, dict)):
-        metrics = [[m.name for m in o.metrics] for o in model._losses()]
-        metrics = {o.name: ms for o, ms in zip(model._losses(), metrics)}
+        metrics = {o.name: [utils.serialize(m) for m in o.metrics] for o in model._losses()}
     else:
-        metrics = [m.name for m in model.metrics]
+        metrics = [utils.serialize(m) for m in model.metrics]
     return {"optimizer": model.optimizer.get_config(), "loss": loss,
             "loss_weights": model._compiled["loss_weights"], "metrics": metrics}
 
@@ -253,14 +255,22 @@ def _compile_from_config(model, c):
 
     def loss_from(config):
         return None if config is None else losses.from_config(_check_type(config, dict, "loss"))
+
+    def is_one_loss(config):  # {"class", "config"}, or (format 1 and 2) {"name", ...}
+        return set(config) == {"class", "config"} or "name" in config
     if isinstance(loss, list):
         loss = [loss_from(l) for l in loss]
-    elif isinstance(loss, dict) and "name" not in loss:
+    elif isinstance(loss, dict) and not is_one_loss(loss):
         loss = {k: loss_from(l) for k, l in loss.items()}
     else:
         loss = loss_from(loss)
     metrics = c.get("metrics", [])
-    if not isinstance(metrics, (list, dict)):
+    if isinstance(metrics, list):
+        metrics = [metrics_module.deserialize(m) for m in metrics]
+    elif isinstance(metrics, dict):
+        metrics = {k: [metrics_module.deserialize(m) for m in _check_type(ms, list, "metrics")]
+                   for k, ms in metrics.items()}
+    else:
         raise ValueError(f"metrics must be a list or a dict in the model's config, got {metrics!r}")
     model.compile(optimizers.from_config(_check_type(c.get("optimizer"), dict, "optimizer")), loss,
                   loss_weights=c.get("loss_weights"), metrics=metrics or None)

@@ -327,7 +327,8 @@ def test_ops_validate_before_running():
     with pytest.raises(ValueError, match="outside"):
         fz.ops.max_pool2d_backward(np.ones_like(y), argmax, x.shape, 2)
     with pytest.raises(TypeError, match="moving_mean must be a float32 array"):
-        fz.ops.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2, np.float32), True)
+        fz.ops.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2, np.float32), True,
+                                  0.99, 1e-3)
 
 
 def test_results_do_not_depend_on_the_thread_count():

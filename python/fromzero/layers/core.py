@@ -222,7 +222,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)
-        self.rate = utils.check_number("Dropout", "rate", rate, 0, 1, high_open=True)
+        self.rate = ops.check_limit("Dropout", "rate", rate, "dropout_rate")
 
     def forward(self, x, training=False):
         x = as_float32(x)

@@ -387,3 +387,65 @@ def test_a_plain_function_initializer_is_refused_at_save_not_replaced(tmp_path):
                                          "no code; write it as a subclass of fromzero.initializers"):
         model.save(tmp_path / "m.safetensors")
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- weights shown as views
+
+class ViewScale(L.Layer):
+    """y = x · w per feature. Its weight lives as a (1, n) array and is shown
+    as (n,) — a fresh view each time params is read, as MultiHeadAttention
+    shows its Dense sublayers' kernels in Keras's shapes. The optimizer's state
+    and the saved file must follow the weight, not the view object."""
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        self._w = np.linspace(0.5, 1.5, n, dtype=np.float32).reshape(1, n)
+        self._g = np.zeros((1, n), np.float32)
+        self.built = True
+
+    @property
+    def params(self):
+        return [self._w.reshape(-1)] if self.built else []
+
+    @property
+    def grads(self):
+        return [self._g.reshape(-1)] if self.built else []
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, np.float32)
+        if not self.built:
+            self.build(x.shape)
+        if training:
+            self.save(x)
+        return x * self._w
+
+    def backward(self, dy):
+        (x,) = self.saved
+        self._g[...] = (dy * x).sum(axis=0)
+        return dy * self._w
+
+
+def view_model():
+    fz.utils.set_random_seed(13)
+    model = fz.Sequential([fz.Input((6,)), L.Dense(5, activation="relu"), ViewScale(),
+                           L.Dense(3, activation="softmax")])
+    model.compile(fz.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_optimizer_state_follows_weights_shown_as_fresh_views(tmp_path):
+    x, y = blobs()
+    straight = view_model()
+    straight.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    twice = view_model()  # two fits: Adam's moments of the view weight carry over
+    twice.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    twice.save(tmp_path / "m.safetensors")
+    twice.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    resumed = fz.load_model(tmp_path / "m.safetensors")
+    resumed.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    for a, b, c in zip(straight.get_weights(), twice.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    scale = twice.layers[1].name
+    tensors = safetensors.numpy.load_file(tmp_path / "m.safetensors")
+    assert tensors[f"optimizer/{scale}/weight_0/velocity"].shape == (5,)

@@ -300,9 +300,9 @@ def named_weights(model):
             for sub in inner():
                 visit(sub, f"{prefix}{sub.name}/")
             return
-        own = getattr(layer, "_weight_names", {})
+        own = _own_weight_names(layer)
         for i, w in enumerate(layer.weights):
-            named.append((prefix.rstrip("/") + "/" + own.get(id(w), f"weight_{i}"), w))
+            named.append((prefix.rstrip("/") + "/" + own.get(_memory(w), f"weight_{i}"), w))
 
     for layer in model._unique_layers():
         visit(layer, f"{layer.name}/")
@@ -313,6 +313,21 @@ def named_weights(model):
                              f"(give its layers distinct names)")
         seen.add(name)
     return named
+
+
+def _memory(a):
+    """Where a weight's values live: a view of it in another shape (a layer
+    may show its weights reshaped, as MultiHeadAttention does) has the same."""
+    return (a.__array_interface__["data"][0], a.size)
+
+
+def _own_weight_names(layer):
+    """{_memory(weight): its name} for the weights the layer made with
+    add_weight, and those of its sublayers (as "<sublayer>/<name>")."""
+    names = {_memory(w): name for w, name in getattr(layer, "_weight_names", [])}
+    for sub in getattr(layer, "sublayers", None) or []:
+        names.update({key: f"{sub.name}/{name}" for key, name in _own_weight_names(sub).items()})
+    return names
 
 
 def weights_to_save(model):
@@ -362,17 +377,17 @@ def _optimizer_state(model, named, tensors):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return None
-    names = {id(w): name for name, w in named}
+    names = {utils.array_key(w): name for name, w in named}
     params = model.trainable_params
     state = optimizer.get_state(params)
     for p, arrays in zip(params, state["slots"]):
         for slot, array in zip(optimizer.slot_names, arrays):
-            key = f"optimizer/{names[id(p)]}/{slot}"
+            key = f"optimizer/{names[utils.array_key(p)]}/{slot}"
             if key in tensors:
                 raise ValueError(f"cannot save {model.name}: the optimizer state {key!r} has the "
                                  f"name of a weight")
             tensors[key] = array
-    return {"iterations": state["iterations"], "params": [names[id(p)] for p in params],
+    return {"iterations": state["iterations"], "params": [names[utils.array_key(p)] for p in params],
             "slots": list(optimizer.slot_names)}
 
 
@@ -485,7 +500,8 @@ def _restore_optimizer(model, saved, archive):
     saved = _check_type(saved, dict, "optimizer_state")
     optimizer = model.optimizer
     params = model.trainable_params
-    names = [name for name, w in named_weights(model) if any(w is p for p in params)]
+    by_key = {utils.array_key(w): name for name, w in named_weights(model)}
+    names = [by_key.get(utils.array_key(p)) for p in params]
     if saved.get("params") != names:
         raise ValueError(f"the optimizer state is for the weights {saved.get('params')!r}, the "
                          f"model trains {names!r}")

@@ -86,6 +86,18 @@ def lookup(kind, name, table):
     raise ValueError(f"unknown {kind} {name!r}{hint} (known: {known})")
 
 
+def array_key(a):
+    """Which memory array `a` is: (address, shape, strides). A layer may hand
+    out a fresh view of the same weight each time it is asked
+    (MultiHeadAttention's Keras-shaped kernels), so id(a) does not identify a
+    weight; whoever keys a dict by this must keep `a` (so its memory) alive,
+    so that the address is not reused. (Anything else, by identity: the
+    kernels refuse it with the reason.)"""
+    if not isinstance(a, np.ndarray):
+        return id(a)
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
 def serialize(obj):
     """A metric, loss, initializer or regularizer as saved files hold it:
     {"class": its class name, "config": its get_config()} — keyed by class,

@@ -53,7 +53,7 @@ class Optimizer:
                     raise ValueError(f"{name}: {arg} must be > 0 (None turns clipping off), got 0")
             setattr(self, arg, value)
         self.iterations = 0
-        self._slots = {}  # id(param) -> (param, [state arrays])
+        self._slots = {}  # utils.array_key(param) -> (param, [state arrays])
 
     # ------------------------------------------------------------ learning rate
 
@@ -116,9 +116,12 @@ class Optimizer:
         self.iterations += 1
 
     def _state(self, p):
-        entry = self._slots.get(id(p))
-        if entry is None or entry[0] is not p:  # keep p alive so its id stays unique
-            entry = self._slots[id(p)] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
+        # keyed by p's memory, not id(p): a layer may give a new view of the same
+        # weight each time; the entry keeps p alive, so its address stays unique
+        key = utils.array_key(p)
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
         return entry[1]
 
     def _update(self, params, grads, slots, step, learning_rate, clipping):

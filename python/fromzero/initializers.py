@@ -9,6 +9,7 @@ neither vanish nor explode through many layers:
     lecun_uniform   U(-l, l),  l = √(3 / fan_in)
     lecun_normal    N(0, 1 / fan_in)
     zeros, ones, Constant(value), RandomNormal(mean, stddev), RandomUniform(minval, maxval)
+    random_uniform ("uniform"), random_normal ("normal"): Keras's defaults of the last two
 All draw from the generator that fz.utils.set_random_seed seeds.
 (Keras's *_normal initializers truncate at two standard deviations; these do too.)
 
@@ -173,6 +174,8 @@ _BY_NAME = {"glorot_uniform": glorot_uniform, "glorot_normal": glorot_normal,
             "he_uniform": he_uniform, "he_normal": he_normal, "lecun_uniform": lecun_uniform,
             "lecun_normal": lecun_normal, "zeros": zeros, "ones": ones,
             "random_normal": RandomNormal(), "random_uniform": RandomUniform()}
+_BY_NAME.update(uniform=_BY_NAME["random_uniform"], normal=_BY_NAME["random_normal"])  # Keras's
+# short names ("uniform": the default of Keras's Embedding)
 
 
 def get(spec):

@@ -27,6 +27,7 @@
 #include "gemm.h"
 #include "lanes.h"
 #include "parallel.h"
+#include "vecmath.h"
 
 namespace fz {
 namespace {
@@ -43,16 +44,15 @@ constexpr int64_t kMinFlopsPerThread = 1 << 17;
 
 // p[0:n] ← softmax(p[0:n]) in place. Entries equal to −∞ (masked) become 0; if
 // all are −∞ the row becomes all zeros. NaNs propagate: a row with a NaN score
-// is all NaN. This is the one place attention calls exp: the loop marked below
-// becomes the vectorized exp primitive when it lands.
+// is all NaN. This is the one place attention calls exp: vec::exp_sum writes
+// e^(p − max) with the vectorized exp (csrc/vecmath.h) and sums it exactly.
 void softmax_row(float* p, int64_t n) {
     const float max = lane_max(p, n);  // ignores NaNs
     if (max == -INFINITY) {  // every key masked, or NaN: zeros, keeping the NaNs
         for (int64_t j = 0; j < n; ++j) p[j] = std::isnan(p[j]) ? p[j] : 0.0f;
         return;
     }
-    for (int64_t j = 0; j < n; ++j) p[j] = std::exp(p[j] - max);  // ← the vectorized exp
-    const float inv = 1.0f / lane_sum(n, [=](int64_t j) { return p[j]; });
+    const float inv = 1.0f / static_cast<float>(vec::exp_sum(p, max, p, n));
     for (int64_t j = 0; j < n; ++j) p[j] *= inv;
 }
 

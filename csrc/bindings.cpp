@@ -41,6 +41,7 @@
 #include "parallel.h"
 #include "random.h"
 #include "reductions.h"
+#include "vecmath.h"
 
 namespace py = pybind11;
 using namespace fz::bind;
@@ -438,6 +439,43 @@ PYBIND11_MODULE(_core, m) {
                c.run([&] {
                    if (softmax) fz::softmax_backward(y.data(), dy.data(), dx.mutable_data(), y.shape(0), y.shape(1));
                    else fz::activation_backward(act, ptr(x), y.data(), dy.data(), dx.mutable_data(), y.size(), alpha);
+               });
+               return dx;
+           });
+
+    // ------------------------------------------------------------ vector math, log-softmax
+    // fromzero's own exp, log, log1p and erf (csrc/vecmath.h, within the ulp
+    // bounds stated there) on float32 arrays of any shape.
+    m.def("vecmath_isa", &fz::vec::isa);
+    using VectorMathFn = void (*)(const float*, float*, int64_t);
+    const std::pair<const char*, VectorMathFn> vector_math[] = {
+        {"exp", fz::vec::exp}, {"log", fz::vec::log}, {"log1p", fz::vec::log1p}, {"erf", fz::vec::erf}};
+    for (const auto& [name, f] : vector_math) {
+        kernel(Spec(cat(name, "(x, out=None)"), cat("y = ", name, "(x) elementwise, fromzero's vector math"))
+                   .in("x", "...").out("out", "...").in_place("x").example("...=3x4"),
+               [f = f](Call& c) {
+                   FloatArray x = c.in("x");
+                   auto y = c.out("out");
+                   c.run([&] { fz::parallel_map(f, x.data(), y.mutable_data(), x.size()); });
+                   return y;
+               });
+    }
+    kernel(Spec("log_softmax_forward(x, out=None)", "y = x − max − log Σ exp(x − max) over each row")
+               .in("x", "batch, classes").out("out", "batch, classes").in_place("x").example("batch=3 classes=4"),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               auto y = c.out("out");
+               c.run([&] { fz::log_softmax_forward(x.data(), y.mutable_data(), x.shape(0), x.shape(1)); });
+               return y;
+           });
+    kernel(Spec("log_softmax_backward(y, dy, out=None)", "dx = dy − exp(y)·Σ dy over each row, y = log_softmax(x)")
+               .in("y", "batch, classes").in("dy", "batch, classes").out("out", "batch, classes").in_place("dy")
+               .example("batch=3 classes=4"),
+           [](Call& c) {
+               FloatArray y = c.in("y"), dy = c.in("dy");
+               auto dx = c.out("out");
+               c.run([&] {
+                   fz::log_softmax_backward(y.data(), dy.data(), dx.mutable_data(), y.shape(0), y.shape(1));
                });
                return dx;
            });

@@ -211,7 +211,9 @@ def test_format_2_npz_files_still_load():
                                                          "BatchNormalization", "Dropout", "Dense"]
     x = np.random.default_rng(0).standard_normal((32, 6)).astype(np.float32)
     expected = np.load(os.path.join(DATA, "model_format2_predictions.npy"))
-    np.testing.assert_array_equal(model.predict(x[:5], verbose=0), expected)
+    # the predictions match to float rounding only: since this file was written,
+    # softmax moved to the vector-math exp (within 1 ulp of libm's, not equal to it)
+    np.testing.assert_allclose(model.predict(x[:5], verbose=0), expected, rtol=1e-6, atol=0)
     assert isinstance(model.optimizer, fz.optimizers.Adam)
     assert [m.name for m in model.metrics] == ["accuracy"]
     fresh = fz.Sequential([fz.Input((6,)), L.Dense(8), L.BatchNormalization(), L.Dropout(0.2),

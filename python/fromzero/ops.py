@@ -114,6 +114,51 @@ def has_openmp():
     return _core.has_openmp()
 
 
+# ---------------------------------------------------------------- vector math
+#
+# fromzero's own vectorized exp, log, log1p and erf (csrc/vecmath.h, not libm:
+# docs/09-making-it-fast.md shows how they work and how accurate they are),
+# on float32 arrays of any shape; and log-softmax, log(softmax(x)) computed
+# without softmax, so tiny probabilities keep their digits.
+
+__all__ += ["exp", "log", "log1p", "erf", "log_softmax", "log_softmax_backward", "vecmath_isa"]
+
+
+def exp(x, out=None):
+    """e^x elementwise, within 1 ulp (0 below −103.97, inf above 88.72)."""
+    return _core.exp(x, out)
+
+
+def log(x, out=None):
+    """Natural logarithm elementwise, within 1 ulp (log 0 = −inf, log of x < 0 = NaN)."""
+    return _core.log(x, out)
+
+
+def log1p(x, out=None):
+    """log(1 + x) elementwise, within 2 ulp, accurate for tiny x."""
+    return _core.log1p(x, out)
+
+
+def erf(x, out=None):
+    """The error function elementwise, within 2 ulp."""
+    return _core.erf(x, out)
+
+
+def log_softmax(x, out=None):
+    """Row-wise ``x − max − log Σ exp(x − max)`` of a 2-D array (batch, classes)."""
+    return _core.log_softmax_forward(x, out)
+
+
+def log_softmax_backward(y, dy, out=None):
+    """``dx = dy − exp(y)·Σ dy`` row by row, from y = log_softmax(x)."""
+    return _core.log_softmax_backward(y, dy, out)
+
+
+def vecmath_isa():
+    """The instruction set the vector math uses on this CPU: avx512, avx2 or generic."""
+    return _core.vecmath_isa()
+
+
 # ---------------------------------------------------------------- images (NHWC)
 #
 # Convolution, pooling and batch normalization (csrc/conv.h). Images are

@@ -15,7 +15,8 @@ not N divides B (shares differ by at most one sample and are weighted by their
 size; a share can be empty when B < N, as in an epoch's last batch). Only the
 order in which floats are added differs — see "Determinism".
 
-Usage — what a training loop calls (``fit`` will, for ``distribute=True``)::
+Usage: ``model.fit(x, y, distribute=True)`` under ``mpiexec -n N`` (trainer.py
+makes these calls). What a training loop calls::
 
     rank, size = fz.distributed.init()          # size 1 without mpiexec
     dp = fz.distributed.DataParallel(model)     # same model on every rank? rank 0's weights
@@ -322,6 +323,7 @@ class DataParallel:
             self._received = np.empty((self.size, self._chunk), np.float32)      # chunk `rank` of each
             self._chunk_sum = np.empty(self._chunk, np.float32)
         self.steps = 0  # all-reduces done
+        self.exchange_seconds = 0.0  # spent in the gradient exchange, waiting for others included
         self._generators = [None] * len(self._local_shards)
         self._flag = np.zeros(1, np.int32)  # agree()'s one-element exchange
 
@@ -386,6 +388,7 @@ class DataParallel:
             for row in self._shares[1:]:
                 np.add(self._sum, row, out=self._sum)
         else:
+            start = time.perf_counter()
             with self._watch("the gradient all-reduce"):
                 # received[s] = chunk `rank` of rank s's buffer.
                 self._comm.Alltoall(self._shares[0].reshape(self.size, self._chunk), self._received)
@@ -394,6 +397,7 @@ class DataParallel:
                 np.add(self._chunk_sum, piece, out=self._chunk_sum)
             with self._watch("the gradient all-reduce"):
                 self._comm.Allgather(self._chunk_sum, self._sum.reshape(self.size, self._chunk))
+            self.exchange_seconds += time.perf_counter() - start
         for g, (low, high) in zip(self._flat_grads, self._spans):
             np.copyto(g, self._sum[low:high])
         self._filled[:] = False

@@ -239,6 +239,69 @@ def test_layer_shape_and_type_differences_are_named():
     assert distributed._first_difference(reference, distributed._describe(small_model(seed=5))) == ""
 
 
+# ---------------------------------------------------------------- fit(distribute=...) in one process
+
+def fit_weights(distribute=None, shards=None, dropout=0.0, n=50, batch_size=8, epochs=2):
+    """A small classifier fitted with fit(distribute=...) (a DataParallel with
+    `shards` when given); its weights and history."""
+    fz.utils.set_random_seed(3)
+    model = fz.Sequential([L.Dense(16, activation="relu")] + ([L.Dropout(dropout)] if dropout else [])
+                          + [L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, _ = data(n)
+    y = np.arange(n) % 3
+    if shards is not None:
+        model.build((None, 5))
+        distribute = distributed.DataParallel(model, shards=shards)
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, distribute=distribute)
+    return model.get_weights(), history.history
+
+
+def test_fit_distributed_alone_is_plain_training_bit_for_bit():
+    plain, plain_history = fit_weights()
+    alone, alone_history = fit_weights(distribute=True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, alone))
+    assert plain_history == alone_history
+
+
+def test_fit_over_emulated_shares_is_plain_training_up_to_rounding():
+    """50 samples in batches of 8 over 3 shares: shares of 2, 3, 3 and, in the
+    last batch of 2, an empty one; the losses, metrics and weights still match."""
+    plain, plain_history = fit_weights()
+    shared, shared_history = fit_weights(shards=3)
+    for a, b in zip(plain, shared):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert shared_history["accuracy"] == plain_history["accuracy"]
+    np.testing.assert_allclose(shared_history["loss"], plain_history["loss"], rtol=1e-5)
+
+
+def test_dropout_draws_per_share_and_repeats():
+    first, _ = fit_weights(shards=2, dropout=0.5)
+    again, _ = fit_weights(shards=2, dropout=0.5)
+    plain, _ = fit_weights(dropout=0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, plain))  # other masks
+
+
+def test_fit_refuses_a_wrong_distribute():
+    model = small_model()
+    x, y = data()
+    with pytest.raises(TypeError, match="distribute must be True, False, None or a"):
+        model.fit(x, y, distribute="yes", verbose=0)
+    with pytest.raises(ValueError, match="distribute= was made for another model"):
+        model.fit(x, y, distribute=distributed.DataParallel(small_model()), verbose=0)
+
+
+def test_ranks_other_than_0_leave_out_the_callbacks_that_write(tmp_path):
+    callbacks = [fz.callbacks.CSVLogger(tmp_path / "log.csv"), fz.callbacks.EarlyStopping(),
+                 fz.callbacks.ModelCheckpoint(tmp_path / "m.npz")]
+    other = fz.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True, chief=False)
+    assert [type(c).__name__ for c in other] == ["EarlyStopping", "History"]
+    chief = fz.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True)
+    assert [type(c).__name__ for c in chief] == ["CSVLogger", "EarlyStopping", "ModelCheckpoint",
+                                                 "ProgbarLogger", "History"]
+
+
 # ---------------------------------------------------------------- two ranks under mpiexec
 
 def find_mpiexec():

@@ -623,16 +623,18 @@ class Trainer:
         else:
             raise TypeError(f"fit: distribute must be True, False, None or a "
                             f"fz.distributed.DataParallel, got {type(distribute).__name__}")
-        if isinstance(batches, data.ArrayBatches):
-            dp.check_same("the number of training samples", batches.n)
-        dp.check_same("fit's batch_size, epochs, initial_epoch, steps_per_epoch and "
-                      "validation_freq", settings)
-        dp.check_same("the number of batches per epoch", batches.num_batches)
-        if isinstance(batches, data.ArrayBatches):
-            arrays = [a for group in batches.arrays if group is not None
-                      for a in (group if isinstance(group, list) else [group])]
-            dp.check_same("the training data (a hash of x, y and sample_weight)",
-                          distributed.digest(arrays))
+        if dp.size > 1:
+            arrays = isinstance(batches, data.ArrayBatches)
+            if arrays:
+                dp.check_same("the number of training samples", batches.n)
+            dp.check_same("fit's batch_size, epochs, initial_epoch, steps_per_epoch and "
+                          "validation_freq", settings)
+            dp.check_same("the number of batches per epoch", batches.num_batches)
+            if arrays:
+                dp.check_same("the training data (a hash of x, y and sample_weight)",
+                              distributed.digest([a for group in batches.arrays if group is not None
+                                                  for a in (group if isinstance(group, list)
+                                                            else [group])]))
         dp.share_generator(self._generator())
         return dp
 

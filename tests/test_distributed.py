@@ -467,11 +467,14 @@ def test_diverged_weights_are_caught_at_the_next_check(tmp_path):
 
 
 CLI_ON_A_SUBSET = """
+import os
 import sys
 import fromzero as fz
 from fromzero import cli
 real = fz.datasets.mnist.load_data
 def subset():
+    if os.environ.get("PMI_RANK") == os.environ.get("FAILING_RANK"):
+        raise FileNotFoundError("no MNIST on this rank")
     (x, y), (x_test, y_test) = real()
     return (x[:2000], y[:2000]), (x_test[:500], y_test[:500])
 fz.datasets.mnist.load_data = subset
@@ -495,3 +498,18 @@ def test_the_command_line_trains_on_two_ranks(tmp_path, model):
     assert proc.stdout.count("test loss: ") == 1 and proc.stdout.count("saved to") == 1
     assert "2 processes × 1 thread(s)" in proc.stdout
     assert re.search(r"test accuracy: 0\.[5-9]", proc.stdout), proc.stdout
+
+
+@needs_mpi
+def test_an_error_on_one_rank_of_the_command_line_ends_the_job(tmp_path):
+    """Rank 1 cannot load the data while rank 0 waits for it: the error, then
+    MPI_Abort — a plain exit would leave rank 0 waiting (and rank 1 in MPI_Finalize)."""
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_ON_A_SUBSET)
+    start = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script), "train", "--distributed",
+                           "--epochs", "1"], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env=dict(os.environ, FAILING_RANK="1"))
+    assert proc.returncode != 0
+    assert "fromzero: error: no MNIST on this rank" in proc.stderr
+    assert "test loss" not in proc.stdout and time.monotonic() - start < 60

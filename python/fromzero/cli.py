@@ -141,6 +141,8 @@ def main(argv=None):
         return train(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fromzero: error: {e}", file=sys.stderr)
+        if getattr(args, "distributed", False):
+            fz.distributed.abort(2)  # the other processes may be waiting for this one
         return 2
 
 

@@ -99,7 +99,8 @@ import numpy as np
 
 from . import utils
 
-__all__ = ["init", "rank", "world_size", "is_chief", "verbosity", "DataParallel", "Shard", "digest",
+__all__ = ["init", "abort", "rank", "world_size", "is_chief", "verbosity", "DataParallel", "Shard",
+           "digest",
            "MismatchError", "ModelMismatchError", "WeightsDivergedError"]
 
 # Environment variables set by MPI launchers in the processes they start:
@@ -217,6 +218,18 @@ def _abort_on_uncaught_exception(comm):
         comm.Abort(1)
 
     sys.excepthook = hook
+
+
+def abort(code=1):
+    """End the whole job now with exit code `code` (MPI_Abort): what a rank
+    calls when it cannot go on, since the others may be waiting for it in a
+    collective, and a plain exit would wait for them in MPI_Finalize — a
+    hang. Alone (or before init): sys.exit(code)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _world is not None and _world.size > 1:
+        _world.comm.Abort(code)
+    sys.exit(code)
 
 
 def rank():

@@ -128,7 +128,10 @@ if __name__ == "__main__":
         sys.exit(main())
     except (fz.distributed.MismatchError, fz.distributed.WeightsDivergedError) as e:
         # Every rank raises these; written to a file of its own as well, since
-        # the ranks' tracebacks can interleave in the launcher's output.
-        with open(os.path.join(sys.argv[1], f"error_rank{fz.distributed.rank()}.txt"), "w") as f:
+        # the ranks' tracebacks can interleave in the launcher's output. Renamed
+        # into place: the first rank to abort the job may kill the others mid-write.
+        path = os.path.join(sys.argv[1], f"error_rank{fz.distributed.rank()}.txt")
+        with open(path + ".part", "w") as f:
             f.write(f"{type(e).__name__}: {e}")
+        os.replace(path + ".part", path)
         raise

@@ -420,7 +420,7 @@ class Trainer:
         their sizes, over every rank in rank order; every rank applies that sum."""
         if dp is None:
             total, per_output = self._train_share(inputs, targets, weights, regularized)
-            count = batch_total = None
+            count, batch_total = len(inputs[0]), total
         else:
             total, per_output, count = 0.0, [0.0] * len(self._output_losses), 0
             for shard in dp.shards(len(inputs[0])):
@@ -437,9 +437,7 @@ class Trainer:
         self.optimizer.apply_gradients(grads_and_params)
         if dp is not None:
             dp.check_in_sync(dp.steps)  # every check_every steps: still the same weights?
-        n = len(inputs[0])
-        return total, per_output, n if count is None else count, \
-            total if batch_total is None else batch_total
+        return total, per_output, count, batch_total
 
     def _train_share(self, inputs, targets, weights, regularized):
         """Forward, loss, backward (the model's grads ← ∂L/∂θ, L the mean

@@ -302,6 +302,21 @@ def test_ranks_other_than_0_leave_out_the_callbacks_that_write(tmp_path):
                                                  "ProgbarLogger", "History"]
 
 
+def test_evaluate_and_predict_are_silent_on_the_other_ranks(monkeypatch, capsys):
+    model = small_model()
+    x, y = data()
+    model.evaluate(x, y, verbose=2)
+    assert capsys.readouterr().out
+    monkeypatch.setattr(distributed, "_world", distributed._World(None))  # rank 0 of 1
+    assert distributed.prints_here()
+    monkeypatch.setattr(distributed._world, "rank", 1)
+    assert not distributed.prints_here()
+    model.evaluate(x, y, verbose=2)
+    model.predict(x, verbose=1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
 # ---------------------------------------------------------------- two ranks under mpiexec
 
 def find_mpiexec():

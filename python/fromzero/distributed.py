@@ -99,7 +99,8 @@ import numpy as np
 
 from . import utils
 
-__all__ = ["init", "abort", "rank", "world_size", "is_chief", "verbosity", "DataParallel", "Shard",
+__all__ = ["init", "abort", "rank", "world_size", "is_chief", "prints_here", "verbosity",
+           "DataParallel", "Shard",
            "digest",
            "MismatchError", "ModelMismatchError", "WeightsDivergedError"]
 
@@ -245,6 +246,13 @@ def world_size():
 def is_chief():
     """True on rank 0, the one process that prints progress and saves files."""
     return rank() == 0
+
+
+def prints_here():
+    """False on the ranks other than 0 of a job that called init(): they
+    compute what rank 0 computes, and rank 0 alone shows it (evaluate and
+    predict check this). True alone, or before init (it never starts MPI)."""
+    return _world is None or _world.rank == 0
 
 
 def verbosity(verbose):

@@ -26,7 +26,7 @@ import threading
 
 import numpy as np
 
-from . import data, losses, metrics as metrics_module, optimizers, utils
+from . import data, distributed, losses, metrics as metrics_module, optimizers, utils
 from .callbacks import CallbackList, resolve_verbose
 
 
@@ -527,7 +527,7 @@ class Trainer:
         callbacks that write (ModelCheckpoint, CSVLogger); the logs, the same
         on every rank, cover every rank's samples. Validation, evaluate and
         predict are not split: each process computes them whole, with the
-        same result."""
+        same result (and only rank 0 shows their progress)."""
         self._check_compiled("fit")
         batch_size = _batch_size("fit", batch_size)
         verbose = resolve_verbose(verbose, "fit")
@@ -610,7 +610,6 @@ class Trainer:
         take rank 0's random generator, so that they shuffle alike."""
         if distribute is None or distribute is False:
             return None
-        from . import distributed
         if distribute is True:
             dp = distributed.DataParallel(self)
         elif isinstance(distribute, distributed.DataParallel):
@@ -674,7 +673,7 @@ class Trainer:
         compiled (a dict with return_dict=True)."""
         self._check_compiled("evaluate")
         batch_size = _batch_size("evaluate", batch_size)
-        verbose = resolve_verbose(verbose, "evaluate")
+        verbose = resolve_verbose(verbose, "evaluate") if distributed.prints_here() else 0
         if steps is not None:
             utils.check_positive_int("evaluate", "steps", steps)
         batches, _ = self._batches(x, y, sample_weight, None, batch_size, steps, False, "evaluate")
@@ -691,7 +690,7 @@ class Trainer:
         """The model's outputs for x: an array (or the list / dict of the
         model's outputs) with one row per sample."""
         batch_size = _batch_size("predict", batch_size)
-        verbose = resolve_verbose(verbose, "predict")
+        verbose = resolve_verbose(verbose, "predict") if distributed.prints_here() else 0
         if steps is not None:
             utils.check_positive_int("predict", "steps", steps)
         batches, _ = self._batches(x, None, None, None, batch_size, steps, False, "predict",

@@ -5,11 +5,13 @@ single-process emulation of N ranks (the gradient of the whole batch, summed
 in rank order), log and metric reduction, the model comparison.
 
 Under `mpiexec -n 2` on loopback (skipped, with the reason, when mpi4py or
-mpiexec is missing): tests/distributed_driver.py trains the MLP for 300 steps;
-both ranks end with identical weights, equal bit for bit to the emulation and
-to a second run, and within float rounding to one process with whole batches;
-a rank that is killed, exits, raises or hangs ends the job with an error in
-bounded time; mismatched models and diverged weights are named.
+mpiexec is missing): tests/distributed_driver.py trains the MLP with
+fit(distribute=...) for 300 steps; both ranks end with identical weights,
+equal bit for bit to the emulation and to a second run, and within float
+rounding to one process with whole batches; only rank 0 prints, logs and
+checkpoints; a rank that is killed, exits, raises or hangs ends the job with
+an error in bounded time; a stop on one rank stops all; mismatched models,
+data and diverged weights are named. And `fromzero train --distributed`.
 """
 
 import os
@@ -237,6 +239,84 @@ def test_layer_shape_and_type_differences_are_named():
     assert distributed._first_difference(reference, distributed._describe(small_model(seed=5))) == ""
 
 
+# ---------------------------------------------------------------- fit(distribute=...) in one process
+
+def fit_weights(distribute=None, shards=None, dropout=0.0, n=50, batch_size=8, epochs=2):
+    """A small classifier fitted with fit(distribute=...) (a DataParallel with
+    `shards` when given); its weights and history."""
+    fz.utils.set_random_seed(3)
+    model = fz.Sequential([L.Dense(16, activation="relu")] + ([L.Dropout(dropout)] if dropout else [])
+                          + [L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, _ = data(n)
+    y = np.arange(n) % 3
+    if shards is not None:
+        model.build((None, 5))
+        distribute = distributed.DataParallel(model, shards=shards)
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, distribute=distribute)
+    return model.get_weights(), history.history
+
+
+def test_fit_distributed_alone_is_plain_training_bit_for_bit():
+    plain, plain_history = fit_weights()
+    alone, alone_history = fit_weights(distribute=True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, alone))
+    assert plain_history == alone_history
+
+
+def test_fit_over_emulated_shares_is_plain_training_up_to_rounding():
+    """50 samples in batches of 8 over 3 shares: shares of 2, 3, 3 and, in the
+    last batch of 2, an empty one; the losses, metrics and weights still match."""
+    plain, plain_history = fit_weights()
+    shared, shared_history = fit_weights(shards=3)
+    for a, b in zip(plain, shared):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert shared_history["accuracy"] == plain_history["accuracy"]
+    np.testing.assert_allclose(shared_history["loss"], plain_history["loss"], rtol=1e-5)
+
+
+def test_dropout_draws_per_share_and_repeats():
+    first, _ = fit_weights(shards=2, dropout=0.5)
+    again, _ = fit_weights(shards=2, dropout=0.5)
+    plain, _ = fit_weights(dropout=0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, plain))  # other masks
+
+
+def test_fit_refuses_a_wrong_distribute():
+    model = small_model()
+    x, y = data()
+    with pytest.raises(TypeError, match="distribute must be True, False, None or a"):
+        model.fit(x, y, distribute="yes", verbose=0)
+    with pytest.raises(ValueError, match="distribute= was made for another model"):
+        model.fit(x, y, distribute=distributed.DataParallel(small_model()), verbose=0)
+
+
+def test_ranks_other_than_0_leave_out_the_callbacks_that_write(tmp_path):
+    callbacks = [fz.callbacks.CSVLogger(tmp_path / "log.csv"), fz.callbacks.EarlyStopping(),
+                 fz.callbacks.ModelCheckpoint(tmp_path / "m.npz")]
+    other = fz.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True, chief=False)
+    assert [type(c).__name__ for c in other] == ["EarlyStopping", "History"]
+    chief = fz.callbacks.CallbackList(callbacks, add_history=True, add_progbar=True)
+    assert [type(c).__name__ for c in chief] == ["CSVLogger", "EarlyStopping", "ModelCheckpoint",
+                                                 "ProgbarLogger", "History"]
+
+
+def test_evaluate_and_predict_are_silent_on_the_other_ranks(monkeypatch, capsys):
+    model = small_model()
+    x, y = data()
+    model.evaluate(x, y, verbose=2)
+    assert capsys.readouterr().out
+    monkeypatch.setattr(distributed, "_world", distributed._World(None))  # rank 0 of 1
+    assert distributed.prints_here()
+    monkeypatch.setattr(distributed._world, "rank", 1)
+    assert not distributed.prints_here()
+    model.evaluate(x, y, verbose=2)
+    model.predict(x, verbose=1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
 # ---------------------------------------------------------------- two ranks under mpiexec
 
 def find_mpiexec():
@@ -284,53 +364,63 @@ def errors(folder):
     return [p.read_text() for p in sorted(folder.glob("error_rank*.txt"))]
 
 
-def weights(folder, rank=0):
+def saved(folder, rank=0):
+    """What the driver's rank wrote: weights, history, losses, test results."""
     with np.load(folder / f"rank{rank}.npz") as f:
-        return [f[f"weight_{i}"] for i in range(4)], float(f["loss"]), float(f["accuracy"])
+        return {k: f[k] for k in f.files}
+
+
+def weights(result):
+    return [result[f"weight_{i}"] for i in range(4)]
+
+
+def same(a, b, keys=None):
+    """Bit for bit, in every array (of `keys`) the driver saved."""
+    return all(np.array_equal(a[k], b[k]) for k in (keys or a))
 
 
 @needs_mpi
-def test_two_ranks_train_as_one_process(tmp_path):
+def test_two_ranks_fit_as_one_process(tmp_path):
+    """fit(distribute=...) on 2 ranks, 300 steps of batch 32 (rank 1 seeded
+    differently: rank 0's weights and shuffling must win)."""
     runs = {}
     for name, args, ranks in [("mpi", (), 2), ("again", (), 2), ("emulated", ("--shards", "2"), None),
                               ("plain", ("--plain",), None)]:
         code, output, _ = run(tmp_path / name, *args, ranks=ranks)
         assert code == 0, output
         runs[name] = output
-    mpi, loss, accuracy = weights(tmp_path / "mpi")
-    # Every rank holds the same weights, and only rank 0 reported and saved.
-    assert all(np.array_equal(a, b) for a, b in zip(mpi, weights(tmp_path / "mpi", 1)[0]))
-    assert runs["mpi"].count("world size 2:") == 1 and (tmp_path / "mpi" / "model.npz").exists()
+    mpi = saved(tmp_path / "mpi")
+    # Every rank holds the same weights, history, running losses and test results.
+    assert same(mpi, saved(tmp_path / "mpi", 1))
+    # Only rank 0 printed, checkpointed and logged.
+    assert runs["mpi"].count("world size 2:") == 1 and runs["mpi"].count("Epoch 3/3 - ") == 1
+    files = sorted(p.name for p in (tmp_path / "mpi").iterdir())
+    assert files == ["log_rank0.csv", "model_rank0.npz", "rank0.npz", "rank1.npz"]
     # Repeats bit for bit, and equals one process summing the same two shares.
-    for name in ("again", "emulated"):
-        assert all(np.array_equal(a, b) for a, b in zip(mpi, weights(tmp_path / name)[0])), name
+    assert same(mpi, saved(tmp_path / "again")) and same(mpi, saved(tmp_path / "emulated"))
     # One process with whole batches: the same training up to summation order.
-    plain, plain_loss, plain_accuracy = weights(tmp_path / "plain")
-    assert max(np.max(np.abs(a - b)) for a, b in zip(mpi, plain)) < 1e-5
-    assert loss == pytest.approx(plain_loss, rel=1e-5) and 0.8 < accuracy == pytest.approx(
-        plain_accuracy, abs=1e-3)
-    with np.load(tmp_path / "mpi" / "rank1.npz") as rank1:
-        assert int(rank1["local_seen"]) == 300 * 16  # each rank saw half of every batch
-        # Every rank learned each whole batch's loss from the all-reduce, as the emulation did.
-        for folder in ("mpi", "emulated"):
-            with np.load(tmp_path / folder / "rank0.npz") as other:
-                assert np.array_equal(rank1["batch_losses"], other["batch_losses"])
-        assert np.mean(rank1["batch_losses"]) / 32 == pytest.approx(loss, rel=1e-5)
+    plain = saved(tmp_path / "plain")
+    assert max(np.max(np.abs(a - b)) for a, b in zip(weights(mpi), weights(plain))) < 1e-5
+    np.testing.assert_allclose(mpi["batch_losses"], plain["batch_losses"], rtol=1e-5)
+    np.testing.assert_allclose(mpi["test"], plain["test"], rtol=1e-4)
+    assert len(mpi["batch_losses"]) == 300 and 0.8 < mpi["history_accuracy"][-1]
+    assert np.array_equal(mpi["history_accuracy"], plain["history_accuracy"])
 
 
 @needs_mpi
-def test_four_ranks_sum_in_rank_order(tmp_path):
+def test_four_ranks_sum_in_rank_order_and_draw_dropout_per_share(tmp_path):
     """With 4 ranks the order of the sum matters: MPI_Allreduce (recursive
     doubling, (g0+g1)+(g2+g3)) gives other bits than the emulation's
-    ((g0+g1)+g2)+g3; the rank-order sum equals it. Batch 30: shares 7, 8, 7, 8."""
-    args = ("--steps", "100", "--batch-size", "30")
+    ((g0+g1)+g2)+g3; the rank-order sum equals it. Batch 30: shares 7, 8, 7, 8.
+    Dropout masks come from one generator per share: the same in both."""
+    args = ("--epochs", "1", "--steps-per-epoch", "100", "--batch-size", "30", "--dropout", "0.2")
     code, output, _ = run(tmp_path / "mpi", *args, ranks=4)
     assert code == 0, output
     code, output, _ = run(tmp_path / "emulated", *args, "--shards", "4", ranks=None)
     assert code == 0, output
-    mpi = weights(tmp_path / "mpi")[0]
+    mpi = saved(tmp_path / "mpi")
     for folder, rank in [("mpi", 3), ("emulated", 0)]:
-        assert all(np.array_equal(a, b) for a, b in zip(mpi, weights(tmp_path / folder, rank)[0]))
+        assert same(mpi, saved(tmp_path / folder, rank))
 
 
 @needs_mpi
@@ -356,6 +446,13 @@ def test_a_hung_rank_is_stopped_by_the_watchdog(tmp_path):
 
 
 @needs_mpi
+def test_a_callback_that_stops_one_rank_stops_all(tmp_path):
+    code, output, _ = run(tmp_path / "stop", "--fault", "stop", "--fault-step", "50", limit=60)
+    assert code == 0, output
+    assert int(saved(tmp_path / "stop", 0)["stopped"]) == int(saved(tmp_path / "stop", 1)["stopped"]) == 50
+
+
+@needs_mpi
 def test_mismatched_models_are_named_at_the_start(tmp_path):
     code, output, _ = run(tmp_path / "mismatch", "--fault", "mismatch", limit=60)
     assert code != 0 and errors(tmp_path / "mismatch"), output
@@ -365,11 +462,14 @@ def test_mismatched_models_are_named_at_the_start(tmp_path):
 
 
 @needs_mpi
-def test_ranks_with_different_data_are_stopped_before_training(tmp_path):
-    code, output, _ = run(tmp_path / "data", "--fault", "data", limit=60)
-    assert code != 0 and errors(tmp_path / "data"), output
-    assert ("MismatchError: the number of training samples differs across ranks: 4096 on rank 0, "
-            "4095 on rank 1") in errors(tmp_path / "data")[0]
+@pytest.mark.parametrize("fault, message", [
+    ("data", "the number of training samples differs across ranks: 4096 on rank 0, 4095 on rank 1"),
+    ("pixel", "the training data (a hash of x, y and sample_weight) differs across ranks"),
+])
+def test_ranks_with_different_data_are_stopped_before_training(tmp_path, fault, message):
+    code, output, _ = run(tmp_path / fault, "--fault", fault, limit=60)
+    assert code != 0 and errors(tmp_path / fault), output
+    assert "MismatchError: " + message in errors(tmp_path / fault)[0]
 
 
 @needs_mpi
@@ -379,3 +479,52 @@ def test_diverged_weights_are_caught_at_the_next_check(tmp_path):
     assert code != 0 and errors(tmp_path / "diverge"), output
     assert ("WeightsDivergedError: step 30: the weights of rank 1 no longer equal rank 0's, from "
             "layer 'dense_1' (Dense) weight 1") in errors(tmp_path / "diverge")[0]
+
+
+CLI_ON_A_SUBSET = """
+import os
+import sys
+import fromzero as fz
+from fromzero import cli
+real = fz.datasets.mnist.load_data
+def subset():
+    if os.environ.get("PMI_RANK") == os.environ.get("FAILING_RANK"):
+        raise FileNotFoundError("no MNIST on this rank")
+    (x, y), (x_test, y_test) = real()
+    return (x[:2000], y[:2000]), (x_test[:500], y_test[:500])
+fz.datasets.mnist.load_data = subset
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_the_command_line_trains_on_two_ranks(tmp_path, model):
+    """mpiexec -n 2 fromzero train --distributed, on 2000 MNIST samples: rank 0
+    alone prints and saves; what it saved equals the same run in one process
+    emulating 2 ranks (checked on the MLP)."""
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_ON_A_SUBSET)
+    command = [MPIEXEC, "-n", "2", sys.executable, str(script), "train", "--distributed",
+               "--model", model, "--epochs", "1", "--seed", "3", "--save", str(tmp_path / "m.npz")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test loss: ") == 1 and proc.stdout.count("saved to") == 1
+    assert "2 processes × 1 thread(s)" in proc.stdout
+    assert re.search(r"test accuracy: 0\.[5-9]", proc.stdout), proc.stdout
+
+
+@needs_mpi
+def test_an_error_on_one_rank_of_the_command_line_ends_the_job(tmp_path):
+    """Rank 1 cannot load the data while rank 0 waits for it: the error, then
+    MPI_Abort — a plain exit would leave rank 0 waiting (and rank 1 in MPI_Finalize)."""
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_ON_A_SUBSET)
+    start = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script), "train", "--distributed",
+                           "--epochs", "1"], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env=dict(os.environ, FAILING_RANK="1"))
+    assert proc.returncode != 0
+    assert "fromzero: error: no MNIST on this rank" in proc.stderr
+    assert "test loss" not in proc.stdout and time.monotonic() - start < 60

@@ -78,6 +78,10 @@ class Callback:
 
     model = None
     params = None
+    #: True for a callback whose only effect is to write files or print (the
+    #: progress bar, CSVLogger, ModelCheckpoint): in a fit with distribute=,
+    #: rank 0 alone runs it (CallbackList(chief=False) leaves it out).
+    chief_only = False
 
     def set_model(self, model):
         self.model = model
@@ -155,7 +159,9 @@ class CallbackList(Callback):
     list has none; they go after the given callbacks — the progress bar, then
     History last — so that both see what the others wrote into the logs.
     ``model`` goes to every callback's set_model (and the History becomes
-    ``model.history``); ``**params`` to every set_params.
+    ``model.history``); ``**params`` to every set_params. ``chief=False``
+    (the ranks other than 0 of a distributed fit) leaves out the callbacks
+    that are ``chief_only`` and adds no progress bar.
 
     Hooks are called with Keras's arguments: (logs) for begin/end,
     (epoch, logs) for epochs, (batch, logs=logs) for batches. Every callback
@@ -163,11 +169,13 @@ class CallbackList(Callback):
     """
 
     def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
-                 **params):
+                 chief=True, **params):
         self.callbacks = []
         for callback in _flatten(callbacks):
             self._check(callback)
-            self.callbacks.append(callback)
+            if chief or not callback.chief_only:
+                self.callbacks.append(callback)
+        add_progbar = add_progbar and chief
         self._added = 0  # how many callbacks at the end this list added itself
         self._history = next((c for c in self.callbacks if isinstance(c, History)), None)
         self._progbar = next((c for c in self.callbacks if isinstance(c, ProgbarLogger)), None)
@@ -346,6 +354,8 @@ class ProgbarLogger(Callback):
     bar then its logs; predict a "Predict" bar.
     """
 
+    chief_only = True
+
     #: the postfix is refreshed every this many batches (and at the last one)
     postfix_every = 25
 
@@ -437,6 +447,8 @@ class CSVLogger(Callback):
     key missing from an epoch's logs is written "NA"; an array as "[a, b, c]".
     Rows are flushed as they are written, so the file can be read during training.
     """
+
+    chief_only = True
 
     def __init__(self, filename, separator=",", append=False):
         self.filename = os.fspath(filename)
@@ -648,6 +660,8 @@ class ModelCheckpoint(MonitorCallback):
     `monitor` is missing it warns and saves anyway, as Keras 3. With
     `save_weights_only` it calls model.save_weights instead.
     """
+
+    chief_only = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto"):

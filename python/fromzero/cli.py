@@ -6,6 +6,11 @@
 
     Conv2D(32, 3, relu) → MaxPool2D(2) → Conv2D(64, 3, relu) → MaxPool2D(2)
     → Flatten → Dropout(0.5) → Dense(10, softmax)
+
+``mpiexec -n N fromzero train --distributed`` trains any of them on N
+processes (data parallelism, fz.distributed; pip install fromzero[mpi]):
+each computes its share of every batch, the same training as one process
+with that batch size; rank 0 alone prints and saves.
 """
 
 import argparse
@@ -37,6 +42,11 @@ def build_model(name):
 
 
 def train(args):
+    processes, chief = 1, True
+    if args.distributed:  # first: init gives each process its share of this machine's cores
+        rank, processes = fz.distributed.init()
+        chief = rank == 0
+    say = print if chief else _silent
     if args.threads is not None:
         fz.set_num_threads(args.threads)
     if args.seed is not None:
@@ -58,23 +68,28 @@ def train(args):
         optimizer.learning_rate = args.learning_rate
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     info = fz.info()
-    print(f"fromzero {info['version']}: {args.model} on {args.dataset}, {info['simd']} GEMM, "
-          f"{info['threads']} thread(s){'' if info['openmp'] else ' (built without OpenMP)'}")
+    where = f"{processes} processes × " if args.distributed else ""
+    say(f"fromzero {info['version']}: {args.model} on {args.dataset}, {info['simd']} GEMM, "
+        f"{where}{info['threads']} thread(s){'' if info['openmp'] else ' (built without OpenMP)'}")
     start = time.perf_counter()
     # --plot holds out the last 10% of the training data, so the curves show validation too.
     history = model.fit(x_train, y_train, batch_size=batch_size, epochs=args.epochs, verbose=1,
-                        validation_split=0.1 if args.plot else 0.0)
+                        validation_split=0.1 if args.plot else 0.0, distribute=args.distributed)
     seconds = time.perf_counter() - start
-    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"trained {args.epochs} epoch(s) in {seconds:.1f} s "
-          f"({seconds / max(args.epochs, 1):.2f} s/epoch)")
-    print(f"test loss: {loss:.4f} - test accuracy: {accuracy:.4f}")
-    if args.save:
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)  # the same on every process
+    say(f"trained {args.epochs} epoch(s) in {seconds:.1f} s "
+        f"({seconds / max(args.epochs, 1):.2f} s/epoch)")
+    say(f"test loss: {loss:.4f} - test accuracy: {accuracy:.4f}")
+    if args.save and chief:
         model.save(args.save)
-        print(f"saved to {args.save}")
-    if args.plot:
+        say(f"saved to {args.save}")
+    if args.plot and chief:
         write_plots(args.plot, history, model, x_test, y_test)
     return 0
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def write_plots(folder, history, model, x_test, y_test):
@@ -105,7 +120,12 @@ def main(argv=None):
     t.add_argument("--learning-rate", type=float, default=None,
                    help="default: the optimizer's own (Adam 0.001)")
     t.add_argument("--seed", type=int, default=None, help="make the run repeat bit for bit")
-    t.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="kernel threads (default: all cores, shared among --distributed processes)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI: start as mpiexec -n N fromzero train "
+                        "--distributed (needs pip install fromzero[mpi]); batch sizes are "
+                        "global (each process computes 1/N of every batch)")
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained model here")
     t.add_argument("--plot", metavar="DIR", default=None,
                    help="after training, write history.png, confusion_matrix.png, weights.png and "
@@ -121,6 +141,8 @@ def main(argv=None):
         return train(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fromzero: error: {e}", file=sys.stderr)
+        if getattr(args, "distributed", False):
+            fz.distributed.abort(2)  # the other processes may be waiting for this one
         return 2
 
 

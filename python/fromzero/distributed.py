@@ -15,7 +15,8 @@ not N divides B (shares differ by at most one sample and are weighted by their
 size; a share can be empty when B < N, as in an epoch's last batch). Only the
 order in which floats are added differs — see "Determinism".
 
-Usage — what a training loop calls (``fit`` will, for ``distribute=True``)::
+Usage: ``model.fit(x, y, distribute=True)`` under ``mpiexec -n N`` (trainer.py
+makes these calls). What a training loop calls::
 
     rank, size = fz.distributed.init()          # size 1 without mpiexec
     dp = fz.distributed.DataParallel(model)     # same model on every rank? rank 0's weights
@@ -98,7 +99,9 @@ import numpy as np
 
 from . import utils
 
-__all__ = ["init", "rank", "world_size", "is_chief", "verbosity", "DataParallel", "Shard",
+__all__ = ["init", "abort", "rank", "world_size", "is_chief", "prints_here", "verbosity",
+           "DataParallel", "Shard",
+           "digest",
            "MismatchError", "ModelMismatchError", "WeightsDivergedError"]
 
 # Environment variables set by MPI launchers in the processes they start:
@@ -218,6 +221,18 @@ def _abort_on_uncaught_exception(comm):
     sys.excepthook = hook
 
 
+def abort(code=1):
+    """End the whole job now with exit code `code` (MPI_Abort): what a rank
+    calls when it cannot go on, since the others may be waiting for it in a
+    collective, and a plain exit would wait for them in MPI_Finalize — a
+    hang. Alone (or before init): sys.exit(code)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _world is not None and _world.size > 1:
+        _world.comm.Abort(code)
+    sys.exit(code)
+
+
 def rank():
     """This process's rank (0 without mpiexec)."""
     return init()[0]
@@ -233,16 +248,25 @@ def is_chief():
     return rank() == 0
 
 
+def prints_here():
+    """False on the ranks other than 0 of a job that called init(): they
+    compute what rank 0 computes, and rank 0 alone shows it (evaluate and
+    predict check this). True alone, or before init (it never starts MPI)."""
+    return _world is None or _world.rank == 0
+
+
 def verbosity(verbose):
     """`verbose` on rank 0 and 0 (silent) on the other ranks: fit(verbose=fz.distributed.verbosity(1))."""
     return verbose if is_chief() else 0
 
 
 class Shard(NamedTuple):
-    """One rank's share of a global batch: its sample indices and its weight b_r / B."""
+    """One rank's share of a global batch: its samples, its weight b_r / B,
+    and the generator its layers draw from (dropout masks; see share_generator)."""
     slot: int              # which row of the flat gradient buffer it fills
-    indices: np.ndarray    # the samples (a slice of the batch's indices)
+    indices: object        # the samples: a slice of the batch's index array, or a slice object
     weight: np.float32     # its share of the batch, b_r / B
+    generator: object      # share r's numpy Generator (None before share_generator)
 
 
 class DataParallel:
@@ -320,6 +344,9 @@ class DataParallel:
             self._received = np.empty((self.size, self._chunk), np.float32)      # chunk `rank` of each
             self._chunk_sum = np.empty(self._chunk, np.float32)
         self.steps = 0  # all-reduces done
+        self.exchange_seconds = 0.0  # spent in the gradient exchange, waiting for others included
+        self._generators = [None] * len(self._local_shards)
+        self._flag = np.zeros(1, np.int32)  # agree()'s one-element exchange
 
         self._check_same_model(model)
         self.broadcast_weights()
@@ -327,6 +354,10 @@ class DataParallel:
     @property
     def is_chief(self):
         return self.rank == 0
+
+    @property
+    def model(self):
+        return self._model
 
     # ------------------------------------------------------------ a step
 
@@ -336,17 +367,24 @@ class DataParallel:
         return [r * batch_size // self.num_shards for r in range(self.num_shards + 1)]
 
     def shards(self, batch):
-        """This process's non-empty shares of the global batch `batch` (an
-        array of sample indices, the same on every rank): one under MPI, all N
-        in single-process emulation. Starts a step."""
-        batch = np.asarray(batch)
-        bounds = self.share_bounds(len(batch))
+        """This process's non-empty shares of the global batch: one under MPI,
+        all N in single-process emulation. Starts a step. `batch` is the
+        batch's sample indices (an array, the same on every rank): each
+        share's `indices` is a slice of it; or the batch size B: each share's
+        `indices` is a slice object, rows of the gathered batch (views, no copy)."""
+        if isinstance(batch, numbers.Integral):
+            size, batch = int(batch), None
+        else:
+            batch = np.asarray(batch)
+            size = len(batch)
+        bounds = self.share_bounds(size)
         self._filled[:] = False
         out = []
         for slot, r in enumerate(self._local_shards):
             low, high = bounds[r], bounds[r + 1]
             if high > low:
-                out.append(Shard(slot, batch[low:high], np.float32((high - low) / len(batch))))
+                out.append(Shard(slot, slice(low, high) if batch is None else batch[low:high],
+                                 np.float32((high - low) / size), self._generators[slot]))
         return out
 
     def accumulate(self, shard, loss_sum=0.0):
@@ -371,6 +409,7 @@ class DataParallel:
             for row in self._shares[1:]:
                 np.add(self._sum, row, out=self._sum)
         else:
+            start = time.perf_counter()
             with self._watch("the gradient all-reduce"):
                 # received[s] = chunk `rank` of rank s's buffer.
                 self._comm.Alltoall(self._shares[0].reshape(self.size, self._chunk), self._received)
@@ -379,6 +418,7 @@ class DataParallel:
                 np.add(self._chunk_sum, piece, out=self._chunk_sum)
             with self._watch("the gradient all-reduce"):
                 self._comm.Allgather(self._chunk_sum, self._sum.reshape(self.size, self._chunk))
+            self.exchange_seconds += time.perf_counter() - start
         for g, (low, high) in zip(self._flat_grads, self._spans):
             np.copyto(g, self._sum[low:high])
         self._filled[:] = False
@@ -403,12 +443,12 @@ class DataParallel:
         True when a comparison was made."""
         if self.size == 1 or not (force or (self.check_every and step % self.check_every == 0)):
             return False
-        mine = _digest(self._params)
+        mine = digest(self._params)
         every = self._allgather(mine, "the weight check")
         if all(d == every[0] for d in every):
             return True
         # Which array differs, and on which rank: one more (rare) all-gather.
-        arrays = self._allgather([_digest([p]) for p in self._params], "the weight check")
+        arrays = self._allgather([digest([p]) for p in self._params], "the weight check")
         names = _param_names(self._model)
         for r, digests in enumerate(arrays):
             for i, (d, d0) in enumerate(zip(digests, arrays[0])):
@@ -428,6 +468,31 @@ class DataParallel:
         with self._watch("a broadcast"):
             return self._comm.bcast(value, root=0)
 
+    def share_generator(self, generator):
+        """Give `generator` (a numpy Generator: the model's, which shuffles the
+        data) rank 0's state on every rank, so that every rank cuts the same
+        batches; and make one generator per share for what the layers draw
+        (dropout masks): different for each share, the same for share r
+        whether rank r computes it or one process emulates N ranks. They are
+        seeded from a hash of the state, not drawn from it: the batches stay
+        those that a fit without distribute cuts."""
+        state = self.same_on_every_rank(generator.bit_generator.state)
+        generator.bit_generator.state = state
+        seed = int.from_bytes(hashlib.blake2b(repr(state).encode(), digest_size=16).digest(),
+                              "little")
+        self._generators = [np.random.default_rng([seed, r]) for r in self._local_shards]
+
+    def agree(self, flag):
+        """True on every rank if `flag` is true on any (one tiny all-reduce):
+        a decision such as stopping the training must be taken by all ranks
+        together, or those going on would wait forever for the others."""
+        if self.size == 1:
+            return bool(flag)
+        self._flag[0] = bool(flag)
+        with self._watch("the stop decision"):
+            self._comm.Allreduce(_mpi().IN_PLACE, self._flag, op=_mpi().MAX)
+        return bool(self._flag[0])
+
     def check_same(self, what, value):
         """Raise MismatchError on every rank unless `value` (picklable,
         comparable) is equal on all ranks; `what` names it in the error: the
@@ -442,21 +507,32 @@ class DataParallel:
 
     # ------------------------------------------------------------ logs
 
+    def sum_over_ranks(self, values, metrics=()):
+        """(the numbers `values` summed over all ranks, the `metrics` merged:
+        copies holding the sum of every rank's state, whose result() is the
+        metric over all ranks' samples). Added in rank order, so every rank
+        gets the same numbers; one all-gather. The live metrics keep their
+        local state. In one process: the values and metrics as they are."""
+        if self.size == 1:
+            return list(values), list(metrics)
+        states = [_metric_state(m) for m in metrics]
+        gathered = self._allgather(([float(v) for v in values], states), "the log reduction")
+        sums = [math.fsum(g[0][i] for g in gathered) for i in range(len(values))]
+        merged = []
+        for i, metric in enumerate(metrics):
+            total = copy.copy(metric)
+            for name in states[i]:
+                setattr(total, name, _sum_states([g[1][i][name] for g in gathered],
+                                                 f"{metric.name}.{name}"))
+            merged.append(total)
+        return sums, merged
+
     def reduce_logs(self, loss_sum, count, metrics=()):
         """{"loss": Σ loss sums / Σ counts, metric name: result of the summed
-        states}, over all ranks (added in rank order, so every rank gets the
-        same numbers). The metrics themselves keep their local state."""
-        states = [_metric_state(m) for m in metrics]
-        gathered = self._allgather((float(loss_sum), int(count), states), "the log reduction")
-        total_loss = math.fsum(g[0] for g in gathered)
-        total_count = sum(g[1] for g in gathered)
-        logs = {"loss": total_loss / total_count if total_count else float("nan")}
-        for i, metric in enumerate(metrics):
-            merged = copy.copy(metric)
-            for name in states[i]:
-                setattr(merged, name, _sum_states([g[2][i][name] for g in gathered],
-                                                  f"{metric.name}.{name}"))
-            logs[metric.name] = merged.result()
+        states}, over all ranks (sum_over_ranks): never a mean of means."""
+        (loss_sum, count), metrics = self.sum_over_ranks([loss_sum, count], metrics)
+        logs = {"loss": loss_sum / count if count else float("nan")}
+        logs.update((m.name, m.result()) for m in metrics)
         return logs
 
     # ------------------------------------------------------------ internals
@@ -540,7 +616,7 @@ def _shapes(weights):
     return "[" + ", ".join(f"{shape} {np.dtype(dtype).name}" for shape, dtype in weights) + "]"
 
 
-def _digest(arrays):
+def digest(arrays):
     """A 64-bit BLAKE2b hash of the arrays' bytes (read in place, no copy)."""
     h = hashlib.blake2b(digest_size=8)
     for a in arrays:

@@ -26,7 +26,7 @@ import threading
 
 import numpy as np
 
-from . import data, losses, metrics as metrics_module, optimizers, utils
+from . import data, distributed, losses, metrics as metrics_module, optimizers, utils
 from .callbacks import CallbackList, resolve_verbose
 
 
@@ -407,17 +407,49 @@ class Trainer:
             total += o.weight * value
         return total, per_output, grads
 
-    def _train_step(self, inputs, targets, weights, grads_and_params, regularized):
-        """Forward, loss, backward, update for one batch. Returns (loss sum
-        over the batch's samples, per-output sums, outputs); with
-        `regularized` the total includes the weight penalty (before the update)."""
+    def _train_step(self, inputs, targets, weights, grads_and_params, regularized, dp=None):
+        """Forward, loss, backward and metrics, then the update, for one batch.
+        Returns (loss sum over the samples this process computed, per-output
+        sums, their count, the loss sum over the whole batch); with
+        `regularized` the sums include the weight penalty (before the update).
+
+        With dp (a distributed.DataParallel) the batch is cut into shares:
+        each share this process computes (one per rank, or all N when one
+        process emulates N) goes through forward, loss and backward on its
+        rows, views of the batch; dp sums the shares' gradients, weighted by
+        their sizes, over every rank in rank order; every rank applies that sum."""
+        if dp is None:
+            total, per_output = self._train_share(inputs, targets, weights, regularized)
+            count, batch_total = len(inputs[0]), total
+        else:
+            total, per_output, count = 0.0, [0.0] * len(self._output_losses), 0
+            for shard in dp.shards(len(inputs[0])):
+                rows = shard.indices
+                with utils.using_generator(shard.generator):  # this share's dropout masks
+                    part, sums = self._train_share(
+                        [a[rows] for a in inputs], [t[rows] for t in targets],
+                        None if weights is None else weights[rows], regularized)
+                dp.accumulate(shard, part)
+                total += part
+                per_output = [a + b for a, b in zip(per_output, sums)]
+                count += rows.stop - rows.start
+            batch_total = dp.allreduce_gradients()
+        self.optimizer.apply_gradients(grads_and_params)
+        if dp is not None:
+            dp.check_in_sync(dp.steps)  # every check_every steps: still the same weights?
+        return total, per_output, count, batch_total
+
+    def _train_share(self, inputs, targets, weights, regularized):
+        """Forward, loss, backward (the model's grads ← ∂L/∂θ, L the mean
+        over these samples) and the metrics' update on some samples; returns
+        (their loss sum, per-output sums)."""
         outputs = self._run_forward(inputs, True)
         total, per_output, grads = self._loss_and_gradients(outputs, targets, weights, True)
         self._run_backward(grads, self._fused_outputs, self._train_plan)
         if regularized:
             total += self.regularization_loss() * len(inputs[0])
-        self.optimizer.apply_gradients(grads_and_params)
-        return total, per_output, outputs
+        self._update_metrics(targets, outputs)
+        return total, per_output
 
     def _prepare_training(self):
         """What every step of a fit needs, decided once: the fused softmax +
@@ -453,12 +485,17 @@ class Trainer:
             for m in o.metrics:
                 m.update_state(t, pred)
 
-    def _logs(self, loss_sum, per_output_sums, samples):
-        """Keras's logs: "loss", the metrics, and per output "<name>_loss"."""
+    def _logs(self, loss_sum, per_output_sums, samples, dp=None):
+        """Keras's logs: "loss", the metrics, and per output "<name>_loss";
+        with dp over every rank's samples (sums and metric states added
+        across ranks, then divided: never a mean of means)."""
+        metrics = [m for o in self._output_losses for m in o.metrics]
+        names = [o.prefix + m.name for o in self._output_losses for m in o.metrics]
+        if dp is not None:
+            (loss_sum, samples, *per_output_sums), metrics = dp.sum_over_ranks(
+                [loss_sum, samples, *per_output_sums], metrics)
         logs = {"loss": loss_sum / samples}
-        for o in self._output_losses:
-            for m in o.metrics:
-                logs[o.prefix + m.name] = m.result()
+        logs.update(zip(names, (m.result() for m in metrics)))
         if len(self.outputs) > 1:
             for o, value in zip(self._output_losses, per_output_sums):
                 logs[f"{o.name}_loss"] = value / samples
@@ -474,9 +511,23 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, distribute=None):
         """Train for epochs initial_epoch..epochs−1 over (x, y) in shuffled
-        minibatches; returns the History (also model.history)."""
+        minibatches; returns the History (also model.history).
+
+        distribute: data parallelism (fz.distributed). True: every process of
+        an MPI job (mpiexec -n N) computes its share of each batch of
+        `batch_size` samples, the gradients are summed over the processes,
+        every process applies the same update — the training of one process
+        with that batch size; alone, plain training. Or a
+        fz.distributed.DataParallel made for this model, for its options
+        (check_every, timeout; shards=N emulates N processes in one). Every
+        process must call fit with the same model, data and arguments (checked
+        at the start). Rank 0 alone shows the progress and runs the
+        callbacks that write (ModelCheckpoint, CSVLogger); the logs, the same
+        on every rank, cover every rank's samples. Validation, evaluate and
+        predict are not split: each process computes them whole, with the
+        same result (and only rank 0 shows their progress)."""
         self._check_compiled("fit")
         batch_size = _batch_size("fit", batch_size)
         verbose = resolve_verbose(verbose, "fit")
@@ -499,51 +550,97 @@ class Trainer:
                     validation_data, _batch_size("fit", validation_batch_size or batch_size),
                     validation_steps)
             grads_and_params, regularized = self._prepare_training()
+            dp = self._data_parallel(distribute, batches, (batch_size, epochs, initial_epoch,
+                                                           steps_per_epoch, validation_freq))
+            chief = dp is None or dp.is_chief
             if not isinstance(callbacks, CallbackList):
                 callbacks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
-                                         verbose=verbose, epochs=epochs,
-                                         steps=batches.num_batches, model=self)
+                                         chief=chief, verbose=verbose if chief else 0,
+                                         epochs=epochs, steps=batches.num_batches, model=self)
             self.stop_training = False
             training_logs = {}
             callbacks.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callbacks.on_epoch_begin(epoch)
-                loss_sum, per_output, seen = 0.0, [0.0] * len(self._losses()), 0
+                loss_sum, per_output, seen, steps = 0.0, [0.0] * len(self._losses()), 0, 0
                 for step, (inputs, targets, weights) in enumerate(batches.epoch()):
                     callbacks.on_train_batch_begin(step)
-                    total, sums, outputs = self._train_step(inputs, targets, weights,
-                                                            grads_and_params, regularized)
-                    if not math.isfinite(total):
+                    total, sums, count, batch_total = self._train_step(
+                        inputs, targets, weights, grads_and_params, regularized, dp)
+                    steps += 1
+                    if not math.isfinite(batch_total):  # the same on every rank
                         # Keras's TerminateOnNaN: running on would only spread NaN into every weight.
-                        print(f"Batch {step}: invalid loss {total}, terminating training",
-                              file=sys.stderr)
+                        if chief:
+                            print(f"Batch {step}: invalid loss {batch_total}, terminating "
+                                  f"training", file=sys.stderr)
                         self.stop_training = True
-                        loss_sum, seen = total, 1
+                        loss_sum, seen = batch_total, 1
                         break
                     loss_sum += total
                     for k, value in enumerate(sums):
                         per_output[k] += value
-                    seen += len(inputs[0])
-                    self._update_metrics(targets, outputs)
-                    callbacks.on_train_batch_end(step, self._logs(loss_sum, per_output, seen))
-                    if self.stop_training:
+                    seen += count
+                    callbacks.on_train_batch_end(step, self._logs(loss_sum, per_output, seen, dp))
+                    if self._stop(dp):
                         break
                 batches.end_epoch()
-                if seen == 0:
+                if steps == 0:
                     print("fit: the data ran out: no batch left for this epoch, stopping training",
                           file=sys.stderr)
                     break
-                epoch_logs = self._logs(loss_sum, per_output, seen)
+                epoch_logs = self._logs(loss_sum, per_output, seen, dp)
                 if validation is not None and (epoch + 1) % validation_freq == 0:
                     val_logs = self._evaluate_batches(validation, callbacks)
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 callbacks.on_epoch_end(epoch, epoch_logs)
                 training_logs = epoch_logs
-                if self.stop_training:
+                if self._stop(dp):
                     break
+            if dp is not None and dp.check_every:
+                dp.check_in_sync(dp.steps, force=True)  # the weights a rank may now save
             callbacks.on_train_end(training_logs)
         return self.history
+
+    def _data_parallel(self, distribute, batches, settings):
+        """fit's DataParallel, or None without `distribute`. Making it checks
+        that every rank built the same model and gives all rank 0's weights;
+        then the ranks check that they have the same data and fit arguments
+        (a rank with one step more would wait forever for the others) and
+        take rank 0's random generator, so that they shuffle alike."""
+        if distribute is None or distribute is False:
+            return None
+        if distribute is True:
+            dp = distributed.DataParallel(self)
+        elif isinstance(distribute, distributed.DataParallel):
+            if distribute.model is not self:
+                raise ValueError(f"fit: distribute= was made for another model "
+                                 f"({distribute.model.name!r}, not {self.name!r})")
+            dp = distribute
+        else:
+            raise TypeError(f"fit: distribute must be True, False, None or a "
+                            f"fz.distributed.DataParallel, got {type(distribute).__name__}")
+        if dp.size > 1:
+            arrays = isinstance(batches, data.ArrayBatches)
+            if arrays:
+                dp.check_same("the number of training samples", batches.n)
+            dp.check_same("fit's batch_size, epochs, initial_epoch, steps_per_epoch and "
+                          "validation_freq", settings)
+            dp.check_same("the number of batches per epoch", batches.num_batches)
+            if arrays:
+                dp.check_same("the training data (a hash of x, y and sample_weight)",
+                              distributed.digest([a for group in batches.arrays if group is not None
+                                                  for a in (group if isinstance(group, list)
+                                                            else [group])]))
+        dp.share_generator(self._generator())
+        return dp
+
+    def _stop(self, dp):
+        """Whether training stops now (model.stop_training, set by a callback):
+        with dp, if it was set on any rank — all ranks stop together."""
+        if dp is not None:
+            self.stop_training = dp.agree(self.stop_training)
+        return self.stop_training
 
     # ------------------------------------------------------------ evaluate, predict
 
@@ -576,7 +673,7 @@ class Trainer:
         compiled (a dict with return_dict=True)."""
         self._check_compiled("evaluate")
         batch_size = _batch_size("evaluate", batch_size)
-        verbose = resolve_verbose(verbose, "evaluate")
+        verbose = resolve_verbose(verbose, "evaluate") if distributed.prints_here() else 0
         if steps is not None:
             utils.check_positive_int("evaluate", "steps", steps)
         batches, _ = self._batches(x, y, sample_weight, None, batch_size, steps, False, "evaluate")
@@ -593,7 +690,7 @@ class Trainer:
         """The model's outputs for x: an array (or the list / dict of the
         model's outputs) with one row per sample."""
         batch_size = _batch_size("predict", batch_size)
-        verbose = resolve_verbose(verbose, "predict")
+        verbose = resolve_verbose(verbose, "predict") if distributed.prints_here() else 0
         if steps is not None:
             utils.check_positive_int("predict", "steps", steps)
         batches, _ = self._batches(x, None, None, None, batch_size, steps, False, "predict",
@@ -643,9 +740,8 @@ class Trainer:
                                            "train_on_batch")
             grads_and_params, regularized = self._prepare_training()
             self.reset_metrics()
-            total, sums, outputs = self._train_step(inputs, targets, weights, grads_and_params,
-                                                    regularized)
-            self._update_metrics(targets, outputs)
+            total, sums, _, _ = self._train_step(inputs, targets, weights, grads_and_params,
+                                                 regularized)
             return self._batch_result(self._logs(total, sums, n), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):

@@ -1,6 +1,6 @@
 """fromzero vs NumPy vs PyTorch, side by side, in one process and one table.
 
-    python bench/compare.py [--threads N] [--repeat R] [--markdown] [--epochs E]
+    python bench/compare.py [--threads N] [--repeat R] [--markdown] [--cases REGEX] [--epochs E]
 
 Runs the comparisons of bench/comparisons.py (the same ones the pytest
 benchmarks run) with every engine pinned to N threads, and prints for each
@@ -21,6 +21,7 @@ stdout.
 import argparse
 import datetime
 import os
+import re
 import resource
 import sys
 import time
@@ -225,6 +226,9 @@ def main(argv=None):
                         help="threads for every engine (default: FROMZERO_BENCH_THREADS or 2)")
     parser.add_argument("--repeat", type=int, default=5, help="repeats; the best counts (default 5)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--cases", metavar="REGEX",
+                        help="only the operations whose label matches (e.g. 'softmax|gelu'; "
+                             "'epoch' for the MLP epochs)")
     parser.add_argument("--epochs", type=int, default=0,
                         help="also time E consecutive epochs of one model per engine (default 0: no)")
     args = parser.parse_args(argv)
@@ -238,19 +242,25 @@ def main(argv=None):
     def progress(what):
         print(f"  {what}", file=sys.stderr, flush=True)
 
+    def wanted(label):
+        return args.cases is None or re.search(args.cases, label) is not None
+
     sections = []
     for title, cases in (("GEMM", comparisons.GEMM_CASES),
-                         ("Activations, loss, optimizer", comparisons.KERNEL_CASES)):
+                         ("Activations, losses, optimizer", comparisons.KERNEL_CASES)):
         results = []
-        for case in cases:
+        for case in filter(lambda c: wanted(c.label), cases):
             progress(case.label)
             results.append((case, time_case(case, args.repeat)))
-        sections.append((title, operation_table(results, engines, args.markdown)))
+        if results:
+            sections.append((title, operation_table(results, engines, args.markdown)))
     epochs = []
     for batch in comparisons.EPOCH_BATCHES:
-        progress(f"MLP epoch, batch {batch}")
-        epochs.append((batch, *time_epochs(batch, args.repeat)))
-    sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
+        if wanted(f"MLP epoch, batch {batch}"):
+            progress(f"MLP epoch, batch {batch}")
+            epochs.append((batch, *time_epochs(batch, args.repeat)))
+    if epochs:
+        sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
     for batch in comparisons.EPOCH_BATCHES if args.epochs else ():
         progress(f"MLP, {args.epochs} consecutive epochs, batch {batch}")
         sections.append((f"{args.epochs} consecutive epochs of the MNIST MLP, batch {batch}",

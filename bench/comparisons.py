@@ -191,10 +191,18 @@ GEMM_CASES = ([make(b) for make in (gemm_forward_case, gemm_weight_grad_case, ge
 
 # ---------------------------------------------------------------- activations
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "softmax")
-ACTIVATION_SHAPE = (128, 1024)
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
+# A hidden layer of a small MLP (128×1024), and a batch of GPT tokens or a
+# big layer (4096×1024, 16 MiB per array: beyond the caches).
+KERNEL_SHAPES = ((128, 1024), (4096, 1024))
+LEAKY_SLOPE = 0.2
 INV_SQRT2 = 1 / math.sqrt(2)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def shape_key(shape):
+    """'' for the first shape (the keys of earlier records), '_4096x1024' for others."""
+    return "" if shape == KERNEL_SHAPES[0] else f"_{shape[0]}x{shape[1]}"
 
 
 def numpy_activation(name, x, y, dy, dx):
@@ -202,6 +210,15 @@ def numpy_activation(name, x, y, dy, dx):
     if name == "relu":
         return (lambda: np.maximum(x, 0, out=y),
                 lambda: np.multiply(dy, y > 0, out=dx))
+    if name == "leaky_relu":
+        def forward():                      # max(x, αx) for α < 1
+            np.multiply(x, LEAKY_SLOPE, out=y)
+            np.maximum(x, y, out=y)
+
+        def backward():                     # dy where y > 0, else α·dy
+            np.multiply(dy, LEAKY_SLOPE, out=dx)
+            np.copyto(dx, dy, where=y > 0)
+        return forward, backward
     if name == "sigmoid":
         def forward():                      # 1 / (1 + e^−x)
             np.negative(x, out=y)
@@ -255,6 +272,19 @@ def numpy_activation(name, x, y, dy, dx):
             np.subtract(dy, row_dot, out=dx)
             np.multiply(dx, y, out=dx)
         return forward, backward
+    if name == "log_softmax":
+        scratch = np.empty_like(x)
+
+        def forward():                      # x − max − log Σ e^(x − max), row by row
+            np.subtract(x, x.max(axis=1, keepdims=True), out=y)
+            np.exp(y, out=scratch)
+            np.subtract(y, np.log(scratch.sum(axis=1, keepdims=True)), out=y)
+
+        def backward():                     # dy − e^y Σ dy, row by row
+            np.exp(y, out=dx)
+            np.multiply(dx, dy.sum(axis=1, keepdims=True), out=dx)
+            np.subtract(dy, dx, out=dx)
+        return forward, backward
     raise ValueError(name)
 
 
@@ -262,36 +292,45 @@ def torch_activation(name, x, y, dy, dx):
     """PyTorch's (forward, backward) calls: the ATen kernels autograd runs, with out=."""
     forward = {
         "relu": lambda: torch.clamp_min(x, 0, out=y),
+        "leaky_relu": lambda: aten.leaky_relu.out(x, LEAKY_SLOPE, out=y),
         "sigmoid": lambda: torch.sigmoid(x, out=y),
         "tanh": lambda: torch.tanh(x, out=y),
         "gelu": lambda: aten.gelu.out(x, out=y),
         "softmax": lambda: torch.softmax(x, 1, out=y),
+        "log_softmax": lambda: aten._log_softmax.out(x, 1, False, out=y),
     }[name]
     backward = {
         "relu": lambda: aten.threshold_backward.grad_input(dy, y, 0.0, grad_input=dx),
+        "leaky_relu": lambda: aten.leaky_relu_backward.grad_input(dy, x, LEAKY_SLOPE, False,
+                                                                  grad_input=dx),
         "sigmoid": lambda: aten.sigmoid_backward.grad_input(dy, y, grad_input=dx),
         "tanh": lambda: aten.tanh_backward.grad_input(dy, y, grad_input=dx),
         "gelu": lambda: aten.gelu_backward.grad_input(dy, x, grad_input=dx),
         "softmax": lambda: aten._softmax_backward_data.out(dy, y, 1, torch.float32,
                                                            grad_input=dx),
+        "log_softmax": lambda: aten._log_softmax_backward_data.out(dy, y, 1, torch.float32,
+                                                                   out=dx),
     }[name]
     return forward, backward
 
 
 def fromzero_activation(name, x, y, dy, dx):
     """fromzero's (forward, backward) calls, as the layers make them."""
+    if name == "log_softmax":
+        return (lambda: fz.ops.log_softmax(x, out=y),
+                lambda: fz.ops.log_softmax_backward(y, dy, out=dx))
     act = Act.__members__[name]
-    return (lambda: fz.ops.activation_forward(act, x, out=y),
-            lambda: fz.ops.activation_backward(act, x, y, dy, out=dx))
+    return (lambda: fz.ops.activation_forward(act, x, LEAKY_SLOPE, out=y),
+            lambda: fz.ops.activation_backward(act, x, y, dy, LEAKY_SLOPE, out=dx))
 
 
-def activation_case(name, direction):
-    """f(x) forward, or dx = dy·f'(x) backward, on a (128, 1024) batch."""
+def activation_case(name, direction, shape=KERNEL_SHAPES[0]):
+    """f(x) forward, or dx = dy·f'(x) backward (given y = f(x)), on a (rows, cols) batch."""
     which = 0 if direction == "forward" else 1
 
     def builder(engine_calls, to_engine=lambda *a: a):
         def build():
-            x, dy = random_array(*ACTIVATION_SHAPE, seed=7), random_array(*ACTIVATION_SHAPE, seed=8)
+            x, dy = random_array(*shape, seed=7), random_array(*shape, seed=8)
             y, dx = np.empty_like(x), np.empty_like(x)
             calls = engine_calls(name, *to_engine(x, y, dy, dx))
             calls[0]()  # y = f(x), which backward reads
@@ -299,12 +338,155 @@ def activation_case(name, direction):
         return build
 
     numpy = builder(numpy_activation) if name != "gelu" or erf is not None else None
-    return make_case(f"{name}_{direction}",
-                     f"{name} {direction}  {ACTIVATION_SHAPE[0]}×{ACTIVATION_SHAPE[1]}",
+    return make_case(f"{name}_{direction}{shape_key(shape)}",
+                     f"{name} {direction}  {shape[0]}×{shape[1]}",
                      builder(fromzero_activation), numpy, builder(torch_activation, as_torch))
 
 
-# ---------------------------------------------------------------- losses, optimizer
+# ---------------------------------------------------------------- losses
+
+EPSILON = 1e-7  # Keras's probability clip, which fromzero's losses apply too
+
+
+def loss_inputs(name, shape):
+    """(y_pred, y_true) for a loss: logits, probabilities or values; labels, soft or binary targets."""
+    rows, cols = shape
+    rng = np.random.default_rng(12)
+    logits = random_array(rows, cols, seed=10)
+    if name in ("sparse CE from logits", "CE from logits", "BCE from logits", "MSE"):
+        pred = logits
+    elif name in ("sparse CE", "CE"):
+        pred = np.exp(logits - logits.max(axis=1, keepdims=True))
+        pred /= pred.sum(axis=1, keepdims=True)          # softmax rows
+    else:
+        pred = (1 / (1 + np.exp(-logits))).astype(np.float32)  # sigmoid outputs
+    if name.startswith("sparse"):
+        target = rng.integers(0, cols, rows)
+    elif name.startswith("CE"):
+        target = np.exp(random_array(rows, cols, seed=11))
+        target /= target.sum(axis=1, keepdims=True)      # soft targets, rows sum to 1
+    elif name.startswith("BCE"):
+        target = rng.integers(0, 2, shape).astype(np.float32)
+    else:
+        target = random_array(rows, cols, seed=11)
+    return pred.astype(np.float32), target
+
+
+FROMZERO_LOSSES = {
+    "sparse CE from logits": lambda: fz.losses.SparseCategoricalCrossentropy(from_logits=True),
+    "sparse CE": lambda: fz.losses.SparseCategoricalCrossentropy(),
+    "CE from logits": lambda: fz.losses.CategoricalCrossentropy(from_logits=True),
+    "CE": lambda: fz.losses.CategoricalCrossentropy(),
+    "BCE from logits": lambda: fz.losses.BinaryCrossentropy(from_logits=True),
+    "BCE": lambda: fz.losses.BinaryCrossentropy(),
+    "MSE": lambda: fz.losses.MeanSquaredError(),
+}
+
+
+def numpy_loss(name, p, t, grad):
+    """The batch-mean loss, and (grad not None) ∂loss/∂p written into grad, in NumPy."""
+    n, cols = p.shape
+    if name == "sparse CE from logits":
+        return numpy_mlp.softmax_cross_entropy(p, t, grad) if grad is not None else \
+            float(np.mean(np.log(np.exp(p - p.max(1, keepdims=True)).sum(1)) + p.max(1)
+                          - p[np.arange(n), t]))
+    if name == "sparse CE":
+        picked = np.clip(p[np.arange(n), t], EPSILON, 1 - EPSILON)
+        if grad is not None:
+            grad[...] = 0
+            grad[np.arange(n), t] = -1 / (n * picked)
+        return float(-np.log(picked).mean())
+    if name == "CE from logits":
+        z = p - p.max(1, keepdims=True)
+        log_sum = np.log(np.exp(z).sum(1, keepdims=True))
+        if grad is not None:
+            np.exp(z - log_sum, out=grad)
+            grad *= t.sum(1, keepdims=True)
+            grad -= t
+            grad /= n
+        return float((t * (log_sum - z)).sum() / n)
+    if name == "CE":
+        q = np.clip(p / p.sum(1, keepdims=True), EPSILON, 1 - EPSILON)
+        if grad is not None:  # ignoring the clip, as it is inactive here
+            np.divide(-t, p, out=grad)
+            grad += t.sum(1, keepdims=True) / p.sum(1, keepdims=True)
+            grad /= n
+        return float(-(t * np.log(q)).sum() / n)
+    if name == "BCE from logits":
+        e = np.exp(-np.abs(p))
+        if grad is not None:
+            np.divide(np.where(p >= 0, 1, e), 1 + e, out=grad)
+            grad -= t
+            grad /= p.size
+        return float((np.maximum(p, 0) - p * t + np.log1p(e)).mean())
+    if name == "BCE":
+        c = np.clip(p, EPSILON, 1 - EPSILON)
+        if grad is not None:
+            np.divide(c - t, c * (1 - c) * p.size, out=grad)
+        return float(-(t * np.log(c) + (1 - t) * np.log(1 - c)).mean())
+    if name == "MSE":
+        if grad is not None:
+            np.subtract(p, t, out=grad)
+            grad *= 2 / p.size
+        return float(np.square(p - t).mean())
+    raise ValueError(name)
+
+
+def torch_loss(name, p, t):
+    """PyTorch's batch-mean loss, the way a PyTorch user writes it."""
+    if name in ("sparse CE from logits", "CE from logits"):
+        return F.cross_entropy(p, t)
+    if name == "sparse CE":
+        return F.nll_loss(torch.log(p.clamp(EPSILON, 1 - EPSILON)), t)
+    if name == "CE":
+        q = (p / p.sum(1, keepdim=True)).clamp(EPSILON, 1 - EPSILON)
+        return -(t * torch.log(q)).sum(1).mean()
+    if name == "BCE from logits":
+        return F.binary_cross_entropy_with_logits(p, t)
+    if name == "BCE":
+        return F.binary_cross_entropy(p, t)
+    if name == "MSE":
+        return F.mse_loss(p, t)
+    raise ValueError(name)
+
+
+def loss_case(name, with_grad, shape=KERNEL_SHAPES[0]):
+    """A loss's value (its forward), or value and ∂loss/∂y_pred together (forward and backward)."""
+    def fromzero():
+        p, t = loss_inputs(name, shape)
+        loss = FROMZERO_LOSSES[name]()
+        targets = loss.prepare_targets(t, p.shape)
+        row_loss, grad = np.empty(shape[0], np.float32), np.empty_like(p)
+        if with_grad:
+            return lambda: loss.value_and_gradient(p, targets, row_loss, grad)
+        return lambda: loss.value(p, targets, row_loss)
+
+    def numpy():
+        p, t = loss_inputs(name, shape)
+        grad = np.empty_like(p) if with_grad else None
+        return lambda: numpy_loss(name, p, t, grad)
+
+    def torch_():
+        p, t = loss_inputs(name, shape)
+        p, t = torch.from_numpy(p), torch.from_numpy(t)
+        if with_grad:
+            p.requires_grad_()
+
+            def call():
+                loss = torch_loss(name, p, t)
+                return loss.item(), torch.autograd.grad(loss, p)[0]
+            return call
+
+        def value():
+            with torch.no_grad():
+                return torch_loss(name, p, t).item()
+        return value
+
+    what = "value+grad" if with_grad else "value"
+    key = name.replace(" ", "_").lower() + ("_grad" if with_grad else "_value")
+    return make_case(f"{key}{shape_key(shape)}", f"{name} {what}  {shape[0]}×{shape[1]}",
+                     fromzero, numpy, torch_)
+
 
 def sparse_crossentropy_case(batch, classes):
     """Sparse cross-entropy from logits: the mean loss and ∂loss/∂logits together."""
@@ -338,6 +520,48 @@ def sparse_crossentropy_case(batch, classes):
                      fromzero, numpy, torch_)
 
 
+def softmax_crossentropy_backward_case(shape=KERNEL_SHAPES[0]):
+    """∂(mean CE)/∂logits from the saved softmax output: p − onehot, over the batch."""
+    rows, cols = shape
+
+    def arrays():
+        logits = random_array(rows, cols, seed=10)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return p, np.random.default_rng(12).integers(0, cols, rows), np.empty_like(p)
+
+    def fromzero():
+        p, labels, grad = arrays()
+        loss = fz.losses.SparseCategoricalCrossentropy()
+        targets = loss.prepare_targets(labels, p.shape)
+        return lambda: loss.softmax_gradient(p, targets, grad)
+
+    def numpy():
+        p, labels, grad = arrays()
+        index = np.arange(rows)
+
+        def call():
+            np.multiply(p, 1 / rows, out=grad)
+            grad[index, labels] -= 1 / rows
+        return call
+
+    def torch_():  # the two kernels autograd runs for cross_entropy's backward
+        p, labels, grad = arrays()
+        log_p, labels, grad = torch.from_numpy(np.log(p)), torch.from_numpy(labels), \
+            torch.from_numpy(grad)
+        dlog_p, one = torch.empty_like(log_p), torch.tensor(1.0)
+        total_weight = torch.tensor(float(rows))
+
+        def call():
+            aten.nll_loss_backward.grad_input(one, log_p, labels, None, 1, -100, total_weight,
+                                              grad_input=dlog_p)
+            aten._log_softmax_backward_data.out(dlog_p, log_p, 1, torch.float32, out=grad)
+        return call
+
+    return make_case(f"softmax_ce_backward{shape_key(shape)}",
+                     f"softmax+CE backward (p − onehot)  {rows}×{cols}", fromzero, numpy, torch_)
+
+
 def adam_case(shape=(784, 128)):
     """One Adam step on the MLP's 100k-weight kernel."""
     def arrays():
@@ -364,10 +588,13 @@ def adam_case(shape=(784, 128)):
                      fromzero, numpy, torch_)
 
 
-KERNEL_CASES = ([activation_case(name, direction) for name in ACTIVATIONS
-                 for direction in ("forward", "backward")]
-                + [sparse_crossentropy_case(128, 10), sparse_crossentropy_case(4096, 1000),
-                   adam_case()])
+ACTIVATION_CASES = [activation_case(name, direction, shape) for shape in KERNEL_SHAPES
+                    for name in ACTIVATIONS for direction in ("forward", "backward")]
+LOSS_CASES = ([loss_case(name, with_grad, shape) for shape in KERNEL_SHAPES
+               for name in FROMZERO_LOSSES for with_grad in (False, True)]
+              + [softmax_crossentropy_backward_case(shape) for shape in KERNEL_SHAPES]
+              + [sparse_crossentropy_case(128, 10), sparse_crossentropy_case(4096, 1000)])
+KERNEL_CASES = ACTIVATION_CASES + LOSS_CASES + [adam_case()]
 
 
 # ---------------------------------------------------------------- one MLP epoch

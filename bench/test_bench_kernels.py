@@ -1,10 +1,17 @@
 """Elementwise and row-wise kernels: fromzero against NumPy expressions and PyTorch's kernels.
 
-Groups (one per operation, engines side by side):
-  <activation> forward / backward   relu, sigmoid, tanh, gelu, softmax on (128, 1024);
-                                    backward is dx = dy·f'(x) given y = f(x)
-  sparse CE from logits, value+grad the loss and ∂loss/∂logits together,
-                                    (128, 10) and (4096, 1000)
+Groups (one per operation and shape, engines side by side), each on
+(128, 1024) and on (4096, 1024):
+  <activation> forward / backward   relu, leaky_relu, sigmoid, tanh, gelu, softmax,
+                                    log_softmax; backward is dx = dy·f'(x) given y = f(x)
+                                    (PyTorch: the ATen backward kernel autograd calls)
+  <loss> value / value+grad         sparse CE and CE, from logits and from probabilities,
+                                    BCE from logits and from probabilities, MSE: the
+                                    batch-mean loss alone, and with ∂loss/∂y_pred
+                                    (PyTorch: the loss, and torch.autograd.grad)
+  softmax+CE backward               p − onehot from the saved softmax output (PyTorch:
+                                    nll_loss_backward + _log_softmax_backward_data)
+and sparse CE from logits, value+grad on (128, 10) and (4096, 1000), and
   Adam step                         one update of 100,352 weights (the MLP's 784×128 kernel)
 NumPy's GELU needs scipy.special.erf, and is skipped without SciPy.
 """

@@ -6,9 +6,10 @@
 // softmax splits rows, so every output is computed by one thread with the same
 // operations whatever the thread count.
 //
-// The loops are plain counted loops so GCC -O3 vectorises them. Those calling
-// exp / tanh / erf stay scalar: glibc declares its vector libm (libmvec) only
-// under -ffast-math, which the library does not use.
+// The loops without exp / tanh / erf are plain counted loops that GCC -O3
+// vectorises; the others call the vector math of vecmath.h on each chunk or
+// row (libm's scalar expf would cost one call per value, and glibc declares
+// its vector libm only under -ffast-math, which the library does not use).
 #include "activations.h"
 
 #include <algorithm>
@@ -18,15 +19,13 @@
 
 #include "parallel.h"
 #include "simd.h"
+#include "vecmath.h"
 
 namespace fz {
 namespace {
 
 // Below ~16K values starting a parallel region costs more than it saves.
 constexpr int64_t kGrain = 16384;
-
-constexpr float kInvSqrt2 = 0.7071067811865475f;    // 1/√2, for Φ(x) = (1 + erf(x/√2)) / 2
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1/√(2π), for φ(x) = exp(-x²/2) / √(2π)
 
 const char* const kNotElementwise =
     "not an elementwise activation (softmax is row-wise: use softmax_forward/backward)";
@@ -71,21 +70,16 @@ void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, 
     elementwise(n, [=](int64_t i) { dx[i] = y[i] > 0.0f ? dy[i] : alpha * dy[i]; });
 }
 
-// x, y: (n,). y = 1 / (1 + exp(-x)). For x << 0 exp overflows to inf and y
-// becomes 0, the correct limit, so no special case is needed.
-void sigmoid_forward(const float* x, float* y, int64_t n) {
-    elementwise(n, [=](int64_t i) { y[i] = 1.0f / (1.0f + std::exp(-x[i])); });
-}
+// x, y: (n,). y = 1 / (1 + exp(-x)), by vec::sigmoid (≤ 2 ulp, no overflow for any x).
+void sigmoid_forward(const float* x, float* y, int64_t n) { parallel_map(vec::sigmoid, x, y, n); }
 
 // y, dy, dx: (n,). dx = dy · y (1 − y).
 void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
     elementwise(n, [=](int64_t i) { dx[i] = dy[i] * y[i] * (1.0f - y[i]); });
 }
 
-// x, y: (n,). y = tanh(x).
-void tanh_forward(const float* x, float* y, int64_t n) {
-    elementwise(n, [=](int64_t i) { y[i] = std::tanh(x[i]); });
-}
+// x, y: (n,). y = tanh(x), by vec::tanh (≤ 2 ulp).
+void tanh_forward(const float* x, float* y, int64_t n) { parallel_map(vec::tanh, x, y, n); }
 
 // y, dy, dx: (n,). dx = dy · (1 − y²).
 void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
@@ -93,18 +87,14 @@ void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
 }
 
 // x, y: (n,). y = x Φ(x) = x/2 (1 + erf(x/√2)): the exact GELU, the default of
-// Keras and PyTorch (not the tanh approximation).
-void gelu_forward(const float* x, float* y, int64_t n) {
-    elementwise(n, [=](int64_t i) { y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2)); });
-}
+// Keras and PyTorch (not the tanh approximation), by vec::gelu.
+void gelu_forward(const float* x, float* y, int64_t n) { parallel_map(vec::gelu, x, y, n); }
 
-// x, dy, dx: (n,). dx = dy · (Φ(x) + x φ(x)). Needs x: y = x Φ(x) cannot be
-// inverted cheaply (it is not even monotonic for x < 0).
+// x, dy, dx: (n,). dx = dy · (Φ(x) + x φ(x)), φ(x) = exp(−x²/2) / √(2π). Needs
+// x: y = x Φ(x) cannot be inverted cheaply (it is not even monotonic for x < 0).
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-    elementwise(n, [=](int64_t i) {
-        const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
-        const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
-        dx[i] = dy[i] * (cdf + x[i] * pdf);
+    parallel_for(0, n, kGrain, [=](int64_t lo, int64_t hi) {
+        vec::gelu_backward(x + lo, dy + lo, dx + lo, hi - lo);
     });
 }
 
@@ -113,7 +103,31 @@ int64_t row_grain(int64_t cols) {
     return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1));
 }
 
+// Calls f(r) for every row r of a (rows, cols) matrix, rows split across threads.
+template <class F>
+void for_each_row(int64_t rows, int64_t cols, const F& f) {
+    parallel_for(0, rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) f(r);
+    });
+}
+
+// One row of softmax's backward: dx = y (dy − s).
+FZ_SIMD_CLONES void softmax_backward_row(const float* y, const float* dy, float s, float* dx,
+                                         int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (dy[i] - s);
+}
+
+// One block of log-softmax's backward: dx = dy − p s, p = e^y already in dx's place.
+FZ_SIMD_CLONES void log_softmax_backward_block(const float* p, const float* dy, float s, float* dx,
+                                               int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] - p[i] * s;
+}
+
 }  // namespace
+
+void parallel_map(void (*f)(const float*, float*, int64_t), const float* x, float* y, int64_t n) {
+    parallel_for(0, n, kGrain, [=](int64_t lo, int64_t hi) { f(x + lo, y + lo, hi - lo); });
+}
 
 bool activation_backward_needs_input(Activation act) { return act == Activation::gelu; }
 
@@ -144,43 +158,45 @@ void activation_backward(Activation act, const float* x, const float* y, const f
     throw std::invalid_argument(std::string("activation_backward: ") + kNotElementwise);
 }
 
-// x, y: (rows, cols). y_ij = exp(x_ij − m_i) / Σ_k exp(x_ik − m_i), m_i = max_j x_ij.
-// Three passes over a row: max, exp and sum, scale. Each reads x_ij before
-// writing y_ij, so y may alias x. The sum is accumulated in double: a float sum
-// of 20K terms drifts by ~1e-5, and the scalar exp dominates the cost anyway
-// (the max and sum reductions keep their strict order without -ffast-math, so
-// only the scaling pass vectorises).
+// x, y: (rows, cols). y_ij = exp(x_ij − m_i) / Σ_k exp(x_ik − m_i), m_i = max_j x_ij,
+// one row at a time by vec::softmax_row: the max, then exp and the sum (in
+// double), then the scaling by 1/sum, three sweeps over a row held in cache.
+// Each reads x_ij before writing y_ij, so y may alias x.
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
-    parallel_for(0, rows, row_grain(cols), [=](int64_t lo, int64_t hi) {
-        for (int64_t r = lo; r < hi; ++r) {
-            const float* xr = x + r * cols;
-            float* yr = y + r * cols;
-            float max = -INFINITY;
-            for (int64_t j = 0; j < cols; ++j) max = std::max(max, xr[j]);
-            double sum = 0.0;
-            for (int64_t j = 0; j < cols; ++j) {
-                yr[j] = std::exp(xr[j] - max);
-                sum += yr[j];
-            }
-            const auto inv = static_cast<float>(1.0 / sum);  // one division per row
-            for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
-        }
-    });
+    for_each_row(rows, cols, [=](int64_t r) { vec::softmax_row(x + r * cols, y + r * cols, cols); });
 }
 
 // y, dy, dx: (rows, cols). dx_ij = y_ij (dy_ij − Σ_k dy_ik y_ik): the Jacobian
 // diag(y) − y yᵀ applied to dy without forming it. The dot product is taken
 // (in double, as softmax's sum) before dx is written, so dx may alias dy.
 void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
-    parallel_for(0, rows, row_grain(cols), [=](int64_t lo, int64_t hi) {
-        for (int64_t r = lo; r < hi; ++r) {
-            const float* yr = y + r * cols;
-            const float* dyr = dy + r * cols;
-            float* dxr = dx + r * cols;
-            double dot = 0.0;
-            for (int64_t j = 0; j < cols; ++j) dot += dyr[j] * yr[j];
-            const auto dot_f = static_cast<float>(dot);
-            for (int64_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - dot_f);
+    for_each_row(rows, cols, [=](int64_t r) {
+        const int64_t o = r * cols;
+        const auto dot = static_cast<float>(vec::dot(dy + o, y + o, cols));
+        softmax_backward_row(y + o, dy + o, dot, dx + o, cols);
+    });
+}
+
+// x, y: (rows, cols). y_ij = x_ij − m_i − log Σ_k exp(x_ik − m_i), by
+// vec::log_softmax_row. y may alias x.
+void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
+    for_each_row(rows, cols,
+                 [=](int64_t r) { vec::log_softmax_row(x + r * cols, y + r * cols, cols); });
+}
+
+// y, dy, dx: (rows, cols). dx_ij = dy_ij − softmax_ij Σ_k dy_ik, softmax = e^y.
+// The sum is taken before dx is written, and e^y goes through a small buffer
+// block by block, so dx may alias dy.
+void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+    constexpr int64_t kBlock = 256;
+    for_each_row(rows, cols, [=](int64_t r) {
+        const int64_t o = r * cols;
+        const auto s = static_cast<float>(vec::sum(dy + o, cols));
+        float p[kBlock];
+        for (int64_t j = 0; j < cols; j += kBlock) {
+            const int64_t n = std::min(kBlock, cols - j);
+            vec::exp(y + o + j, p, n);
+            log_softmax_backward_block(p, dy + o + j, s, dx + o + j, n);
         }
     });
 }
@@ -256,6 +272,27 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
         }
         for (int64_t j = 0; j < cols; ++j)
             y[i * cols + j] = static_cast<float>(y[i * cols + j] / sum);
+    }
+}
+
+void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; ++i) {
+        double max = -INFINITY;
+        for (int64_t j = 0; j < cols; ++j) max = std::max(max, double{x[i * cols + j]});
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) sum += std::exp(x[i * cols + j] - max);
+        const double lse = max + std::log(sum);
+        for (int64_t j = 0; j < cols; ++j) y[i * cols + j] = static_cast<float>(x[i * cols + j] - lse);
+    }
+}
+
+void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; ++i) {
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) sum += dy[i * cols + j];
+        for (int64_t j = 0; j < cols; ++j)
+            dx[i * cols + j] =
+                static_cast<float>(dy[i * cols + j] - std::exp(double{y[i * cols + j]}) * sum);
     }
 }
 

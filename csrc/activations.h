@@ -39,6 +39,19 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
 // y, dy, dx: (rows, cols). dx_ij = y_ij (dy_ij - Σ_k dy_ik y_ik). dx may alias dy.
 void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 
+// x, y: (rows, cols). y_ij = x_ij - m_i - log Σ_k exp(x_ik - m_i), m_i = max_j x_ij:
+// the logarithm of softmax without computing softmax (no log(0) = -inf for
+// the small probabilities). y may alias x.
+void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+
+// y, dy, dx: (rows, cols), y = log_softmax(x). dx_ij = dy_ij - exp(y_ij) Σ_k dy_ik.
+// dx may alias dy.
+void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
+
+// y = f(x) for n values in parallel chunks, f being any serial array function
+// of the vector math, e.g. parallel_map(vec::exp, x, y, n). y may alias x.
+void parallel_map(void (*f)(const float*, float*, int64_t), const float* x, float* y, int64_t n);
+
 // Plain serial loops with the same signatures and semantics, kept as the
 // oracle the tests compare the fast kernels against.
 namespace reference {
@@ -47,6 +60,8 @@ void activation_backward(Activation act, const float* x, const float* y, const f
                          float* dx, int64_t n, float alpha);
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
 void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
+void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
+void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 }  // namespace reference
 
 }  // namespace fz

@@ -17,9 +17,11 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._core import (Activation, argmax, batch_norm_backward, batch_norm_forward, bias_grad,
-                    count_correct, dense_backward, dense_forward, dropout_backward, dropout_forward,
-                    gather_rows, kernel_specs, random_permutation, softmax_crossentropy_backward)
+from ._core import (Activation, argmax, attention_backward, attention_forward, batch_norm_backward,
+                    batch_norm_forward, bias_grad, count_correct, dense_backward, dense_forward,
+                    dropout_backward, dropout_forward, embedding_backward, embedding_forward,
+                    gather_rows, kernel_specs, layer_norm_backward, layer_norm_forward,
+                    random_permutation, softmax_crossentropy_backward)
 
 __all__ = ["Activation", "dense_forward", "dense_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
            "gelu", "softmax", "activation_forward", "activation_backward", "argmax", "bias_grad",
@@ -112,6 +114,51 @@ def simd_path():
 
 def has_openmp():
     return _core.has_openmp()
+
+
+# ---------------------------------------------------------------- vector math
+#
+# fromzero's own vectorized exp, log, log1p and erf (csrc/vecmath.h, not libm:
+# docs/09-making-it-fast.md shows how they work and how accurate they are),
+# on float32 arrays of any shape; and log-softmax, log(softmax(x)) computed
+# without softmax, so tiny probabilities keep their digits.
+
+__all__ += ["exp", "log", "log1p", "erf", "log_softmax", "log_softmax_backward", "vecmath_isa"]
+
+
+def exp(x, out=None):
+    """e^x elementwise, within 1 ulp (0 below −103.97, inf above 88.72)."""
+    return _core.exp(x, out)
+
+
+def log(x, out=None):
+    """Natural logarithm elementwise, within 1 ulp (log 0 = −inf, log of x < 0 = NaN)."""
+    return _core.log(x, out)
+
+
+def log1p(x, out=None):
+    """log(1 + x) elementwise, within 2 ulp, accurate for tiny x."""
+    return _core.log1p(x, out)
+
+
+def erf(x, out=None):
+    """The error function elementwise, within 2 ulp."""
+    return _core.erf(x, out)
+
+
+def log_softmax(x, out=None):
+    """Row-wise ``x − max − log Σ exp(x − max)`` of a 2-D array (batch, classes)."""
+    return _core.log_softmax_forward(x, out)
+
+
+def log_softmax_backward(y, dy, out=None):
+    """``dx = dy − exp(y)·Σ dy`` row by row, from y = log_softmax(x)."""
+    return _core.log_softmax_backward(y, dy, out)
+
+
+def vecmath_isa():
+    """The instruction set the vector math uses on this CPU: avx512, avx2 or generic."""
+    return _core.vecmath_isa()
 
 
 # ---------------------------------------------------------------- images (NHWC)
@@ -224,3 +271,25 @@ def global_avg_pool2d(x):
 # batch_norm_forward → (y, mean, inv_std) and batch_norm_backward → (dx, dgamma, dbeta)
 # are the bindings themselves, imported above: help() shows their signatures, with the
 # defaults declared once, in csrc/bindings.cpp.
+
+
+# ---------------------------------------------------------------- transformers
+#
+# Token embeddings, layer normalization and scaled dot-product attention
+# (csrc/embedding.h, layernorm.h, attention.h), the kernels of Embedding,
+# LayerNormalization and MultiHeadAttention; the bindings themselves, each a
+# _forward/_backward pair, with their signatures declared in csrc/bindings.cpp:
+#
+#   embedding_forward(ids, embeddings)            → y (ids.shape + (dim,))
+#   embedding_backward(ids, dy, input_dim)        → dW (input_dim, dim)
+#   layer_norm_forward(x, gamma, beta, epsilon)   → (y, mean, rstd)
+#   layer_norm_backward(x, gamma, mean, rstd, dy) → (dx, dgamma, dbeta)
+#   attention_forward(q, k, v, mask=, causal=, causal_offset=, scale=, dropout_rate=, seed=)
+#                                                 → (out, probs)
+#   attention_backward(q, k, v, probs, dout, <the forward's mask, causal, scale, dropout>)
+#                                                 → (dq, dk, dv)
+#
+# q, k, v and out are (batch, time, heads, dim); probs (batch, heads, Tq, Tk).
+
+__all__ += ["embedding_forward", "embedding_backward", "layer_norm_forward", "layer_norm_backward",
+            "attention_forward", "attention_backward"]

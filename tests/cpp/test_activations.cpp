@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "vecmath.h"
 
 namespace fz {
 
@@ -372,6 +373,113 @@ TEST(Softmax, BackwardMatchesFiniteDifferences) {
             }
         }
         expect_close(dx, expected, 1e-4f, 1e-6f);
+    }
+}
+
+// ---- log-softmax
+
+TEST(LogSoftmax, ForwardMatchesReferenceAndIsDeterministic) {
+    for (auto [rows, cols] : matrix_shapes()) {
+        SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
+        const auto x = random_vector(rows * cols, 20, -30.0f, 30.0f);
+        std::vector<float> expected(x.size());
+        reference::log_softmax_forward(x.data(), expected.data(), rows, cols);
+        std::vector<float> first;
+        for (int threads : kThreadCounts) {
+            ThreadCountGuard guard(threads);
+            std::vector<float> y(x.size());
+            log_softmax_forward(x.data(), y.data(), rows, cols);
+            expect_close(y, expected, 1e-6f, 1e-5f);
+            if (first.empty()) first = y;
+            EXPECT_EQ(y, first) << "result depends on the thread count";
+        }
+    }
+}
+
+// exp(log_softmax) is softmax, and log_softmax keeps the digits of tiny
+// probabilities that log(softmax) loses: log_softmax([0, -200]) = [0, -200],
+// where softmax's second value underflows to 0 and its log to -inf.
+TEST(LogSoftmax, IsTheLogarithmOfSoftmaxWithoutUnderflow) {
+    const int64_t rows = 17, cols = 257;
+    const auto x = random_vector(rows * cols, 21, -10.0f, 10.0f);
+    std::vector<float> y(x.size()), p(x.size());
+    log_softmax_forward(x.data(), y.data(), rows, cols);
+    softmax_forward(x.data(), p.data(), rows, cols);
+    for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_NEAR(std::exp(double{y[i]}), p[i], 1e-6 * p[i] + 1e-12) << i;
+    const std::vector<float> wide = {0.0f, -200.0f};
+    std::vector<float> out(2);
+    log_softmax_forward(wide.data(), out.data(), 1, 2);
+    EXPECT_EQ(out[0], 0.0f);
+    EXPECT_EQ(out[1], -200.0f);
+}
+
+TEST(LogSoftmax, BackwardMatchesReferenceInPlaceAndAcrossThreads) {
+    for (auto [rows, cols] : matrix_shapes()) {
+        SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
+        const auto x = random_vector(rows * cols, 22, -5.0f, 5.0f);
+        const auto dy = random_vector(rows * cols, 23);
+        std::vector<float> y(x.size()), expected(x.size());
+        log_softmax_forward(x.data(), y.data(), rows, cols);
+        reference::log_softmax_backward(y.data(), dy.data(), expected.data(), rows, cols);
+        std::vector<float> first;
+        for (int threads : kThreadCounts) {
+            ThreadCountGuard guard(threads);
+            std::vector<float> dx(x.size());
+            log_softmax_backward(y.data(), dy.data(), dx.data(), rows, cols);
+            expect_close(dx, expected, 1e-5f, 1e-5f);
+            if (first.empty()) first = dx;
+            EXPECT_EQ(dx, first) << "result depends on the thread count";
+            auto in_place = dy;
+            log_softmax_backward(y.data(), in_place.data(), in_place.data(), rows, cols);
+            EXPECT_EQ(in_place, dx);
+        }
+    }
+}
+
+// dx against the central difference of L(x) = Σ_ij dy_ij log_softmax(x)_ij in double.
+TEST(LogSoftmax, BackwardMatchesFiniteDifferences) {
+    const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {3, 7}, {5, 31}, {2, 97}};
+    for (auto [rows, cols] : shapes) {
+        SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
+        const auto x = random_vector(rows * cols, 24, -3.0f, 3.0f);
+        const auto dy = random_vector(rows * cols, 25);
+        std::vector<float> y(x.size()), dx(x.size());
+        log_softmax_forward(x.data(), y.data(), rows, cols);
+        log_softmax_backward(y.data(), dy.data(), dx.data(), rows, cols);
+        const double h = 1e-5;
+        std::vector<float> expected(x.size());
+        for (int64_t i = 0; i < rows; ++i) {
+            std::vector<double> row(x.begin() + i * cols, x.begin() + (i + 1) * cols);
+            const auto loss = [&](const std::vector<double>& r) {
+                const auto p = softmax_row_f64(r);
+                double l = 0;
+                for (int64_t j = 0; j < cols; ++j) l += dy[i * cols + j] * std::log(p[j]);
+                return l;
+            };
+            for (int64_t j = 0; j < cols; ++j) {
+                auto plus = row, minus = row;
+                plus[j] += h;
+                minus[j] -= h;
+                expected[i * cols + j] = static_cast<float>((loss(plus) - loss(minus)) / (2 * h));
+            }
+        }
+        expect_close(dx, expected, 1e-4f, 1e-5f);
+    }
+}
+
+// The elementwise wrapper of the vector math splits the work across threads
+// without changing a bit.
+TEST(ParallelMap, SameAsOneSerialCall) {
+    const int64_t n = 3 * 16384 + 7;
+    const auto x = random_vector(n, 26, -10.0f, 10.0f);
+    std::vector<float> serial(n);
+    vec::exp(x.data(), serial.data(), n);
+    for (int threads : kThreadCounts) {
+        ThreadCountGuard guard(threads);
+        std::vector<float> y(n);
+        parallel_map(vec::exp, x.data(), y.data(), n);
+        EXPECT_EQ(y, serial);
     }
 }
 

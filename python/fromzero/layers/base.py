@@ -63,7 +63,10 @@ _KERAS_DEFAULTS = {
     "activity_regularizer": [None], "bias_regularizer": [None], "kernel_constraint": [None],
     "bias_constraint": [None], "data_format": [None, "channels_last"],
     "dilation_rate": [1, (1, 1)], "groups": [1], "noise_shape": [None], "seed": [None],
-    "autocast": [True], "lora_rank": [None],
+    "autocast": [True], "lora_rank": [None], "mask_zero": [False], "embeddings_regularizer": [None],
+    "embeddings_constraint": [None], "attention_axes": [None], "flash_attention": [None],
+    "kernel_regularizer": [None], "beta_regularizer": [None], "gamma_regularizer": [None],
+    "beta_constraint": [None], "gamma_constraint": [None],
 }
 
 
@@ -304,6 +307,9 @@ class Layer:
             raise ValueError(f"{self.name}: initializer for weight {name or ''} returned shape "
                              f"{values.shape}, expected {shape}")
         weight = as_float32(values, f"{self.name}: initial {name or 'weight'}").copy()
+        # its name in saved files: <layer name>/<name> (saving.named_weights)
+        index = len(self.weights)
+        self.__dict__.setdefault("_weight_names", []).append((weight, name or f"weight_{index}"))
         if trainable:
             self.params.append(weight)
             self.grads.append(np.zeros_like(weight))

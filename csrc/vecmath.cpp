@@ -1,0 +1,92 @@
+// vecmath.cpp — fz::vec's functions: the instruction set chosen once, and the
+// row helpers built from its primitives.
+#include "vecmath.h"
+
+#include <cmath>
+
+#include "cpu_features.h"
+#include "simd.h"
+#include "vecmath_kernels.h"
+
+namespace fz::vec {
+
+int available_vecmath_kernels(const VecMathKernels** out, int capacity) {
+    int n = 0;
+    const auto add = [&](const VecMathKernels& k) {
+        if (n < capacity) out[n] = &k;
+        ++n;
+    };
+#ifdef FROMZERO_X86
+    if (cpu_features().avx512f) add(kVecMathAvx512);
+    if (cpu_features().avx2_fma) add(kVecMathAvx2);
+#endif
+    add(kVecMathGeneric);
+    return n;
+}
+
+const VecMathKernels& vecmath_kernels() {
+    static const VecMathKernels* const best = [] {
+        const VecMathKernels* k = nullptr;
+        available_vecmath_kernels(&k, 1);
+        return k;
+    }();
+    return *best;
+}
+
+void exp(const float* x, float* y, int64_t n) { vecmath_kernels().exp(x, y, n); }
+void log(const float* x, float* y, int64_t n) { vecmath_kernels().log(x, y, n); }
+void log1p(const float* x, float* y, int64_t n) { vecmath_kernels().log1p(x, y, n); }
+void sigmoid(const float* x, float* y, int64_t n) { vecmath_kernels().sigmoid(x, y, n); }
+void tanh(const float* x, float* y, int64_t n) { vecmath_kernels().tanh(x, y, n); }
+void erf(const float* x, float* y, int64_t n) { vecmath_kernels().erf(x, y, n); }
+void gelu(const float* x, float* y, int64_t n) { vecmath_kernels().gelu(x, y, n); }
+void gelu_tanh(const float* x, float* y, int64_t n) { vecmath_kernels().gelu_tanh(x, y, n); }
+void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+    vecmath_kernels().gelu_backward(x, dy, dx, n);
+}
+void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
+    vecmath_kernels().gelu_tanh_backward(x, dy, dx, n);
+}
+float max(const float* x, int64_t n) { return vecmath_kernels().max(x, n); }
+double sum(const float* x, int64_t n) { return vecmath_kernels().sum(x, n); }
+double dot(const float* a, const float* b, int64_t n) { return vecmath_kernels().dot(a, b, n); }
+double exp_sum(const float* x, float shift, float* y, int64_t n) {
+    return vecmath_kernels().exp_sum(x, shift, y, n);
+}
+const char* isa() { return vecmath_kernels().name; }
+
+namespace {
+
+// y[i] *= a; y[i] = x[i] − a − b. Plain loops, compiled once per instruction set.
+FZ_SIMD_CLONES void scale_in_place(float* y, float a, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+FZ_SIMD_CLONES void subtract_twice(const float* x, float a, float b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] - a - b;
+}
+
+}  // namespace
+
+void softmax_row(const float* x, float* y, int64_t n) {
+    const VecMathKernels& k = vecmath_kernels();
+    const float m = k.max(x, n);
+    const double s = k.exp_sum(x, m, y, n);
+    scale_in_place(y, static_cast<float>(1.0 / s), n);  // one division per row
+}
+
+// x_i − m − log s is rounded twice; x_i − (m + log s) would round the sum
+// first, losing the digits of log s when m is large.
+void log_softmax_row(const float* x, float* y, int64_t n) {
+    const VecMathKernels& k = vecmath_kernels();
+    const float m = k.max(x, n);
+    const auto log_s = static_cast<float>(std::log(k.exp_sum(x, m, nullptr, n)));
+    subtract_twice(x, m, log_s, y, n);
+}
+
+double log_sum_exp(const float* x, int64_t n) {
+    const VecMathKernels& k = vecmath_kernels();
+    const float m = k.max(x, n);
+    return m + std::log(k.exp_sum(x, m, nullptr, n));
+}
+
+}  // namespace fz::vec

@@ -32,6 +32,7 @@ import inspect
 import itertools
 import re
 import threading
+import weakref
 
 import numpy as np
 
@@ -42,6 +43,17 @@ from .. import graph, initializers, utils
 _REGISTRY = {}
 _name_counters = {}
 _signatures = {}
+# Every weight add_weight made, by id: (a weak reference to it, its path
+# "layer_name/weight_name", as Keras's variable.path). Optimizers read it
+# (exclude_from_weight_decay's var_names); the weak reference tells a
+# live weight from a new array that reuses a dead one's id.
+_weight_paths = {}
+
+
+def weight_path(array):
+    """The path "layer_name/weight_name" of a weight made by add_weight, or None."""
+    entry = _weight_paths.get(id(array))
+    return entry[1] if entry is not None and entry[0]() is array else None
 
 
 def to_snake_case(name):
@@ -304,6 +316,9 @@ class Layer:
             raise ValueError(f"{self.name}: initializer for weight {name or ''} returned shape "
                              f"{values.shape}, expected {shape}")
         weight = as_float32(values, f"{self.name}: initial {name or 'weight'}").copy()
+        key = id(weight)
+        _weight_paths[key] = (weakref.ref(weight, lambda _, key=key: _weight_paths.pop(key, None)),
+                              f"{self.name}/{name or 'weight'}")
         if trainable:
             self.params.append(weight)
             self.grads.append(np.zeros_like(weight))

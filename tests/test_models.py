@@ -247,6 +247,26 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
     assert fz.load_model is fz.models.load_model
 
 
+def test_save_stores_json_extras_such_as_a_tokenizer(tmp_path):
+    model, x, _ = trained_small_model(seed=10)
+    tokenizer = fz.text.CharTokenizer.fit("hello world")
+    path = tmp_path / "model.npz"
+    model.save(path, extras={"tokenizer": fz.text.serialize(tokenizer), "note": [1, 2.5]})
+    extras = fz.saving.load_extras(path)
+    assert extras["note"] == [1, 2.5]
+    assert fz.text.deserialize(extras["tokenizer"]).decode([3, 2]) == tokenizer.decode([3, 2])
+    np.testing.assert_array_equal(fz.models.load_model(path).predict(x), model.predict(x))
+    model.save(path)
+    assert fz.saving.load_extras(path) == {}
+    with pytest.raises(TypeError, match="extras must be a dict"):
+        model.save(path, extras=["tokenizer"])
+    with pytest.raises(ValueError, match="extras"):
+        model.save(path, extras={"array": np.zeros(2)})
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read extras"):
+        fz.saving.load_extras(tmp_path / "junk.npz")
+
+
 def test_loaded_model_is_compiled_and_keeps_training(tmp_path):
     model, x, y = trained_small_model(seed=11)
     path = tmp_path / "model.npz"

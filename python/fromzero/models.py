@@ -619,10 +619,11 @@ class Model(Trainer, Layer):
         from . import saving
         saving.print_summary(self, print_fn)
 
-    def save(self, path):
-        """Architecture, compile settings and weights in one file (saving.py)."""
+    def save(self, path, extras=None):
+        """Architecture, compile settings and weights in one file, with an
+        optional dict of JSON `extras` (saving.save_model, saving.load_extras)."""
         from . import saving
-        saving.save_model(self, path)
+        saving.save_model(self, path, extras)
 
     def save_weights(self, path):
         from . import saving

@@ -4,7 +4,9 @@ The container is an .npz archive (a zip of .npy arrays) holding
 
     config      one JSON string: {"format": "fromzero.Model", "format_version": 2,
                 "class": "Model" or "Sequential", "config": the architecture,
-                "compile": the optimizer, losses and metrics}
+                "compile": the optimizer, losses and metrics,
+                "extras": what the caller stored with the model, e.g. its
+                tokenizer's config (save_model's extras; load_extras)}
     weight_0 …  the model's weights in model.weights order
 
 The architecture of a graph model lists every layer once (its class, its
@@ -249,23 +251,31 @@ def _compile_from_config(model, c):
                   loss_weights=c.get("loss_weights"), metrics=metrics or None)
 
 
-def file_config(model):
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-            "class": "Sequential" if isinstance(model, models.Sequential) else "Model",
-            "config": model.get_config(), "compile": _compile_config(model)}
+def file_config(model, extras=None):
+    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+              "class": "Sequential" if isinstance(model, models.Sequential) else "Model",
+              "config": model.get_config(), "compile": _compile_config(model)}
+    if extras is not None:
+        if not isinstance(extras, dict):
+            raise TypeError(f"save: extras must be a dict of JSON values, got {type(extras).__name__}")
+        config["extras"] = _json_value(extras, "extras")
+    return config
 
 
 # ---------------------------------------------------------------- files
 
-def save_model(model, path):
-    """Save architecture, compile settings and weights to one .npz file.
+def save_model(model, path, extras=None):
+    """Save architecture, compile settings and weights to one .npz file,
+    and `extras`, a dict of JSON values the model's users need with it (a
+    language model's tokenizer: {"tokenizer": fz.text.serialize(tokenizer)}),
+    read back by load_extras.
 
     The architecture is JSON inside the archive, the weights are plain
     arrays: loading never unpickles (so never runs code). The file is
     written beside `path` under a temporary name and renamed over it, so a
     crash mid-save leaves the old file intact.
     """
-    arrays = {"config": np.array(json.dumps(file_config(model)))}
+    arrays = {"config": np.array(json.dumps(file_config(model, extras)))}
     arrays.update({f"weight_{i}": w for i, w in enumerate(model.get_weights())})
     _write_npz_atomically(path, arrays)
 
@@ -313,6 +323,24 @@ def _stored_input_shape(config):
         return None if shape is None else _check_input_shape(shape)
     spec = (config.get("config") or {}).get("input") if config.get("class") == "Sequential" else None
     return None if not spec else _check_input_shape(spec.get("shape"), free=True)
+
+
+def load_extras(path):
+    """The extras dict save_model stored in the file ({} if none), checked
+    as load_model checks the file."""
+    path = os.fspath(path)
+    try:
+        with _Checkpoint(path) as archive:
+            if not archive.has("config"):
+                raise ValueError("no 'config' entry: not a fromzero model file")
+            extras = archive.read_config().get("extras", {})
+    except FileNotFoundError:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise ValueError(f"cannot read extras from {path}: {e}") from e
+    if not isinstance(extras, dict):
+        raise ValueError(f"cannot read extras from {path}: they are not a JSON object")
+    return extras
 
 
 def load_model(path):

@@ -16,8 +16,21 @@ cropped from the left, as nanoGPT does.
 Sampling draws one uniform number u per token from a NumPy generator seeded
 by `seed` and takes the first token whose cumulative probability exceeds u,
 so a seed fixes the text.
+
+The key/value cache. With the causal mask, the keys and values of a position
+never change once computed, so re-running the model on the whole window for
+every new token repeats all of them. When the model's attention layers take
+a cache (forward's ``cache`` and ``cache_update_index``: where the new
+positions start, as Keras-hub's CachedMultiHeadAttention), generate keeps each layer's keys and values and runs the
+model on the new token only: O(T) work per token instead of a full forward
+over T positions. Positions are absolute (a learned position embedding, told
+``start_index``), so once the text outgrows the context and the window
+slides, every position moves: each such token then refills the cache from
+the whole window — the same arithmetic as without the cache, as nanoGPT's
+crop defines it.
 """
 
+import inspect
 import numbers
 
 import numpy as np
@@ -25,7 +38,8 @@ import numpy as np
 from ..utils import check_number
 
 
-def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=None, seed=None):
+def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=None, seed=None,
+             use_cache=None):
     """The prompt followed by `max_new_tokens` tokens sampled from `model`, as text.
 
     model: a model taking int token ids (batch, T) to logits (batch, T, vocab),
@@ -33,6 +47,8 @@ def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=No
     tokenizer: what encodes the prompt and decodes the result (fz.text).
     temperature: ≥ 0 (0: greedy). top_k: None, or sample among the k most
     likely tokens only. seed: an int ≥ 0 fixes the sample (None: fresh).
+    use_cache: None uses the key/value cache when the model's layers take
+    one, True insists on it, False recomputes the whole window every token.
     """
     ids = _prompt_ids(tokenizer, prompt)
     max_new_tokens = _check_count("max_new_tokens", max_new_tokens)
@@ -42,13 +58,63 @@ def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=No
     if seed is not None:
         seed = _check_count("seed", seed)
     context = context_length(model)
+    cache = None if use_cache is False else KeyValueCache.for_model(model, context)
+    if use_cache and cache is None:
+        raise ValueError("generate: use_cache=True, but no layer of the model takes a key/value "
+                         "cache (a forward argument `cache`)")
     rng = np.random.default_rng(seed)
     tokens = list(ids)
     for _ in range(max_new_tokens):
         window = np.asarray(tokens[-context:], dtype=np.int32)[None]  # nanoGPT's crop
-        logits = next_token_logits(model, window, tokenizer.vocab_size)
+        if cache is None:
+            logits = next_token_logits(model, window, tokenizer.vocab_size)
+        else:
+            logits = cache.next_token_logits(window, slid=len(tokens) > context,
+                                             vocab_size=tokenizer.vocab_size)
         tokens.append(sample(logits, temperature, top_k, rng))
     return tokenizer.decode(np.asarray(tokens, dtype=np.int64))
+
+
+def _takes(layer, argument):
+    return argument in inspect.signature(type(layer).forward).parameters
+
+
+class KeyValueCache:
+    """The keys and values every attention layer of a model computed for the
+    positions generated so far: the layer's ``init_cache(1, context)``
+    array, filled by the layer itself (forward's ``cache`` and
+    ``cache_update_index``)."""
+
+    def __init__(self, model, context, attention_layers, position_layers):
+        self.model, self.context = model, context
+        self.arrays = {id(layer): layer.init_cache(1, context) for layer in attention_layers}
+        self.position_layers = position_layers
+        self.length = 0  # positions cached
+
+    @classmethod
+    def for_model(cls, model, context):
+        """A cache for `model`, or None when none of its layers takes one."""
+        leaves = getattr(model, "_leaves", [])
+        attention = [layer for layer in leaves if _takes(layer, "cache")]
+        if not attention:
+            return None
+        return cls(model, context, attention, [l for l in leaves if _takes(l, "start_index")])
+
+    def next_token_logits(self, window, slid, vocab_size):
+        """The logits after `window` (1, t): the model runs on the positions
+        not cached yet — all of them when the window `slid` (start over)."""
+        if slid:
+            self.length = 0
+        start = self.length
+        extra = {key: {"cache": array, "cache_update_index": start}
+                 for key, array in self.arrays.items()}
+        extra.update({id(layer): {"start_index": start} for layer in self.position_layers})
+        logits = self.model._run_forward([window[:, start:]], False, extra)
+        self.length = window.shape[1]
+        if logits.shape[-1] != vocab_size:
+            raise ValueError(f"generate: the model's vocabulary has {logits.shape[-1]} tokens, "
+                             f"the tokenizer's {vocab_size}")
+        return logits[0, -1]
 
 
 def sample(logits, temperature, top_k, rng):

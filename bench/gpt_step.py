@@ -14,11 +14,15 @@ fromzero's initial weights (fz.models.gpt_to_nanogpt). Reports:
   fz.text.generate (KV cache when the model's attention has one) against
   nanoGPT's eager loop (the whole cropped window recomputed per token);
 - peak memory: each engine measured in a child process of its own, which
-  trains S steps and generates G tokens (ru_maxrss);
+  trains S steps and generates G tokens (ru_maxrss; the fromzero child
+  does not import torch);
 - with --profile, fz.profiler's table of one training step.
 
 Every engine runs on N threads (FROMZERO_BENCH_THREADS, default 2). The
 machine's other load during the run is printed: compare ratios, not times.
+On a machine busier than its cores, PyTorch's OpenMP threads wait for each
+other at every parallel region and its 2-thread figures collapse (10× slower
+than 1 thread was seen); compare at --threads 1 too.
 """
 
 import argparse
@@ -34,6 +38,8 @@ import fromzero as fz
 from threads import bench_threads, pin_threads
 
 try:
+    if os.environ.get("FROMZERO_BENCH_NO_TORCH"):  # fromzero's memory child: torch not loaded
+        raise ImportError
     import torch
     import torch_gpt
 except ImportError:  # PyTorch is optional: fromzero's figures alone
@@ -114,8 +120,9 @@ def busy_cpu_seconds():
 
 def peak_memory(engine, threads, steps, tokens):
     """ru_maxrss (MiB) of a child process that trains and generates with one engine."""
+    env = dict(os.environ, FROMZERO_BENCH_NO_TORCH="1") if engine == "fromzero" else None
     out = subprocess.run([sys.executable, __file__, "--child", engine, "--threads", str(threads),
-                          "--steps", str(steps), "--tokens", str(tokens)],
+                          "--steps", str(steps), "--tokens", str(tokens)], env=env,
                          capture_output=True, text=True, check=True, cwd=os.path.dirname(__file__))
     return float(out.stdout.strip().splitlines()[-1])
 

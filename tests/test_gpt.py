@@ -146,6 +146,20 @@ def test_logits_and_every_gradient_match_pytorch(bias, tie):
                                    atol=2e-4, err_msg=name)
 
 
+def test_gpt_attention_is_the_layers_causal_softmax():
+    model = tiny_gpt()
+    ids = token_ids((1, 6))
+    model.forward(ids, training=True)
+    for block in range(TINY["num_layers"]):
+        probs = fz.models.gpt_attention(model, ids[0, :5], block=block)
+        assert probs.shape == (2, 5, 5)
+        np.testing.assert_allclose(probs.sum(axis=-1), 1.0)
+        assert np.all(np.triu(probs, k=1) == 0)
+        # what the layer computed in the forward pass (its saved probabilities)
+        saved = model.get_layer(f"block_{block}_attention").saved[7]
+        np.testing.assert_allclose(probs, saved[0, :, :5, :5], atol=1e-6)
+
+
 # ---------------------------------------------------------------- generation
 
 def test_generation_with_the_cache_gives_the_tokens_of_recomputing_the_window():

@@ -123,7 +123,8 @@ def train_gpt(args):
     tokenizer = make_tokenizer(options["tokenizer"], train_text if options["tokenizer"] == "bpe" else text)
     train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
     T, B, steps = options["sequence_length"], options["batch_size"], options["steps"]
-    seed = 1337 if args.seed is None else args.seed
+    seed = 1337 if args.seed is None else args.seed  # nanoGPT's seed
+    fz.utils.set_random_seed(seed)
     model = fz.models.gpt(tokenizer.vocab_size, T, options["num_layers"], options["num_heads"],
                           options["hidden_dim"], dropout=options["dropout"], use_bias=False,
                           tie_embeddings=True)
@@ -146,7 +147,7 @@ def train_gpt(args):
         model.save(args.save, extras={"tokenizer": fz.text.serialize(tokenizer)})
         print(f"saved to {args.save}")
     if args.plot:
-        write_gpt_plot(args.plot, evaluator.curve)
+        write_gpt_plots(args.plot, evaluator.curve, model, tokenizer, val_text)
     print("sample:")
     print(fz.text.generate(model, tokenizer, "\n", 500, temperature=0.8, top_k=200, seed=seed))
     val_loss = model.evaluate(val, steps=GPT_FINAL_EVAL_BATCHES, verbose=0)
@@ -154,24 +155,18 @@ def train_gpt(args):
     return 0
 
 
-def write_gpt_plot(folder, curve):
-    """The train and val loss curves of a GPT run, as loss_curve.png in folder."""
+def write_gpt_plots(folder, curve, model, tokenizer, text):
+    """loss_curve.png (train and val loss of the run) and attention.png (head
+    0 of the first block on the first 32 tokens of `text`) in folder."""
     import os
-    plt = fz.plot.require_matplotlib()
-    os.makedirs(folder, exist_ok=True)
-    steps, train_loss, val_loss = zip(*curve)
-    figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.plot(steps, train_loss, marker="o", label="train")
-    axes.plot(steps, val_loss, marker="o", label="validation")
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss (nats per token)")
-    axes.legend()
-    axes.grid(alpha=0.3)
-    path = os.path.join(folder, "loss_curve.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    print(f"plot written to {path}")
+    loss_path, attention_path = (os.path.join(folder, f"{name}.png")
+                                 for name in ("loss_curve", "attention"))
+    fz.plot.loss_curve(*zip(*curve), path=loss_path)
+    ids = tokenizer.encode(text)[:32]
+    probs = fz.models.gpt_attention(model, ids)[0]
+    fz.plot.attention(probs, [tokenizer.decode(ids[i:i + 1]) for i in range(len(ids))],
+                      path=attention_path, title="block 0, head 0")
+    print(f"plots written to {folder}: loss_curve.png, attention.png")
 
 
 def generate(args):

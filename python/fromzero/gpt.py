@@ -96,6 +96,31 @@ def gpt(vocab_size, sequence_length, num_layers, num_heads, hidden_dim, dropout=
     return model
 
 
+def gpt_attention(model, ids, block=0):
+    """The attention probabilities (heads, t, t) of block `block` of a model
+    gpt() built, on the token ids `ids` (t ≤ sequence_length), computed in
+    NumPy from the layers' weights: P = softmax(Q·Kᵀ/√d + causal mask) with
+    Q and K the projections of the block's LayerNorm output — the matrix a
+    plot of "which token reads which" shows (fz.plot.attention)."""
+    ids = np.asarray(ids, dtype=np.int32).reshape(1, -1)
+    get = model.get_layer
+    x = get("position_embedding")(get("token_embedding")(ids))
+    for i in range(block):  # the residual stream up to the block (dropout is off in inference)
+        h = get(f"block_{i}_ln_1")(x)
+        x = x + get(f"block_{i}_attention")(h, h, use_causal_mask=True)
+        x = x + get(f"block_{i}_mlp_proj")(get(f"block_{i}_mlp_fc")(get(f"block_{i}_ln_2")(x)))
+    h = get(f"block_{block}_ln_1")(x)[0].astype(np.float64)
+    attention = get(f"block_{block}_attention")
+    q, k = (np.einsum("tc,chd->htd", h, getattr(attention, f"{name}_kernel")) +
+            (0 if getattr(attention, f"{name}_bias", None) is None
+             else getattr(attention, f"{name}_bias")[:, None, :]) for name in ("query", "key"))
+    scores = q @ k.transpose(0, 2, 1) / math.sqrt(attention.key_dim)
+    t = scores.shape[-1]
+    scores[:, np.triu(np.ones((t, t), dtype=bool), k=1)] = -np.inf
+    probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
 # ---------------------------------------------------------------- nanoGPT's state dict
 
 def _config_of(model):

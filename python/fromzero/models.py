@@ -827,4 +827,4 @@ from .saving import load_model  # noqa: E402 — saving imports this module
 
 
 # A GPT built from these models' layers, and the bridge to nanoGPT (gpt.py).
-from .gpt import gpt, gpt_from_nanogpt, gpt_to_nanogpt  # noqa: E402
+from .gpt import gpt, gpt_attention, gpt_from_nanogpt, gpt_to_nanogpt  # noqa: E402

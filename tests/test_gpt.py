@@ -207,7 +207,7 @@ def restore_threads():
 
 
 def test_cli_trains_saves_and_generates(tmp_path, capsys):
-    path = tmp_path / "gpt.npz"
+    path = tmp_path / "gpt.safetensors"
     assert cli.main(["train", "--model", "gpt", "--steps", "20", "--num-layers", "1",
                      "--num-heads", "2", "--hidden-dim", "16", "--sequence-length", "16",
                      "--batch-size", "4", "--save", str(path), "--seed", "1"]) == 0
@@ -227,6 +227,6 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "is a text" in capsys.readouterr().err
     model = fz.Sequential([fz.layers.Dense(2)])
     model.build((None, 3))
-    model.save(tmp_path / "mlp.npz")
-    assert cli.main(["generate", "--checkpoint", str(tmp_path / "mlp.npz")]) == 2
+    model.save(tmp_path / "mlp.safetensors")
+    assert cli.main(["generate", "--checkpoint", str(tmp_path / "mlp.safetensors")]) == 2
     assert "holds no tokenizer" in capsys.readouterr().err

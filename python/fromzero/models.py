@@ -626,10 +626,11 @@ class Model(Trainer, Layer):
         saving.print_summary(self, print_fn)
 
     def save(self, path, extras=None):
-        """Architecture, compile settings and weights in one file, with an
-        optional dict of JSON `extras` (saving.save_model, saving.load_extras)."""
+        """Architecture, compile settings, weights and training state in one
+        safetensors file; `extras`, a dict of JSON values, is stored beside
+        them (fz.saving.load_extras reads it back). See saving.py."""
         from . import saving
-        saving.save_model(self, path, extras)
+        saving.save_model(self, path, extras=extras)
 
     def save_weights(self, path):
         from . import saving

@@ -959,6 +959,69 @@ def fit_before_compile():
     fz.Sequential([L.Dense(2)]).fit(np.ones((3, 2)), np.ones((3, 2)), verbose=0)
 
 
+# ==================================================================== transformer layers
+
+def _token_model():
+    ids = fz.Input(shape=(4,), dtype="int32")
+    h = L.PositionEmbedding(4)(L.Embedding(7, 8)(ids))
+    model = fz.Model(ids, L.Dense(7)(L.MultiHeadAttention(2, 4)(h, h, use_causal_mask=True)))
+    model.compile(optimizer="adam", loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@case(ValueError, r"embedding.*: token ids value 7 at flat index \d+ is outside \[0, 7\) \(input_dim=7\)")
+def token_id_past_the_vocabulary_in_fit():
+    x = np.zeros((2, 4), np.int32)
+    x[1, 1] = 7
+    _token_model().fit(x, np.zeros((2, 4), np.int32), verbose=0)
+
+
+@case(ValueError, r"embedding.*: token ids value -3 at flat index 0")
+def negative_token_id_in_predict():
+    _token_model().predict(np.full((1, 4), -3), verbose=0)
+
+
+@case(ValueError, r"embedding.*: token ids value 4294967296 at flat index 0 is outside \[0, 7\)")
+def token_id_beyond_int32():
+    L.Embedding(7, 2)(np.array([2**32], np.int64))
+
+
+@case(ValueError, r"expected inputs of shape \(batch, 4\), got \(1, 9\)")
+def sequence_longer_than_the_positions():
+    _token_model().predict(np.zeros((1, 9), np.int32), verbose=0)
+
+
+@case(ValueError, r"multi_head_attention.*: attention_mask must be \(batch, 3, 3\)")
+def attention_mask_of_two_axes():
+    x = np.ones((1, 3, 4), np.float32)
+    L.MultiHeadAttention(2, 2)(x, x, attention_mask=np.ones((3, 3), bool))
+
+
+@case(ValueError, r"attention_forward: causal_offset must be in \[-q_len, kv_len\]")
+def attention_offset_past_int64():
+    q = np.ones((1, 2, 1, 3), np.float32)
+    fz.ops.attention_forward(q, q, q, causal=True, causal_offset=2**63 - 1)
+
+
+@case(ValueError, r"layer_norm_forward: x must have at least one feature")
+def layer_norm_of_no_features():
+    fz.ops.layer_norm_forward(np.ones((3, 0), np.float32))
+
+
+@case(ValueError, r"multi_head_attention.*: cache_update_index must be an integer in \[0, 2\] for 1 new tokens")
+def cache_index_past_the_cache():
+    mha = L.MultiHeadAttention(1, 2)
+    x = np.ones((1, 1, 2), np.float32)
+    mha(x, x, use_causal_mask=True, cache=mha.init_cache(1, 3), cache_update_index=3)
+
+
+@case()
+def attention_with_every_key_masked_is_zero_not_nan():
+    x = np.ones((2, 3, 4), np.float32)
+    y = L.MultiHeadAttention(2, 2, use_bias=False)(x, x, attention_mask=np.zeros((2, 3, 3), bool))
+    assert np.array_equal(y, np.zeros_like(y))
+
+
 # ==================================================================== files
 
 @case(ValueError, r"header shape \(4294967295, 28, 28\) needs \d+ data bytes, more than a \d+-byte gzip")

@@ -389,6 +389,12 @@ class Call(L.Layer):
         return self.mha.backward(dy)
 
 
+def weight_names(mha):
+    """Keras's order: each projection's kernel, then its bias."""
+    return [f"{p}_{w}" for p in ("query", "key", "value", "output")
+            for w in (("kernel", "bias") if mha.use_bias else ("kernel",))]
+
+
 MHA_CASES = {
     "self causal": (dict(num_heads=2, key_dim=3), dict(use_causal_mask=True), "self"),
     "cross, key given": (dict(num_heads=2, key_dim=3, value_dim=4, output_shape=5), {}, "key"),
@@ -422,7 +428,7 @@ def test_multi_head_attention_gradients(case):
         xs = [xs[0], xs[0].copy()]
     report = fz.testing.check_gradients(Call(mha, **kwargs), xs)
     for name, err in report.items():
-        key_bias = mha.use_bias and name == f"param_{mha._index['key_bias']}"
+        key_bias = mha.use_bias and name == f"param_{weight_names(mha).index('key_bias')}"
         # ∂L/∂(key bias) is 0: it adds q·b to every score of a row, which softmax ignores
         assert err < 1e-2 or key_bias, (name, err, report)
 
@@ -479,7 +485,7 @@ def test_layers_against_torch_modules():
 def torch_mha(mha, query, value, key=None, mask=None, causal=False):
     """Keras's MultiHeadAttention written in PyTorch from mha's weights (float64):
     einsum projections with the (C, H, d) kernels, then SDPA."""
-    w = {n: t64(p, True) for n, p in zip(mha._index, mha.params)}
+    w = {n: t64(p, True) for n, p in zip(weight_names(mha), mha.params)}
     key = value if key is None else key
 
     def project(x, name):
@@ -522,7 +528,7 @@ def test_multi_head_attention_against_torch(case):
     close(y, yt.detach())
     for mine, theirs in zip(dxs, ts):
         close(mine, theirs.grad)
-    for name, g in zip(mha._index, mha.grads):
+    for name, g in zip(weight_names(mha), mha.grads):
         close(g, w[name].grad)
 
 
@@ -677,3 +683,23 @@ def test_dense_and_dropout_on_sequences():
     assert max(fz.testing.check_gradients(dense, x).values()) < 1e-2
     fz.utils.set_random_seed(0)
     assert max(fz.testing.check_gradients(L.Dropout(0.3), x).values()) < 1e-2
+
+
+def test_multi_head_attention_weights_sublayers_and_sharing():
+    mha = L.MultiHeadAttention(2, 3, value_dim=4, output_shape=5)
+    x = fz.Input(shape=(3, 7))
+    h = mha(x, x)
+    y = mha(L.Dense(7)(h), x)  # the same layer at two places of a graph
+    model = fz.Model(x, y)
+    assert [p.shape for p in mha.params] == [(7, 2, 3), (2, 3), (7, 2, 3), (2, 3), (7, 2, 4),
+                                             (2, 4), (2, 4, 5), (5,)]
+    assert [d.name for d in mha.sublayers] == ["query", "key", "value", "attention_output"]
+    assert np.shares_memory(mha.query_kernel, mha.query_dense.kernel)
+    xs = rng(12).standard_normal((1, 3, 7)).astype(np.float32)
+    for p in mha.params:
+        p[...] = rng(13).standard_normal(p.shape) * 0.5
+    report = fz.testing.check_gradients(model, xs)
+    key_bias = [i for i, p in enumerate(model.trainable_params) if p is not None][3]
+    assert all(err < 1e-2 for name, err in report.items() if name != f"param_{key_bias}"), report
+    mha.trainable = False
+    assert mha.trainable_params == [] and not any(d.trainable for d in mha.sublayers)

@@ -9,27 +9,39 @@ the values of the positions its query matches best:
     O_h = softmax(Q_h·K_hᵀ/√dk + mask)·V_h     per batch and head (csrc/attention.h)
     y = Σ_h O_h·Wo_h + bo  (B, Tq, C_out)      Wo: (H, dv, C_out)
 
-The four projections are GEMMs on the (rows, features) matrices, the kernels
-reshaped in place ((C, H, dk) is a (C, H·dk) matrix); attention itself is one
-fused kernel over (batch, head) that saves the probabilities P for the
-backward. Backward runs the same steps in reverse: the output projection,
-then attention_backward (dQ, dK, dV), then each input projection
-(dW = inputᵀ·dQ, db = Σ dQ, d input = dQ·Wᵀ).
+The four projections are Dense sublayers (``query_dense``, ``key_dense``,
+``value_dense``, ``output_dense``, as in Keras) on the (B, T, C) inputs:
+a (C, H, dk) kernel is the (C, H·dk) matrix such a Dense multiplies by, and
+its (B, T, H·dk) output is the (B, T, H, dk) array the attention kernel reads
+in place. Attention itself is one fused kernel over (batch, head) that saves
+the probabilities P for the backward. Backward runs the same steps in
+reverse: the output projection, attention_backward (dQ, dK, dV), then each
+input projection (dW = inputᵀ·dQ, db = Σ dQ, d input = dQ·Wᵀ). Because the
+projections are Dense layers, Dense.enable_lora adapts them (LoRA on the
+query and value projections, issue 13) with nothing special here.
 """
 
 import numpy as np
 
 from .. import graph, initializers, ops, utils
-from .base import Layer, as_float32
+from .base import CallContext, Layer, as_float32
+from .core import Dense
+
+# The projections, in Keras's weight order: (name, Keras's sublayer name).
+_PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"),
+                ("output", "attention_output"))
+
 
 def rows(x):
     """(B, T, C) or (B, T, H, d) as the (B·T, features) matrix, a view."""
     return x.reshape(x.shape[0] * x.shape[1], -1)
 
 
-# The four projections: (name, the input they read, the head size they make).
-_PROJECTIONS = (("query", "query", "key_dim"), ("key", "key", "key_dim"),
-                ("value", "value", "value_dim"))
+def _drawn_as(initializer, shape):
+    """An initializer that draws in Keras's kernel `shape` (its fans, so its
+    scale) and hands the Dense its 2-D matrix of the same values."""
+    init = initializers.get(initializer)
+    return lambda dense_shape: np.asarray(init(shape)).reshape(dense_shape)
 
 
 class MultiHeadAttention(Layer):
@@ -49,8 +61,8 @@ class MultiHeadAttention(Layer):
     query/bias (H, dk), key/kernel, key/bias, value/kernel (C_v, H, dv),
     value/bias, attention_output/kernel (H, dv, C_out), attention_output/bias
     (C_out,); with use_bias=False no biases. C_out is ``output_shape`` or the
-    query's features. They are attributes too: ``query_kernel``,
-    ``value_bias``, ... (``projection(name)`` gives one projection's pair).
+    query's features. ``query_kernel``, ``value_bias``, ... are those arrays
+    (views of the Dense sublayers' 2-D kernels: writing them writes the layer).
 
     Key/value cache, for generation (keras_hub's CachedMultiHeadAttention):
     ``y, cache = mha(x_new, x_new, use_causal_mask=True, cache=cache,
@@ -65,9 +77,13 @@ class MultiHeadAttention(Layer):
     returns the whole gradient as the query's and None for value.
     """
 
+    #: model.enable_lora's default target (issue 13): the query and value projections
+    lora_default_target = True
+
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
+        self._sublayers = []
         super().__init__(**kwargs)
         owner = "MultiHeadAttention"
         self.num_heads = utils.check_positive_int(owner, "num_heads", num_heads)
@@ -85,7 +101,7 @@ class MultiHeadAttention(Layer):
         self.output_shape_ = output_shape
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self._index = {}  # weight name -> index in params
+        self.query_dense = self.key_dense = self.value_dense = self.output_dense = None
 
     # ------------------------------------------------------------ weights
 
@@ -98,24 +114,101 @@ class MultiHeadAttention(Layer):
                 raise ValueError(f"{self.name}: {what} must be (batch, time, features) with known "
                                  f"features, got shape {tuple(shape)}")
         H = self.num_heads
-        for name, reads, dim in _PROJECTIONS:
-            size = getattr(self, dim)
-            self._add(f"{name}_kernel", (int(shapes[reads][-1]), H, size), self.kernel_initializer)
-            if self.use_bias:
-                self._add(f"{name}_bias", (H, size), self.bias_initializer)
         out = self.output_shape_ or int(query_shape[-1])
-        self._add("output_kernel", (H, self.value_dim, out), self.kernel_initializer)
-        if self.use_bias:
-            self._add("output_bias", (out,), self.bias_initializer)
+        self._shapes = {}  # Keras's (kernel, bias) shapes of each projection
+        for name, keras_name in _PROJECTIONS:
+            if name == "output":
+                kernel, inputs = (H, self.value_dim, out), H * self.value_dim
+            else:
+                size = self.value_dim if name == "value" else self.key_dim
+                kernel, inputs = (int(shapes[name][-1]), H, size), int(shapes[name][-1])
+            self._shapes[name] = (kernel, kernel[-1:] if name == "output" else kernel[1:])
+            dense = Dense(int(np.prod(kernel)) // inputs, use_bias=self.use_bias,
+                          kernel_initializer=_drawn_as(self.kernel_initializer, kernel),
+                          bias_initializer=_drawn_as(self.bias_initializer,
+                                                     self._shapes[name][1]),
+                          name=keras_name, trainable=self.trainable)
+            dense.build((None, inputs))
+            setattr(self, f"{name}_dense", dense)
+        self._sublayers = [getattr(self, f"{name}_dense") for name, _ in _PROJECTIONS]
         self.built = True
 
-    def _add(self, name, shape, initializer):
-        self._index[name] = len(self.params)
-        setattr(self, name, self.add_weight(shape, initializer, name=name))
+    @property
+    def sublayers(self):
+        """The four projections: query_dense, key_dense, value_dense, output_dense."""
+        return list(self._sublayers)
+
+    def _keras_view(self, name, dense, p, q=None):
+        """q (default p), a weight of `dense` or its gradient, in Keras's shape when
+        p is the projection's kernel or bias; other weights (LoRA's) as they are."""
+        q = p if q is None else q
+        kernel, bias = self._shapes[name]
+        return q.reshape(kernel) if p is dense.kernel else \
+            q.reshape(bias) if p is dense.bias else q
+
+    def _gather(self, pick):
+        out = []
+        for (name, _), dense in zip(_PROJECTIONS, self._sublayers):
+            out += [self._keras_view(name, dense, p, q) for p, q in pick(dense)]
+        return out
+
+    # params and grads (and their trainable parts): the sublayers', in Keras's
+    # order and shapes. Setting grads (a model adding the gradients of a layer
+    # used twice) hands each sublayer its share, in its own shapes.
+    @property
+    def params(self):
+        return self._gather(lambda d: [(p, p) for p in d.params])
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError(f"{self.name}: params are the sublayers'")
+
+    @property
+    def grads(self):
+        return self._gather(lambda d: list(zip(d.params, d.grads)))
+
+    @grads.setter
+    def grads(self, value):
+        value = list(value)
+        for dense in self._sublayers:
+            n = len(dense.grads)
+            dense.grads = [v.reshape(g.shape) for v, g in zip(value[:n], dense.grads)]
+            value = value[n:]
+
+    @property
+    def trainable_params(self):
+        return self._gather(lambda d: [(p, p) for p in d.trainable_params])
+
+    @property
+    def trainable_grads(self):
+        return self._gather(lambda d: [(p, g) for p, g in zip(d.params, d.grads)
+                                       if any(p is t for t in d.trainable_params)])
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for dense in self._sublayers:
+            dense.trainable = self._trainable
 
     def projection(self, name):
-        """(kernel, bias or None) of projection "query", "key", "value" or "output"."""
-        return getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias", None)
+        """(kernel, bias or None) of projection "query", "key", "value" or "output",
+        in Keras's shapes (views of the Dense sublayer's weights)."""
+        dense = getattr(self, f"{name}_dense")
+        kernel, bias = self._shapes[name]
+        return dense.kernel.reshape(kernel), None if dense.bias is None else dense.bias.reshape(bias)
+
+    def __getattr__(self, attr):  # query_kernel, ..., output_bias
+        for suffix, index in (("_kernel", 0), ("_bias", 1)):
+            name = attr[:-len(suffix)]
+            if attr.endswith(suffix) and name in ("query", "key", "value", "output") and \
+                    self.__dict__.get(f"{name}_dense") is not None:
+                return self.projection(name)[index]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     def build_for_call(self, query, value, key=None, **kwargs):
         self.build(query.shape, value.shape, None if key is None else key.shape)
@@ -165,18 +258,15 @@ class MultiHeadAttention(Layer):
                     raise ValueError(f"{self.name}: {name} must have {features} features, got "
                                      f"shape {tuple(shape)}")
 
-    @staticmethod
-    def _matrix(name, kernel):
-        """A projection's kernel (or its gradient) as the matrix it multiplies by,
-        a view: (C, H, d) as (C, H·d); the output's (H, dv, C) as (H·dv, C)."""
-        return kernel.reshape(-1, kernel.shape[-1]) if name == "output" else \
-            kernel.reshape(kernel.shape[0], -1)
-
-    def _project(self, name, x2, out):
-        """out = x2·W + b on the (rows, features) matrices."""
-        kernel, bias = self.projection(name)
-        return ops.matmul(x2, self._matrix(name, kernel), bias=None if bias is None
-                          else bias.reshape(-1), out=out)
+    def _dense(self, name, method, *args, **kwargs):
+        """A projection's forward or backward, in this call's own context of it
+        (kept in ours: a graph node of this layer has its own Dense state too)."""
+        context = self._context()
+        if context.nodes is None:
+            context.nodes = {n: CallContext() for n, _ in _PROJECTIONS}
+        dense = getattr(self, f"{name}_dense")
+        dense._local.context = context.nodes[name]
+        return getattr(dense, method)(*args, **kwargs)
 
     def forward(self, query, value, key=None, attention_mask=None, use_causal_mask=False,
                 training=False, cache=None, cache_update_index=None):
@@ -188,15 +278,15 @@ class MultiHeadAttention(Layer):
         if not self.built:
             self.build(q_in.shape, v_in.shape, k_in.shape)
         B, Tq, _ = q_in.shape
-        Tk = v_in.shape[1]
         H, dk, dv = self.num_heads, self.key_dim, self.value_dim
-        q = self.buffer("q", (B, Tq, H, dk))
-        self._project("query", rows(q_in), rows(q))
+        heads = lambda y, d: y.reshape(y.shape[0], y.shape[1], H, d)  # noqa: E731 — a view
+        q = heads(self._dense("query", "forward", q_in, training=training), dk)
         if cache is None:
-            k, v = self.buffer("k", (B, Tk, H, dk)), self.buffer("v", (B, Tk, H, dv))
-            self._project("key", rows(k_in), rows(k))
-            self._project("value", rows(v_in), rows(v))
+            k = heads(self._dense("key", "forward", k_in, training=training), dk)
+            v = heads(self._dense("value", "forward", v_in, training=training), dv)
             offset = 0
+        elif training:
+            raise ValueError(f"{self.name}: a key/value cache is for inference (training=False)")
         else:
             k, v, offset = self._update_cache(cache, cache_update_index, k_in, v_in,
                                               use_causal_mask, B, Tq)
@@ -217,12 +307,8 @@ class MultiHeadAttention(Layer):
                 probs=self.buffer("probs", (B, H, Tq, k.shape[1])))
         except ValueError as e:
             raise ValueError(f"{self.name}: {e}") from None
-        y = self.buffer("y", (B, Tq, self.output_kernel.shape[-1]))
-        self._project("output", rows(o), rows(y))
+        y = self._dense("output", "forward", o.reshape(B, Tq, H * dv), training=training)
         if training:
-            if cache is not None:
-                raise ValueError(f"{self.name}: a key/value cache is for inference "
-                                 f"(training=False)")
             self.save(q_in, k_in, v_in, q, k, v, o, probs, attention,
                       (self_attention, key is not None, attention_mask is not None))
         return y if cache is None else (y, cache)
@@ -251,9 +337,8 @@ class MultiHeadAttention(Layer):
                              f"cache of {L} positions, got {index!r}")
         index = int(index)
         for slot, name, x in ((0, "key", k_in), (1, "value", v_in)):
-            new = self.buffer(f"new {name}", (B, Tq, H, d))
-            self._project(name, rows(x), rows(new))
-            cache[slot, :, index:index + Tq] = new
+            new = self._dense(name, "forward", x)
+            cache[slot, :, index:index + Tq] = new.reshape(B, Tq, H, d)
         return cache[0], cache[1], index
 
     # ------------------------------------------------------------ backward
@@ -262,52 +347,33 @@ class MultiHeadAttention(Layer):
         q_in, k_in, v_in, q, k, v, o, probs, attention, (self_attention, has_key, has_mask) = \
             self.saved
         dy = as_float32(dy, "dy")
-        B, Tq, _ = q_in.shape
-        if dy.shape != (B, Tq, self.output_kernel.shape[-1]):
+        out_features = self.output_dense.units
+        if dy.shape != q_in.shape[:2] + (out_features,):
             raise ValueError(f"{self.name}: dy must have shape "
-                             f"{(B, Tq, self.output_kernel.shape[-1])}, got {dy.shape}")
-        train = self.trainable
-        # The output projection: dWo = Oᵀ·dy, dbo = Σ dy, dO = dy·Woᵀ.
-        do = self.buffer("do", o.shape)
-        self._project_backward("output", rows(o), rows(dy), rows(do), train)
+                             f"{q_in.shape[:2] + (out_features,)}, got {dy.shape}")
+        need_dx = self.input_grad_needed
+        for dense in self._sublayers:
+            dense.input_grad_needed = True
+        # The output projection, then attention, then the input projections.
+        do = self._dense("output", "backward", dy).reshape(o.shape)
         dq, dk, dv = ops.attention_backward(
             q, k, v, probs, do, **attention, dq=self.buffer("dq", q.shape),
             dk=self.buffer("dk", k.shape), dv=self.buffer("dv", v.shape))
-        need_dx = self.input_grad_needed
-        d_query = self.buffer("d query", q_in.shape) if need_dx else None
-        if self_attention:  # one input: all three projections' gradients add into it
-            d_key = d_value = d_query
-        else:
-            d_value = self.buffer("d value", v_in.shape) if need_dx else None
-            d_key = self.buffer("d key", k_in.shape) if need_dx and has_key else d_value
-        accumulate = set()
-        for name, x, d_in, grad in (("query", q_in, d_query, dq), ("key", k_in, d_key, dk),
-                                    ("value", v_in, d_value, dv)):
-            out = None if d_in is None else rows(d_in)
-            self._project_backward(name, rows(x), rows(grad), out, train,
-                                   accumulate=id(d_in) in accumulate)
-            accumulate.add(id(d_in))
+        for dense in self._sublayers[:3]:
+            dense.input_grad_needed = need_dx
+        grads = {name: self._dense(name, "backward", g.reshape(g.shape[0], g.shape[1], -1))
+                 for name, g in (("query", dq), ("key", dk), ("value", dv))}
         if not need_dx:
             return None
-        if self_attention:
-            result = [d_query, None]
-        else:
-            result = [d_query, d_value] + ([d_key] if has_key else [])
+        if self_attention:  # one input: the three projections' gradients add up
+            total = np.add(grads["query"], grads["key"], out=self.buffer("d input", q_in.shape))
+            return np.add(total, grads["value"], out=total), None
+        if has_key:
+            result = [grads["query"], grads["value"], grads["key"]]
+        else:  # key = value
+            result = [grads["query"], np.add(grads["key"], grads["value"],
+                                             out=self.buffer("d value", v_in.shape))]
         return tuple(result + [None] * has_mask)
-
-    def _project_backward(self, name, x2, dy2, dx2, train, accumulate=False):
-        """For out = x2·W + b: dW = x2ᵀ·dy2 and db = Σ dy2 into the grads (when
-        training), and dx2 = dy2·Wᵀ (added to dx2 when accumulate; skipped when
-        dx2 is None)."""
-        kernel, bias = self.projection(name)
-        if train:
-            grad = self.grads[self._index[f"{name}_kernel"]]
-            ops.matmul(x2, dy2, transpose_a=True, out=self._matrix(name, grad))
-            if bias is not None:
-                ops.bias_grad(dy2, out=self.grads[self._index[f"{name}_bias"]].reshape(-1))
-        if dx2 is not None:
-            ops.matmul(dy2, self._matrix(name, kernel), transpose_b=True, out=dx2,
-                       accumulate=accumulate)
 
     def get_config(self):
         name = lambda init, default: init if isinstance(init, str) else default  # noqa: E731

@@ -17,6 +17,7 @@ import pytest
 import fromzero as fz
 from fromzero import cli
 from fromzero.gpt import _pairs
+from fromzero.layers.base import data_address
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -77,14 +78,15 @@ def test_two_block_gpt_gradients_by_finite_differences(tie):
     # The key projection's bias adds q·b_k to every score of a row, which the
     # softmax ignores: its gradient is exactly 0, so finite differences give
     # pure rounding noise there. Checked separately: its analytic gradient is 0.
-    index = {id(p): i for i, p in enumerate(model.trainable_params)}
-    key_biases = {f"param_{index[id(model.get_layer(f'block_{i}_attention').key_bias)]}"
+    # (attention's weights are views of its Dense sublayers': found by address)
+    index = {data_address(p): i for i, p in enumerate(model.trainable_params)}
+    key_biases = {f"param_{index[data_address(model.get_layer(f'block_{i}_attention').key_bias)]}"
                   for i in range(TINY["num_layers"])}
     errors = {k: v for k, v in report.items() if k not in key_biases}
     assert len(errors) == len(model.trainable_params) - 2 and max(errors.values()) < 2e-2, report
     for i in range(TINY["num_layers"]):
         bias = model.get_layer(f"block_{i}_attention").key_bias
-        assert np.abs(model.trainable_grads[index[id(bias)]]).max() < 1e-5
+        assert np.abs(model.trainable_grads[index[data_address(bias)]]).max() < 1e-5
 
 
 # ---------------------------------------------------------------- nanoGPT's state dict
@@ -135,13 +137,14 @@ def test_logits_and_every_gradient_match_pytorch(bias, tie):
     np.testing.assert_allclose(logits, expected.detach().numpy(), rtol=1e-4, atol=1e-4)
     model.backward(r)
     (expected * torch.from_numpy(r).double()).sum().backward()
-    grad_of = {id(p): g for p, g in zip(model.trainable_params, model.trainable_grads)}
+    grad_of = {data_address(p): g for p, g in zip(model.trainable_params, model.trainable_grads)}
     twin_params = dict(twin.named_parameters())
     config = nanogpt_config(TINY, bias)
     for name, array, to_torch, _ in _pairs(model, config):
         if tie and name == "lm_head.weight":
             continue  # the same parameter as transformer.wte.weight
-        grads = [grad_of[id(a)] for a in array] if isinstance(array, list) else grad_of[id(array)]
+        grads = ([grad_of[data_address(a)] for a in array] if isinstance(array, list)
+                 else grad_of[data_address(array)])
         np.testing.assert_allclose(to_torch(grads), twin_params[name].grad.numpy(), rtol=2e-3,
                                    atol=2e-4, err_msg=name)
 

@@ -33,6 +33,7 @@ import re
 import numpy as np
 
 from .. import _core, utils
+from ..layers.base import data_address, weight_path
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -58,7 +59,7 @@ class Optimizer:
                 name, arg, value, 0, low_open=True))
         self.iterations = 0
         self._slots = {}  # id(param) -> (param, [state arrays])
-        self._exempt_ids = {}  # id(param) -> param: exempt from weight decay (kept alive)
+        self._exempt_ids = {}  # data address -> param: exempt from weight decay (kept alive)
         self._exempt_pattern = None  # weight paths matching it are exempt too
         self._decays = {}  # id(param) -> (param, decays or not), decided on first use
 
@@ -124,7 +125,8 @@ class Optimizer:
             if not isinstance(name, str):
                 raise TypeError(f"{owner}.exclude_from_weight_decay: var_names must be strings, "
                                 f"got {name!r}")
-        self._exempt_ids = {id(p): p for p in arrays}
+        # by the address of their data, so a view of an exempt weight is exempt
+        self._exempt_ids = {data_address(p): p for p in arrays}
         self._exempt_pattern = re.compile("|".join(sorted(set(names)))) if names else None
         self._decays = {}
 
@@ -132,9 +134,8 @@ class Optimizer:
         """Whether weight decay applies to parameter p."""
         entry = self._decays.get(id(p))
         if entry is None or entry[0] is not p:
-            exempt = self._exempt_ids.get(id(p)) is p
+            exempt = data_address(p) in self._exempt_ids
             if not exempt and self._exempt_pattern is not None:
-                from ..layers.base import weight_path
                 path = weight_path(p)
                 exempt = path is not None and self._exempt_pattern.search(path) is not None
             entry = self._decays[id(p)] = (p, not exempt)

@@ -147,9 +147,12 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="print fz.profiler's table")
     parser.add_argument("--child", choices=["fromzero", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    pinned = pin_threads(args.threads)
-    if args.child:
+    if args.child:  # pin_threads would import torch into fromzero's memory figure
+        fz.set_num_threads(args.threads)
+        if torch:
+            torch.set_num_threads(args.threads)
         return child(args.child, args.steps, args.tokens)
+    pinned = pin_threads(args.threads)
     engines = Engines(args.steps)
     names = ["fromzero"] + (["torch"] if torch else [])
     busy0, own0, wall0 = busy_cpu_seconds(), os.times(), time.perf_counter()

@@ -151,10 +151,13 @@ struct Update {
     std::vector<const float*> g;
     std::vector<float*> p, s0, s1;
     std::vector<int64_t> n;
+    std::vector<uint8_t> decays;  // empty: every parameter decays
 
     fz::ParamList list() const {
-        return {int64_t(p.size()), p.data(), g.data(), s0.empty() ? nullptr : s0.data(),
-                s1.empty() ? nullptr : s1.data(), n.data()};
+        fz::ParamList list{int64_t(p.size()), p.data(), g.data(), s0.empty() ? nullptr : s0.data(),
+                           s1.empty() ? nullptr : s1.data(), n.data()};
+        list.decays = decays.empty() ? nullptr : decays.data();
+        return list;
     }
 };
 
@@ -173,6 +176,13 @@ Update collect_update(Call& c, const char* slot0, const char* slot1) {
         u.p.push_back(p.mutable_data()), u.g.push_back(u.grads.back().data()), u.n.push_back(p.size());
         if (s0) u.s0.push_back(c.state_at(slot0, t, (*s0)[t], &shape).mutable_data());
         if (s1) u.s1.push_back(c.state_at(slot1, t, (*s1)[t], &shape).mutable_data());
+    }
+    // decays: one bool per parameter, False exempts it from weight_decay (None: all decay)
+    if (c.given("decays")) {
+        const auto decays = c.get<std::vector<bool>>("decays");
+        c.check(decays.size() == params.size(), "decays must hold one bool per parameter: ", params.size(),
+                " parameters, ", decays.size(), " values");
+        u.decays.assign(decays.begin(), decays.end());
     }
     return u;
 }
@@ -202,7 +212,7 @@ GradientClip clipping(const Call& c) {
             "be set, got ", norm, ", ", global, ", ", value);
     return {norm, global, value, {}};
 }
-constexpr const char* kClipArgs = ", clipnorm=0.0, global_clipnorm=0.0, clipvalue=0.0)";
+constexpr const char* kClipArgs = ", decays=None, clipnorm=0.0, global_clipnorm=0.0, clipvalue=0.0)";
 
 // ---------------------------------------------------------------- images (NHWC, csrc/conv.h)
 

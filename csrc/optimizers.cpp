@@ -50,7 +50,8 @@ FZ_SIMD_CLONES void update_chunk(float* p, const float* g, int64_t lo, int64_t h
 // the part of a chunk that falls in array t, it calls f(i, p_i, g_i) with
 // f = make_f(t) (the update bound to array t's state), p_i the weight after
 // Keras's decoupled weight decay p ← p − lr·wd·p, applied first and only
-// when wd > 0, and g_i the gradient after the list's clipping (ParamList).
+// when wd > 0 and array t is not exempt (ParamList::decays), and g_i the
+// gradient after the list's clipping (ParamList).
 // f writes p[i]. Each value is updated by one thread with the same
 // arithmetic, so the split does not change the result.
 template <class MakeF>
@@ -66,7 +67,8 @@ void for_each_param(const ParamList& list, float lr, float weight_decay, MakeF m
             const int64_t a = std::max(lo, start), b = std::min(hi, start + list.n[t]);
             if (a >= b) continue;
             const float scale = list.grad_scale ? list.grad_scale[t] : 1.0f;
-            update_chunk(list.p[t], list.g[t], a - start, b - start, decay, lr_wd, clip, scale,
+            const bool decay_t = decay && (list.decays == nullptr || list.decays[t] != 0);
+            update_chunk(list.p[t], list.g[t], a - start, b - start, decay_t, lr_wd, clip, scale,
                          list.grad_clip, make_f(t));
         }
     });

@@ -45,6 +45,10 @@ void rmsprop_update(float* p, const float* g, float* v, float* mom, int64_t n, f
 //     g ← min(max(g · grad_scale[t], −grad_clip), grad_clip)
 // grad_scale null means no scaling (clip_scales below computes it for
 // Keras's clipnorm / global_clipnorm), grad_clip = +∞ no clamp (clipvalue).
+//
+// decays[t] == 0 exempts array t from the weight decay (Keras's
+// exclude_from_weight_decay; nanoGPT decays matrices only, not biases or
+// LayerNorm's γ and β); decays null: every array decays.
 struct ParamList {
     int64_t count;
     float* const* p;
@@ -54,6 +58,7 @@ struct ParamList {
     const int64_t* n;
     const float* grad_scale = nullptr;
     float grad_clip = std::numeric_limits<float>::infinity();
+    const uint8_t* decays = nullptr;
 };
 
 void sgd_update_many(const ParamList& params, float lr, float momentum, bool nesterov,

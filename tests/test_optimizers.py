@@ -151,6 +151,62 @@ def test_adamw_two_steps():
     assert_close(p, adam_by_hand(P0, [G1, G2], 0.1, wd=0.5))
 
 
+def test_adamw_exclude_from_weight_decay_by_array_hand_computed():
+    # nanoGPT's rule: the matrix decays, the vector (a bias) does not.
+    w, b = param(), param()
+    opt = O.AdamW(learning_rate=0.1, weight_decay=0.5, global_clipnorm=10.0)
+    opt.exclude_from_weight_decay(var_list=[b])
+    opt.apply_gradients([(grad(G1), w), (grad(G1), b)])
+    # both: m = 0.1·g, v = 0.001·g², α̂ = 0.1·√0.001/0.1, step ≈ 0.1·sign(g) (ε aside)
+    step0 = math.sqrt(0.001) * 0.05 / (math.sqrt(0.001 * 0.25) + 1e-7)
+    step1 = math.sqrt(0.001) * 0.1 / (math.sqrt(0.001) + 1e-7)
+    assert_close(w, [0.95 - step0, -1.9 + step1])   # p ← p − 0.1·0.5·p first
+    assert_close(b, [1.0 - step0, -2.0 + step1])    # no decay
+    opt.apply_gradients([(grad(G2), w), (grad(G2), b)])
+    assert_close(w, adam_by_hand(P0, [G1, G2], 0.1, wd=0.5))
+    assert_close(b, adam_by_hand(P0, [G1, G2], 0.1, wd=0.0))
+
+
+def test_exclude_from_weight_decay_by_name():
+    model = fz.Sequential([fz.layers.Dense(3, name="hidden"), fz.layers.Dense(2, name="out")])
+    model.build((None, 4))
+    kernel, bias = model.layers[0].params
+    assert fz.layers.base.weight_path(kernel) == "hidden/kernel"
+    assert fz.layers.base.weight_path(kernel.copy()) is None
+    for opt in (O.SGD(0.1, weight_decay=0.5), O.AdamW(0.1, weight_decay=0.5),
+                O.RMSprop(0.1, weight_decay=0.5)):
+        params = [p.copy() for p in model.trainable_params]
+        ref = [p.copy() for p in params]
+        zeros = [np.zeros_like(p) for p in params]
+        opt.exclude_from_weight_decay(var_list=[p for p in params if p.ndim < 2])
+        opt.apply_gradients(zip(zeros, params))
+        for p, r in zip(params, ref):
+            # zero gradients: only the decay moves p (Adam's and RMSprop's step is 0 at g = 0)
+            expected = r if r.ndim < 2 else r * np.float32(1 - 0.1 * 0.5)
+            np.testing.assert_allclose(p, expected, rtol=1e-6)
+    opt = O.AdamW(0.1, weight_decay=0.5)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    ref = [p.copy() for p in model.trainable_params]
+    opt.apply_gradients(zip([np.zeros_like(p) for p in ref], model.trainable_params))
+    for p, r in zip(model.trainable_params, ref):
+        expected = r if p.ndim < 2 else r * np.float32(1 - 0.1 * 0.5)
+        np.testing.assert_allclose(p, expected, rtol=1e-6)
+
+
+def test_exclude_from_weight_decay_errors():
+    opt = O.AdamW()
+    with pytest.raises(TypeError, match="var_list"):
+        opt.exclude_from_weight_decay(var_list=["kernel"])
+    with pytest.raises(TypeError, match="var_names"):
+        opt.exclude_from_weight_decay(var_names=[3])
+    opt.apply_gradients([(grad(G1), param())])
+    with pytest.raises(ValueError, match="before"):
+        opt.exclude_from_weight_decay(var_names=["bias"])
+    with pytest.raises(ValueError, match="one bool per parameter"):
+        fz._core.adam_update([param()], [grad(G1)], [param()], [param()], 0.1, 0.9, 0.99, 1e-8, 1,
+                             0.1, decays=[True, False])
+
+
 def test_adamw_default_weight_decay_is_0_004():
     opt = O.AdamW()
     assert opt.weight_decay == pytest.approx(0.004)

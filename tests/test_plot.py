@@ -130,6 +130,19 @@ def test_misclassified_without_mistakes(tmp_path):
     assert_png(tmp_path / "none.png")
 
 
+def test_loss_curve_and_attention_map(tmp_path):
+    fig = fz.plot.loss_curve([0, 250, 500], [4.2, 2.5, 2.1], [4.2, 2.6, 2.2],
+                             path=tmp_path / "loss.png")
+    assert isinstance(fig, Figure)
+    assert_png(tmp_path / "loss.png")
+    probs = np.tril(np.ones((4, 4)))
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert isinstance(fz.plot.attention(probs, list("ab\nc"), path=tmp_path / "att.png"), Figure)
+    assert_png(tmp_path / "att.png")
+    with pytest.raises(ValueError, match="one token label per row"):
+        fz.plot.attention(probs, list("abc"))
+
+
 def test_no_pyplot_global_state(trained):
     model, history, xt, yt = trained
     before = set(sys.modules)

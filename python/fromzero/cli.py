@@ -11,6 +11,18 @@
 processes (data parallelism, fz.distributed; pip install fromzero[mpi]):
 each computes its share of every batch, the same training as one process
 with that batch size; rank 0 alone prints and saves.
+
+``--model gpt`` trains a character-level GPT on tiny-shakespeare with
+nanoGPT's CPU recipe (train_shakespeare_char, README's laptop settings):
+
+    chars tokenizer, windows of 64, batch 12, 4 layers × 4 heads × 128 wide,
+    no biases, dropout 0, tied embeddings, LayerNorm ε 1e-5, 2000 steps;
+    AdamW lr 1e-3 (100 warm-up steps, cosine to 1e-4), β2 0.99, ε 1e-8,
+    weight decay 0.1 on matrices only, gradients clipped to global norm 1.0;
+    train/val loss on 20 batches every 250 steps, a sample at the end.
+
+``fromzero generate --checkpoint FILE --prompt TEXT`` continues a prompt
+with a model that ``train --model gpt --save FILE`` wrote.
 """
 
 import argparse
@@ -24,6 +36,15 @@ import fromzero as fz
 
 # Each model's batch size when --batch-size is not given, as in its Keras example.
 DEFAULT_BATCH_SIZE = {"mlp": 32, "cnn": 128}
+IMAGE_DATASETS = ["mnist", "fashion_mnist"]
+TEXT_DATASETS = ["tinyshakespeare", "austen", "tang300"]
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
 
 
 def build_model(name):
@@ -41,12 +62,155 @@ def build_model(name):
     raise ValueError(f"unknown model {name!r}")
 
 
+# nanoGPT's CPU recipe (fromzero train --model gpt with no other option).
+GPT_RECIPE = dict(dataset="tinyshakespeare", tokenizer="chars", num_layers=4, num_heads=4,
+                  hidden_dim=128, sequence_length=64, batch_size=12, steps=2000,
+                  learning_rate=1e-3, dropout=0.0)
+GPT_WARMUP_STEPS, GPT_MIN_LR_FRACTION = 100, 0.1
+GPT_WEIGHT_DECAY, GPT_BETA_2, GPT_EPSILON, GPT_CLIPNORM = 0.1, 0.99, 1e-8, 1.0
+GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, GPT_FINAL_EVAL_BATCHES = 250, 20, 200
+GPT_BPE_VOCAB = 512
+
+
+def make_tokenizer(kind, text):
+    if kind == "bytes":
+        return fz.text.ByteTokenizer()
+    if kind == "chars":
+        return fz.text.CharTokenizer.fit(text)
+    return fz.text.BPETokenizer.train(text, GPT_BPE_VOCAB)
+
+
+def gpt_optimizer(model, learning_rate, steps):
+    """nanoGPT's AdamW: linear warm-up to learning_rate, cosine decay to a
+    tenth of it at the last step; weight decay on matrices only."""
+    warmup = min(GPT_WARMUP_STEPS, steps // 10)
+    schedule = fz.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(steps - warmup, 1), alpha=GPT_MIN_LR_FRACTION,
+        warmup_target=learning_rate, warmup_steps=warmup)
+    optimizer = fz.optimizers.AdamW(schedule, weight_decay=GPT_WEIGHT_DECAY, beta_2=GPT_BETA_2,
+                                    epsilon=GPT_EPSILON, global_clipnorm=GPT_CLIPNORM)
+    optimizer.exclude_from_weight_decay(var_list=[p for p in model.trainable_params if p.ndim < 2])
+    return optimizer
+
+
+class _EvaluateEvery(fz.callbacks.Callback):
+    """nanoGPT's estimate_loss: mean loss of a few random train and val
+    batches, printed every `interval` steps (and at the end)."""
+
+    def __init__(self, train, val, interval, batches, say=print):
+        super().__init__()
+        self.train, self.val, self.interval, self.batches = train, val, interval, batches
+        self.say = say  # print, or nothing off rank 0 of a distributed run
+        self.curve = []  # (step, train loss, val loss)
+
+    def report(self, step):
+        losses = [self.model.evaluate(data, steps=self.batches, verbose=0)
+                  for data in (self.train, self.val)]
+        self.curve.append((step, *losses))
+        self.say(f"step {step}: train loss {losses[0]:.4f}, val loss {losses[1]:.4f}", flush=True)
+
+    def on_train_begin(self, logs=None):
+        self.report(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.optimizer.iterations
+        if step % self.interval == 0:
+            self.report(step)
+
+
+def train_gpt(args, say=print, chief=True):
+    """nanoGPT's recipe (GPT_RECIPE unless an option says otherwise); with
+    --distributed every process trains its share of each batch and `say`
+    prints on rank 0 only (`chief`: the process that saves)."""
+    options = {k: (GPT_RECIPE[k] if getattr(args, k, None) is None else getattr(args, k))
+               for k in GPT_RECIPE}
+    if options["dataset"] not in TEXT_DATASETS:
+        raise ValueError(f"--model gpt trains on a text: --dataset {' or '.join(TEXT_DATASETS)}, "
+                         f"got {options['dataset']}")
+    text = fz.datasets.text.load_data(options["dataset"])
+    train_text, val_text = fz.datasets.text.train_val_split(text)
+    tokenizer = make_tokenizer(options["tokenizer"], train_text if options["tokenizer"] == "bpe" else text)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    T, B, steps = options["sequence_length"], options["batch_size"], options["steps"]
+    seed = 1337 if args.seed is None else args.seed  # nanoGPT's seed
+    fz.utils.set_random_seed(seed)
+    model = fz.models.gpt(tokenizer.vocab_size, T, options["num_layers"], options["num_heads"],
+                          options["hidden_dim"], dropout=options["dropout"], use_bias=False,
+                          tie_embeddings=True)
+    model.compile(optimizer=gpt_optimizer(model, options["learning_rate"], steps),
+                  loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = fz.text.RandomWindows(train_ids, T, B, seed=seed)
+    val = fz.text.RandomWindows(val_ids, T, B, seed=seed + 1)
+    info = fz.info()
+    say(f"fromzero {info['version']}: gpt on {options['dataset']} ({options['tokenizer']} "
+          f"tokenizer, vocabulary {tokenizer.vocab_size}), {model.count_params() / 1e6:.2f} M "
+          f"parameters, {info['threads']} thread(s)", flush=True)
+    evaluator = _EvaluateEvery(train, val, GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, say)
+    start = time.perf_counter()
+    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[evaluator],
+              distribute=args.distributed)
+    seconds = time.perf_counter() - start
+    if steps % GPT_EVAL_INTERVAL:
+        evaluator.report(steps)
+    say(f"trained {steps} steps in {seconds:.1f} s ({B * T * steps / seconds:.0f} tokens/s)")
+    if args.save and chief:
+        model.save(args.save, extras={"tokenizer": fz.text.serialize(tokenizer)})
+        say(f"saved to {args.save}")
+    if args.plot and chief:
+        write_gpt_plots(args.plot, evaluator.curve, model, tokenizer, val_text)
+    say("sample:")
+    say(fz.text.generate(model, tokenizer, "\n", 500, temperature=0.8, top_k=200, seed=seed))
+    val_loss = model.evaluate(val, steps=GPT_FINAL_EVAL_BATCHES, verbose=0)
+    say(f"val loss: {val_loss:.4f}")
+    return 0
+
+
+def write_gpt_plots(folder, curve, model, tokenizer, text):
+    """loss_curve.png (train and val loss of the run) and attention.png (head
+    0 of the first block on the first 32 tokens of `text`) in folder."""
+    import os
+    loss_path, attention_path = (os.path.join(folder, f"{name}.png")
+                                 for name in ("loss_curve", "attention"))
+    fz.plot.loss_curve(*zip(*curve), path=loss_path)
+    ids = tokenizer.encode(text)[:32]
+    probs = fz.models.gpt_attention(model, ids)[0]
+    fz.plot.attention(probs, [tokenizer.decode(ids[i:i + 1]) for i in range(len(ids))],
+                      path=attention_path, title="block 0, head 0")
+    print(f"plots written to {folder}: loss_curve.png, attention.png")
+
+
+def generate(args):
+    """Continue --prompt with the model of --checkpoint and its tokenizer."""
+    if args.threads is not None:
+        fz.set_num_threads(args.threads)
+    extras = fz.saving.load_extras(args.checkpoint)
+    if "tokenizer" not in extras:
+        raise ValueError(f"{args.checkpoint} holds no tokenizer: save it with fromzero train "
+                         f"--model gpt --save FILE")
+    tokenizer = fz.text.deserialize(extras["tokenizer"])
+    model = fz.models.load_model(args.checkpoint)
+    print(fz.text.generate(model, tokenizer, args.prompt, args.max_new_tokens,
+                           temperature=args.temperature, top_k=args.top_k, seed=args.seed))
+    return 0
+
+
 def train(args):
     processes, chief = 1, True
     if args.distributed:  # first: init gives each process its share of this machine's cores
         rank, processes = fz.distributed.init()
         chief = rank == 0
     say = print if chief else _silent
+    if args.model == "gpt":
+        if args.threads is not None:
+            fz.set_num_threads(args.threads)
+        if args.plot:
+            fz.plot.require_matplotlib()
+        return train_gpt(args, say, chief)
+    if args.dataset is None:
+        args.dataset = "mnist"
+    if args.dataset not in IMAGE_DATASETS:
+        raise ValueError(f"--dataset {args.dataset} is a text; --model {args.model} trains on "
+                         f"{' or '.join(IMAGE_DATASETS)}")
     if args.threads is not None:
         fz.set_num_threads(args.threads)
     if args.seed is not None:
@@ -111,11 +275,20 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on MNIST and print the test accuracy")
-    t.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
-    t.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    t.add_argument("--dataset", choices=IMAGE_DATASETS + TEXT_DATASETS, default=None,
+                   help="default: mnist; tinyshakespeare for gpt")
+    t.add_argument("--model", choices=["mlp", "cnn", "gpt"], default="mlp")
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=None,
-                   help="default: 32 for mlp, 128 for cnn (as Keras's examples)")
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help="default: 32 for mlp, 128 for cnn (as Keras's examples), 12 for gpt")
+    g = t.add_argument_group("gpt (defaults: nanoGPT's CPU recipe)")
+    g.add_argument("--tokenizer", choices=["bytes", "chars", "bpe"], default=None)
+    g.add_argument("--num-layers", type=positive_int, default=None)
+    g.add_argument("--num-heads", type=positive_int, default=None)
+    g.add_argument("--hidden-dim", type=positive_int, default=None)
+    g.add_argument("--sequence-length", type=positive_int, default=None)
+    g.add_argument("--steps", type=positive_int, default=None)
+    g.add_argument("--dropout", type=float, default=None)
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam")
     t.add_argument("--learning-rate", type=float, default=None,
                    help="default: the optimizer's own (Adam 0.001)")
@@ -129,8 +302,16 @@ def main(argv=None):
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained model here")
     t.add_argument("--plot", metavar="DIR", default=None,
                    help="after training, write history.png, confusion_matrix.png, weights.png and "
-                        "misclassified.png here (needs matplotlib: pip install fromzero[plot]); "
+                        "misclassified.png (gpt: loss_curve.png) here (needs matplotlib: pip install fromzero[plot]); "
                         "holds out 10%% of the training data for the validation curves")
+    gen = sub.add_parser("generate", help="continue a prompt with a saved GPT")
+    gen.add_argument("--checkpoint", required=True, metavar="FILE")
+    gen.add_argument("--prompt", default="\n")
+    gen.add_argument("--max-new-tokens", type=int, default=500)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=positive_int, default=200)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--threads", type=int, default=None)
     sub.add_parser("info", help="print the version, SIMD path and threads")
     args = parser.parse_args(argv)
     try:
@@ -138,6 +319,8 @@ def main(argv=None):
             for key, value in fz.info().items():
                 print(f"{key}: {value}")
             return 0
+        if args.command == "generate":
+            return generate(args)
         return train(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fromzero: error: {e}", file=sys.stderr)

@@ -87,18 +87,22 @@ class _Step:
         self.args = args
         self.kwargs = graph.map_tensors(kwargs, slot) if self.kind == 2 else kwargs
 
-    def run(self, values, training):
-        """layer.forward on the values; its output(s) stored in values."""
+    def run(self, values, training, extra=None):
+        """layer.forward on the values, with the keyword arguments `extra`
+        added to the node's own; its output(s) stored in values."""
         layer = self.layer
         if self.training is not None:
             training = self.training
+        kwargs = self.kwargs if not extra else {**self.kwargs, **extra}
         if self.kind == 0:
-            out = layer.forward(values[self.arg], training=training, **self.kwargs)
+            out = layer.forward(values[self.arg], training=training, **kwargs)
         elif self.kind == 1:
-            out = layer.forward([values[i] for i in self.arg], training=training, **self.kwargs)
+            out = layer.forward([values[i] for i in self.arg], training=training, **kwargs)
         else:
             out = layer.forward(*_fill(self.args, values), training=training,
-                                **_fill(self.kwargs, values))
+                                **_fill(kwargs, values))
+        if extra and "cache" in extra:
+            out = out[0]  # a layer given a key/value cache returns (outputs, cache), as Keras-hub's
         if self.single:
             values[self.out_ids[0]] = out
         else:
@@ -433,8 +437,10 @@ class Model(Trainer, Layer):
         the layers' buffers (see layers.base)."""
         return self._run_forward(self._check_inputs(inputs, f"{self.name}: inputs"), training)
 
-    def _run_forward(self, arrays, training):
-        """forward on arrays already checked (the training loop's own batches)."""
+    def _run_forward(self, arrays, training, extra=None):
+        """forward on arrays already checked (the training loop's own batches).
+        extra: {id(layer): keyword arguments} added to those layers' calls
+        (generation passes the attention layers their key/value caches)."""
         context = self._context()
         if context.nodes is None:
             context.nodes = ([], [])
@@ -446,7 +452,7 @@ class Model(Trainer, Layer):
             values[tid] = arr
         for step, ctx in zip(self._steps, contexts):
             step.layer._local.context = ctx
-            step.run(values, training)
+            step.run(values, training, extra.get(id(step.layer)) if extra else None)
         if training:
             context.saved = True  # backward may follow
         if self._single_output:
@@ -819,3 +825,7 @@ class Sequential(Model):
 
 
 from .saving import load_model  # noqa: E402 — saving imports this module
+
+
+# A GPT built from these models' layers, and the bridge to nanoGPT (gpt.py).
+from .gpt import gpt, gpt_attention, gpt_from_nanogpt, gpt_to_nanogpt  # noqa: E402

@@ -5,6 +5,8 @@ layer learned, and the images the model gets wrong.
     fz.plot.confusion_matrix(y_true, y_pred)  which classes are mistaken for which
     fz.plot.weights(layer)                    Dense weights as images, Conv2D filters as tiles
     fz.plot.misclassified(model, x, y, n=16)  the first n test images the model gets wrong
+    fz.plot.loss_curve(steps, train, val)     a language model's loss against training steps
+    fz.plot.attention(probs, tokens)          one head's attention: which token reads which
 
 Each function returns a matplotlib ``Figure`` and, given ``path=``, also saves
 it as a PNG. They build the figure with matplotlib's object-oriented API
@@ -21,7 +23,7 @@ import os
 
 import numpy as np
 
-__all__ = ["history", "confusion_matrix", "weights", "misclassified"]
+__all__ = ["history", "confusion_matrix", "weights", "misclassified", "loss_curve", "attention"]
 
 
 def require_matplotlib():
@@ -282,4 +284,43 @@ def misclassified(model, x, y, n=16, path=None, class_names=None, batch_size=256
     if len(wrong) == 0:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle(f"{total} of {len(y)} misclassified; first {len(wrong)} shown", fontsize=10)
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------- language models
+
+def loss_curve(steps, train_loss, val_loss, path=None):
+    """Training and validation loss (nats per token) against the step at
+    which each was measured."""
+    fig = _new_figure(6, 3.5)
+    ax = fig.add_subplot()
+    ax.plot(steps, train_loss, marker="o", label="training")
+    ax.plot(steps, val_loss, marker="o", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def attention(probs, tokens, path=None, title=None):
+    """One head's attention probabilities (T, T) as a heatmap: row t is how
+    much position t reads each position; `tokens` label the rows and columns
+    (the characters or token strings of the window)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    tokens = [repr(t)[1:-1] for t in tokens]
+    if probs.ndim != 2 or probs.shape[0] != probs.shape[1] or len(tokens) != probs.shape[0]:
+        raise ValueError(f"attention: probs must be (T, T) with one token label per row, got "
+                         f"shape {probs.shape} and {len(tokens)} tokens")
+    size = 2 + 0.22 * len(tokens)
+    fig = _new_figure(size, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(probs, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_xlabel("key position (read)")
+    ax.set_ylabel("query position (reading)")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.7)
     return _finish(fig, path)

@@ -115,6 +115,23 @@ TEST(Adam, DecoupledWeightDecay) {
     expect_values(p, {0.8900006325f, -0.3950001581f, 1.98f});
 }
 
+// decays = {1, 0}: the first array takes the AdamW step above, the second the
+// plain Adam step (kP0 − the t = 1 step: [0.9000006325, −0.4000001581, 2]).
+TEST(Adam, DecaysMaskExemptsAnArray) {
+    Vec p0 = kP0, p1 = kP0, m0(3, 0.0f), v0(3, 0.0f), m1(3, 0.0f), v1(3, 0.0f);
+    float* p[] = {p0.data(), p1.data()};
+    const float* g[] = {kG1.data(), kG1.data()};
+    float* m[] = {m0.data(), m1.data()};
+    float* v[] = {v0.data(), v1.data()};
+    const int64_t n[] = {3, 3};
+    const uint8_t decays[] = {1, 0};
+    ParamList list{2, p, g, m, v, n};
+    list.decays = decays;
+    adam_update_many(list, 0.1f, 0.9f, 0.999f, 1e-7f, 1, 0.1f);
+    expect_values(p0, {0.8900006325f, -0.3950001581f, 1.98f});
+    expect_values(p1, {0.9000006325f, -0.4000001581f, 2.0f});
+}
+
 // lr = 0.01, ρ = 0.9, ε = 1e-7.
 // step 1: v = 0.1·g1² = [0.025, 0.4, 0]; Δ = 0.01·g1 / √(v + ε) = [0.0316227134, −0.0316227726, 0]
 //         p = [0.9683772866, −0.4683772274, 2]

@@ -143,8 +143,17 @@ class MultiHeadAttention(Layer):
         p is the projection's kernel or bias; other weights (LoRA's) as they are."""
         q = p if q is None else q
         kernel, bias = self._shapes[name]
-        return q.reshape(kernel) if p is dense.kernel else \
-            q.reshape(bias) if p is dense.bias else q
+        shape = kernel if p is dense.kernel else bias if p is dense.bias else None
+        if shape is None:
+            return q
+        # The same view object every time (for a weight and for its gradient):
+        # optimizers and checkpoints know a parameter by its identity.
+        views = self.__dict__.setdefault("_views", {})
+        key = (id(p), q is p)
+        entry = views.get(key)
+        if entry is None or entry[0] is not q:
+            entry = views[key] = (q, q.reshape(shape))
+        return entry[1]
 
     def _gather(self, pick):
         out = []

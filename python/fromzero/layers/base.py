@@ -32,6 +32,7 @@ import inspect
 import itertools
 import re
 import threading
+import weakref
 
 import numpy as np
 
@@ -42,6 +43,26 @@ from .. import graph, initializers, utils
 _REGISTRY = {}
 _name_counters = {}
 _signatures = {}
+# Every weight add_weight made, by the address of its data: (a weak
+# reference to it, its path "layer_name/weight_name", as Keras's
+# variable.path). Optimizers read it (exclude_from_weight_decay's var_names).
+# By address, so a reshaped view of a weight (MultiHeadAttention shows its
+# Dense sublayers' kernels as (C, heads, head_dim)) is found too.
+_weight_paths = {}
+
+
+def data_address(array):
+    """Where an array's data starts: the same for a weight and its views."""
+    return array.__array_interface__["data"][0]
+
+
+def weight_path(array):
+    """The path "layer_name/weight_name" of a weight made by add_weight (or a
+    view of one with the same data), or None."""
+    entry = _weight_paths.get(data_address(array))
+    if entry is None or entry[0]() is None:
+        return None
+    return entry[1] if np.shares_memory(entry[0](), array) else None
 
 
 def to_snake_case(name):
@@ -310,6 +331,9 @@ class Layer:
         # its name in saved files: <layer name>/<name> (saving.named_weights)
         index = len(self.weights)
         self.__dict__.setdefault("_weight_names", []).append((weight, name or f"weight_{index}"))
+        key = data_address(weight)  # and the same path for the optimizers (weight_path)
+        _weight_paths[key] = (weakref.ref(weight, lambda _, key=key: _weight_paths.pop(key, None)),
+                              f"{self.name}/{name or f'weight_{index}'}")
         if trainable:
             self.params.append(weight)
             self.grads.append(np.zeros_like(weight))

@@ -21,11 +21,19 @@ Every optimizer also takes, as Keras 3:
 At most one of the three clippings may be set (Keras refuses more). The
 norms are summed in C++ in a fixed order (the same bits for any thread
 count) and the clipping is applied as the update pass reads each gradient.
+
+``opt.exclude_from_weight_decay(var_list, var_names)`` exempts some
+parameters from the weight decay, as Keras 3: nanoGPT decays only the
+matrices (``var_list=[p for p in model.trainable_params if p.ndim < 2]``
+exempts the biases and LayerNorm's γ and β).
 """
+
+import re
 
 import numpy as np
 
 from .. import _core, ops, utils
+from ..layers.base import data_address, weight_path
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -54,6 +62,9 @@ class Optimizer:
             setattr(self, arg, value)
         self.iterations = 0
         self._slots = {}  # utils.array_key(param) -> (param, [state arrays])
+        self._exempt_ids = {}  # data address -> param: exempt from weight decay (kept alive)
+        self._exempt_pattern = None  # weight paths matching it are exempt too
+        self._decays = {}  # id(param) -> (param, decays or not), decided on first use
 
     # ------------------------------------------------------------ learning rate
 
@@ -95,6 +106,44 @@ class Optimizer:
         return ops.check_limit(type(schedule).__name__, f"the learning rate at step "
                                f"{self.iterations}", rate, "learning_rate")
 
+    # ------------------------------------------------------------ weight decay
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Exempt parameters from ``weight_decay`` (Keras 3's method): the
+        arrays in `var_list` (the very arrays, e.g. ``model.trainable_params``'
+        vectors), and every weight whose path ("layer_name/weight_name", e.g.
+        "dense/bias") contains one of the strings of `var_names` (regular
+        expressions, searched as Keras does). Call it before the first step."""
+        owner = type(self).__name__
+        if self._slots:
+            raise ValueError(f"{owner}.exclude_from_weight_decay() can only be called before "
+                             f"the optimizer's first step")
+        arrays = list(var_list or [])
+        for i, p in enumerate(arrays):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"{owner}.exclude_from_weight_decay: var_list[{i}] must be a "
+                                f"parameter array, got {type(p).__name__}")
+        names = [var_names] if isinstance(var_names, str) else list(var_names or [])
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"{owner}.exclude_from_weight_decay: var_names must be strings, "
+                                f"got {name!r}")
+        # by the address of their data, so a view of an exempt weight is exempt
+        self._exempt_ids = {data_address(p): p for p in arrays}
+        self._exempt_pattern = re.compile("|".join(sorted(set(names)))) if names else None
+        self._decays = {}
+
+    def _decays_param(self, p):
+        """Whether weight decay applies to parameter p."""
+        entry = self._decays.get(id(p))
+        if entry is None or entry[0] is not p:
+            exempt = data_address(p) in self._exempt_ids
+            if not exempt and self._exempt_pattern is not None:
+                path = weight_path(p)
+                exempt = path is not None and self._exempt_pattern.search(path) is not None
+            entry = self._decays[id(p)] = (p, not exempt)
+        return entry[1]
+
     # ------------------------------------------------------------ the step
 
     def apply_gradients(self, grads_and_vars):
@@ -108,11 +157,13 @@ class Optimizer:
         states = [self._state(p) for p in params]
         # slots[s] lists state array s of every parameter, as the kernels take them
         slots = [[state[s] for state in states] for s in range(self.num_slots)]
-        # (clipnorm, global_clipnorm, clipvalue) as the kernels take them, 0 = off;
-        # nothing at all without clipping (the kernels' default, and a cheaper call)
-        clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue)
-        clipping = tuple(c or 0.0 for c in clipping) if any(clipping) else ()
-        self._update(params, grads, slots, self.iterations + 1, self.learning_rate, clipping)
+        # the kernels' optional arguments, only those in use (their defaults are off)
+        options = {name: value for name, value in (("clipnorm", self.clipnorm),
+                                                   ("global_clipnorm", self.global_clipnorm),
+                                                   ("clipvalue", self.clipvalue)) if value}
+        if self.weight_decay > 0 and (self._exempt_ids or self._exempt_pattern is not None):
+            options["decays"] = [self._decays_param(p) for p in params]
+        self._update(params, grads, slots, self.iterations + 1, self.learning_rate, options)
         self.iterations += 1
 
     def _state(self, p):
@@ -124,9 +175,10 @@ class Optimizer:
             entry = self._slots[key] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
         return entry[1]
 
-    def _update(self, params, grads, slots, step, learning_rate, clipping):
+    def _update(self, params, grads, slots, step, learning_rate, options):
         """Step number `step` (1, 2, ...) over all parameters at `learning_rate`,
-        with `clipping` = (clipnorm, global_clipnorm, clipvalue) or () for none: one call into C++."""
+        with `options` the kernels' keyword arguments clipnorm, global_clipnorm,
+        clipvalue and decays, only those in use: one call into C++."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ state
@@ -192,9 +244,9 @@ class SGD(Optimizer):
     def slot_names(self):
         return ("momentum",) if self.momentum > 0 else ()
 
-    def _update(self, params, grads, slots, step, learning_rate, clipping):
+    def _update(self, params, grads, slots, step, learning_rate, options):
         _core.sgd_update(params, grads, slots[0] if slots else None, learning_rate,
-                         self.momentum, self.nesterov, self.weight_decay, *clipping)
+                         self.momentum, self.nesterov, self.weight_decay, **options)
 
 
 class Adam(Optimizer):
@@ -211,10 +263,10 @@ class Adam(Optimizer):
         self.beta_2 = ops.check_limit(owner, "beta_2", beta_2, "beta")
         self.epsilon = ops.check_limit(owner, "epsilon", epsilon)
 
-    def _update(self, params, grads, slots, step, learning_rate, clipping):
+    def _update(self, params, grads, slots, step, learning_rate, options):
         m, v = slots
         _core.adam_update(params, grads, m, v, learning_rate, self.beta_1, self.beta_2,
-                          self.epsilon, step, self.weight_decay, *clipping)
+                          self.epsilon, step, self.weight_decay, **options)
 
 
 class AdamW(Adam):
@@ -244,10 +296,10 @@ class RMSprop(Optimizer):
     def slot_names(self):
         return ("velocity", "momentum") if self.momentum > 0 else ("velocity",)
 
-    def _update(self, params, grads, slots, step, learning_rate, clipping):
+    def _update(self, params, grads, slots, step, learning_rate, options):
         _core.rmsprop_update(params, grads, slots[0], slots[1] if self.momentum > 0 else None,
                              learning_rate, self.rho, self.momentum, self.epsilon,
-                             self.weight_decay, *clipping)
+                             self.weight_decay, **options)
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

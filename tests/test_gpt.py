@@ -1,0 +1,235 @@
+"""fz.models.gpt: nanoGPT's model as a functional fromzero model.
+
+Its gradients by finite differences and against PyTorch (bench/torch_gpt.py,
+nanoGPT's model.py, same weights through the state-dict bridge), the bridge
+both ways, generation with and without the key/value cache, a short training
+run on tiny-shakespeare whose validation loss falls well below log(vocab),
+bit-identical training across runs and thread counts, the command line, and
+clear errors for bad arguments."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fromzero as fz
+from fromzero import cli
+from fromzero.gpt import _pairs
+from fromzero.layers.base import data_address
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+TINY = dict(vocab_size=11, sequence_length=6, num_layers=2, num_heads=2, hidden_dim=8)
+
+
+def tiny_gpt(seed=0, **overrides):
+    fz.utils.set_random_seed(seed)
+    return fz.models.gpt(**(TINY | overrides))
+
+
+def token_ids(shape, vocab=TINY["vocab_size"], seed=1):
+    return np.random.default_rng(seed).integers(0, vocab, size=shape).astype(np.int32)
+
+
+def nanogpt_config(model_kwargs, bias):
+    return dict(block_size=model_kwargs["sequence_length"], vocab_size=model_kwargs["vocab_size"],
+                n_layer=model_kwargs["num_layers"], n_head=model_kwargs["num_heads"],
+                n_embd=model_kwargs["hidden_dim"], dropout=0.0, bias=bias)
+
+
+# ---------------------------------------------------------------- the model
+
+def test_recipe_model_has_nanogpt_parameter_count_and_a_summary(capsys):
+    model = fz.models.gpt(65, 64, 4, 4, 128, use_bias=False, tie_embeddings=True)
+    # nanoGPT prints 0.80M (without the position embedding): 804,096 − 64·128
+    assert model.count_params() == 804_096
+    model.summary()
+    text = capsys.readouterr().out
+    assert "block_3_attention" in text and "token_embedding" in text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_heads=3), "num_heads=3 must divide hidden_dim=8"),
+    (dict(vocab_size=0), "vocab_size"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(num_layers=-1), "num_layers"),
+])
+def test_bad_configurations_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fz.models.gpt(**(TINY | kwargs))
+
+
+def test_bad_token_ids_and_long_sequences_are_refused():
+    model = tiny_gpt()
+    with pytest.raises(ValueError, match="11"):
+        model.predict(np.full((1, 6), 11, dtype=np.int32), verbose=0)
+    with pytest.raises(ValueError):
+        model.predict(np.full((1, 6), -1, dtype=np.int32), verbose=0)
+    with pytest.raises(ValueError, match="6"):
+        model.predict(np.zeros((1, 7), dtype=np.int32), verbose=0)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_two_block_gpt_gradients_by_finite_differences(tie):
+    model = tiny_gpt(tie_embeddings=tie)
+    report = fz.testing.check_gradients(model, token_ids((2, 6)), epsilon=1e-2)
+    # The key projection's bias adds q·b_k to every score of a row, which the
+    # softmax ignores: its gradient is exactly 0, so finite differences give
+    # pure rounding noise there. Checked separately: its analytic gradient is 0.
+    # (attention's weights are views of its Dense sublayers': found by address)
+    index = {data_address(p): i for i, p in enumerate(model.trainable_params)}
+    key_biases = {f"param_{index[data_address(model.get_layer(f'block_{i}_attention').key_bias)]}"
+                  for i in range(TINY["num_layers"])}
+    errors = {k: v for k, v in report.items() if k not in key_biases}
+    assert len(errors) == len(model.trainable_params) - 2 and max(errors.values()) < 2e-2, report
+    for i in range(TINY["num_layers"]):
+        bias = model.get_layer(f"block_{i}_attention").key_bias
+        assert np.abs(model.trainable_grads[index[data_address(bias)]]).max() < 1e-5
+
+
+# ---------------------------------------------------------------- nanoGPT's state dict
+
+@pytest.mark.parametrize("bias, tie", [(False, True), (True, False)])
+def test_bridge_round_trip(bias, tie):
+    model = tiny_gpt(use_bias=bias, tie_embeddings=tie)
+    state = fz.models.gpt_to_nanogpt(model)
+    C = TINY["hidden_dim"]
+    assert state["transformer.h.0.attn.c_attn.weight"].shape == (3 * C, C)
+    assert state["transformer.h.1.mlp.c_fc.weight"].shape == (4 * C, C)
+    assert ("transformer.h.0.ln_1.bias" in state) == bias
+    back = fz.models.gpt_from_nanogpt(state, nanogpt_config(TINY, bias))
+    again = fz.models.gpt_to_nanogpt(back)
+    assert state.keys() == again.keys()
+    assert all(np.array_equal(state[k], again[k]) for k in state)
+    ids = token_ids((3, 6))
+    np.testing.assert_array_equal(back.predict(ids, verbose=0), model.predict(ids, verbose=0))
+
+
+def test_bridge_refuses_a_state_dict_of_another_shape():
+    state = fz.models.gpt_to_nanogpt(tiny_gpt(use_bias=False, tie_embeddings=True))
+    with pytest.raises(ValueError, match="n_embd"):
+        fz.models.gpt_from_nanogpt(state, {k: v for k, v in nanogpt_config(TINY, False).items()
+                                           if k != "n_embd"})
+    with pytest.raises(ValueError, match="shape"):
+        fz.models.gpt_from_nanogpt(state, nanogpt_config(TINY, False) | {"vocab_size": 12})
+    with pytest.raises(ValueError, match="missing"):
+        fz.models.gpt_from_nanogpt(state, nanogpt_config(TINY, True))
+
+
+def torch_twin(model, bias, tie):
+    torch = pytest.importorskip("torch")
+    import torch_gpt
+    twin = torch_gpt.GPT(nanogpt_config(TINY, bias), tie=tie).double()
+    twin.load_numpy({k: v.astype(np.float64) for k, v in fz.models.gpt_to_nanogpt(model).items()})
+    return torch, twin
+
+
+@pytest.mark.parametrize("bias, tie", [(False, True), (True, False)])
+def test_logits_and_every_gradient_match_pytorch(bias, tie):
+    model = tiny_gpt(use_bias=bias, tie_embeddings=tie)
+    torch, twin = torch_twin(model, bias, tie)
+    ids = token_ids((3, 6))
+    r = np.random.default_rng(2).standard_normal((3, 6, TINY["vocab_size"])).astype(np.float32)
+    logits = model.forward(ids, training=True)
+    expected = twin(torch.from_numpy(ids).long())
+    np.testing.assert_allclose(logits, expected.detach().numpy(), rtol=1e-4, atol=1e-4)
+    model.backward(r)
+    (expected * torch.from_numpy(r).double()).sum().backward()
+    grad_of = {data_address(p): g for p, g in zip(model.trainable_params, model.trainable_grads)}
+    twin_params = dict(twin.named_parameters())
+    config = nanogpt_config(TINY, bias)
+    for name, array, to_torch, _ in _pairs(model, config):
+        if tie and name == "lm_head.weight":
+            continue  # the same parameter as transformer.wte.weight
+        grads = ([grad_of[data_address(a)] for a in array] if isinstance(array, list)
+                 else grad_of[data_address(array)])
+        np.testing.assert_allclose(to_torch(grads), twin_params[name].grad.numpy(), rtol=2e-3,
+                                   atol=2e-4, err_msg=name)
+
+
+def test_gpt_attention_is_the_layers_causal_softmax():
+    model = tiny_gpt()
+    ids = token_ids((1, 6))
+    model.forward(ids, training=True)
+    for block in range(TINY["num_layers"]):
+        probs = fz.models.gpt_attention(model, ids[0, :5], block=block)
+        assert probs.shape == (2, 5, 5)
+        np.testing.assert_allclose(probs.sum(axis=-1), 1.0)
+        assert np.all(np.triu(probs, k=1) == 0)
+        # what the layer computed in the forward pass (its saved probabilities)
+        saved = model.get_layer(f"block_{block}_attention").saved[7]
+        np.testing.assert_allclose(probs, saved[0, :, :5, :5], atol=1e-6)
+
+
+# ---------------------------------------------------------------- generation
+
+def test_generation_with_the_cache_gives_the_tokens_of_recomputing_the_window():
+    model = tiny_gpt(vocab_size=5, sequence_length=8)
+    tokenizer = fz.text.CharTokenizer("abcde")
+    cached = fz.text.generate(model, tokenizer, "ab", 20, seed=3)
+    recomputed = fz.text.generate(model, tokenizer, "ab", 20, seed=3, use_cache=False)
+    assert cached == recomputed and len(cached) == 22
+
+
+# ---------------------------------------------------------------- training
+
+def train_tiny(steps, threads=None, seed=0):
+    if threads is not None:
+        fz.set_num_threads(threads)
+    text = fz.datasets.text.load_data("tinyshakespeare")[:200_000]
+    tokenizer = fz.text.CharTokenizer.fit(text)
+    train_text, val_text = fz.datasets.text.train_val_split(text)
+    fz.utils.set_random_seed(seed)
+    model = fz.models.gpt(tokenizer.vocab_size, 32, 2, 2, 32, use_bias=False, tie_embeddings=True)
+    model.compile(optimizer=cli.gpt_optimizer(model, 1e-2, steps),
+                  loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = fz.text.RandomWindows(tokenizer.encode(train_text), 32, 16, seed=seed)
+    val = fz.text.RandomWindows(tokenizer.encode(val_text), 32, 16, seed=seed + 1)
+    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0)
+    return model, model.evaluate(val, steps=10, verbose=0), tokenizer.vocab_size
+
+
+def test_a_tiny_gpt_learns_shakespeare_well_below_log_vocab():
+    _, val_loss, vocab = train_tiny(300)
+    assert val_loss < 0.7 * math.log(vocab), (val_loss, math.log(vocab))
+
+
+def test_training_is_bit_identical_across_runs_and_thread_counts(restore_threads):
+    runs = [train_tiny(15, threads)[0].get_weights() for threads in (1, 2, 2)]
+    for other in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))
+
+
+@pytest.fixture
+def restore_threads():
+    threads = fz.get_num_threads()
+    yield
+    fz.set_num_threads(threads)
+
+
+def test_cli_trains_saves_and_generates(tmp_path, capsys):
+    path = tmp_path / "gpt.safetensors"
+    assert cli.main(["train", "--model", "gpt", "--steps", "20", "--num-layers", "1",
+                     "--num-heads", "2", "--hidden-dim", "16", "--sequence-length", "16",
+                     "--batch-size", "4", "--save", str(path), "--seed", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("fromzero") and "step 0: train loss" in lines[1]
+    assert lines[-1].startswith("val loss: ") and float(lines[-1].split()[-1]) < 4.2
+    assert cli.main(["generate", "--checkpoint", str(path), "--prompt", "ROMEO:",
+                     "--max-new-tokens", "12", "--seed", "4"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) >= 12
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli.main(["train", "--model", "gpt", "--dataset", "mnist"]) == 2
+    assert "--model gpt trains on a text" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "mlp", "--dataset", "tang300"]) == 2
+    assert "is a text" in capsys.readouterr().err
+    model = fz.Sequential([fz.layers.Dense(2)])
+    model.build((None, 3))
+    model.save(tmp_path / "mlp.safetensors")
+    assert cli.main(["generate", "--checkpoint", str(tmp_path / "mlp.safetensors")]) == 2
+    assert "holds no tokenizer" in capsys.readouterr().err

@@ -20,15 +20,8 @@ import math
 
 import numpy as np
 
-from . import layers, utils
+from . import initializers, layers, utils
 from .layers.core import Input
-
-
-def _normal(std):
-    """nanoGPT's initialization: N(0, std²), from the generator fz.utils.set_random_seed seeds."""
-    def draw(shape):
-        return (utils.generator().standard_normal(size=shape) * std).astype(np.float32)
-    return draw
 
 
 def gpt(vocab_size, sequence_length, num_layers, num_heads, hidden_dim, dropout=0.0,
@@ -51,7 +44,9 @@ def gpt(vocab_size, sequence_length, num_layers, num_heads, hidden_dim, dropout=
         raise ValueError(f"gpt: num_heads={num_heads} must divide hidden_dim={hidden_dim} (each "
                          f"head takes hidden_dim / num_heads features)")
     L = layers
-    weights, residual = _normal(0.02), _normal(0.02 / math.sqrt(2 * num_layers))
+    # nanoGPT's initialization: N(0, 0.02²), the residual projections N(0, (0.02/√(2·layers))²)
+    weights = initializers.RandomNormal(0.0, 0.02)
+    residual = initializers.RandomNormal(0.0, 0.02 / math.sqrt(2 * num_layers))
 
     def norm(layer_name):
         return L.LayerNormalization(epsilon=epsilon, center=use_bias, name=layer_name)

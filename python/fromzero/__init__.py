@@ -16,7 +16,7 @@ Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
 """
 
 from . import (_core, activations, augmentation, callbacks, datasets, distributed, initializers,
-               layers, losses, metrics, models, ops, optimizers, profiler, regularizers, saving,
+               layers, lora, losses, metrics, models, ops, optimizers, profiler, regularizers, saving,
                testing, text, utils)
 from ._core import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
 from .layers import Input
@@ -42,5 +42,5 @@ def info():
 __all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads",
            "set_num_threads", "get_flush_denormal", "set_flush_denormal", "activations",
            "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers",
-           "losses", "metrics", "models", "ops", "optimizers", "plot", "profiler", "regularizers",
+           "lora", "losses", "metrics", "models", "ops", "optimizers", "plot", "profiler", "regularizers",
            "saving", "testing", "text", "utils"]

@@ -27,6 +27,7 @@
 #include "gemm.h"
 #include "lanes.h"
 #include "parallel.h"
+#include "random.h"
 
 namespace fz {
 namespace {
@@ -119,15 +120,39 @@ int64_t unit_grain(int64_t flops_per_unit) {
     return std::max<int64_t>(1, kMinFlopsPerThread / std::max<int64_t>(flops_per_unit, 1));
 }
 
+// M_ij of the dropout mask (attention.h): 1/(1 − rate) or 0, drawn from the
+// position of P_ij in the (B, H, Tq, Tk) array. Shared by the fast kernels
+// and the reference, so both drop the same entries.
+float dropout_keep(const AttentionShape& s, const AttentionDropout& d, int64_t b, int64_t h,
+                   int64_t i, int64_t j) {
+    const auto index = static_cast<uint64_t>(((b * s.heads + h) * s.q_len + i) * s.kv_len + j);
+    return random_uniform(d.seed, index) >= d.rate ? 1.0f / (1.0f - d.rate) : 0.0f;
+}
+
+// keep[r, j] = M for the rows [i0, i0 + m) and keys [0, end) of (b, h), and
+// dropped[r, j] = P ⊙ M (ld end); P has row stride Tk.
+void draw_dropout(const AttentionShape& s, const AttentionDropout& d, int64_t b, int64_t h,
+                  int64_t i0, int64_t m, int64_t end, const float* P, float* keep, float* dropped) {
+    for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < end; ++j) {
+            const float mask = dropout_keep(s, d, b, h, i0 + r, j);
+            if (keep) keep[r * end + j] = mask;
+            dropped[r * end + j] = P[r * s.kv_len + j] * mask;
+        }
+}
+
 }  // namespace
 
 void attention_forward(const AttentionShape& s, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
-                       const AttentionMask& mask, float* probs, HeadArray<float> out) {
+                       const AttentionMask& mask, float* probs, HeadArray<float> out,
+                       const AttentionDropout& dropout) {
     const int64_t flops = 2 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
+    const bool drop = dropout.rate > 0.0f;
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
-        thread_local std::vector<float> kt_buffer;
+        thread_local std::vector<float> kt_buffer, dropped_buffer;
         float* const kt = scratch(kt_buffer, s.key_dim * s.kv_len);
+        float* const dropped = drop ? scratch(dropped_buffer, kQueryBlock * s.kv_len) : nullptr;
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
             transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
@@ -140,8 +165,15 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
                      s.kv_len, 0.0f, P, s.kv_len);
                 for (int64_t i = i0; i < i0 + m; ++i)
                     mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
-                // O = P·V (zero rows when no key is visible: a GEMM with K = 0).
-                gemm(false, false, m, s.value_dim, end, 1.0f, P, s.kv_len, v.row(b, 0, h), v.time,
+                // O = P·V, or P̃·V with dropout (zero rows when no key is
+                // visible: a GEMM with K = 0).
+                const float* PV = P;
+                int64_t ldp = s.kv_len;
+                if (drop) {
+                    draw_dropout(s, dropout, b, h, i0, m, end, P, nullptr, dropped);
+                    PV = dropped, ldp = end;
+                }
+                gemm(false, false, m, s.value_dim, end, 1.0f, PV, ldp, v.row(b, 0, h), v.time,
                      0.0f, out.row(b, i0, h), out.time);
             }
         }
@@ -151,12 +183,16 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
 void attention_backward(const AttentionShape& s, float scale, HeadArray<const float> q,
                         HeadArray<const float> k, HeadArray<const float> v, const float* probs,
                         HeadArray<const float> dout, const AttentionMask& mask,
-                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv) {
+                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv,
+                        const AttentionDropout& dropout) {
     const int64_t flops = 4 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
+    const bool drop = dropout.rate > 0.0f;
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
-        thread_local std::vector<float> vt_buffer, dS_buffer;
+        thread_local std::vector<float> vt_buffer, dS_buffer, keep_buffer, dropped_buffer;
         float* const vt = scratch(vt_buffer, s.value_dim * s.kv_len);
         float* const dS = scratch(dS_buffer, kQueryBlock * s.kv_len);  // one query block
+        float* const keep = drop ? scratch(keep_buffer, kQueryBlock * s.kv_len) : nullptr;
+        float* const dropped = drop ? scratch(dropped_buffer, kQueryBlock * s.kv_len) : nullptr;
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
             transpose_head(v, b, h, s.kv_len, s.value_dim, vt);
@@ -167,12 +203,20 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
                 const int64_t end = visible_keys(s, mask, i0 + m);
                 const float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
                 const float* dO = dout.row(b, i0, h);
-                // dV += Pᵀ·dO
-                gemm(true, false, end, s.value_dim, m, 1.0f, P, s.kv_len, dO, dout.time, 1.0f,
+                // dV += Pᵀ·dO (P̃ᵀ·dO with dropout: the mask drawn again)
+                const float* PV = P;
+                int64_t ldp = s.kv_len;
+                if (drop) {
+                    draw_dropout(s, dropout, b, h, i0, m, end, P, keep, dropped);
+                    PV = dropped, ldp = end;
+                }
+                gemm(true, false, end, s.value_dim, m, 1.0f, PV, ldp, dO, dout.time, 1.0f,
                      dv.row(b, 0, h), dv.time);
-                // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place
+                // dP = dO·Vᵀ (⊙ M with dropout), then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place
                 gemm(false, false, m, end, s.value_dim, 1.0f, dO, dout.time, vt, s.kv_len, 0.0f,
                      dS, end);
+                if (drop)
+                    for (int64_t e = 0; e < m * end; ++e) dS[e] *= keep[e];
                 softmax_backward_rows(P, s.kv_len, dS, end, m, end);
                 // dQ = scale·dS·K,  dK += scale·dSᵀ·Q
                 gemm(false, false, m, s.key_dim, end, scale, dS, end, k.row(b, 0, h), k.time,
@@ -203,7 +247,8 @@ double dot(const float* a, const float* b, int64_t n) {
 
 void attention_forward(const AttentionShape& s, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
-                       const AttentionMask& mask, float* probs, HeadArray<float> out) {
+                       const AttentionMask& mask, float* probs, HeadArray<float> out,
+                       const AttentionDropout& dropout) {
     std::vector<double> p(s.kv_len);
     for (int64_t b = 0; b < s.batch; ++b)
         for (int64_t h = 0; h < s.heads; ++h)
@@ -232,6 +277,8 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
                     p[j] = any_nan ? NAN : any_visible ? p[j] / sum : 0.0;
                     P[j] = static_cast<float>(p[j]);
                 }
+                if (dropout.rate > 0.0f)
+                    for (int64_t j = 0; j < s.kv_len; ++j) p[j] *= dropout_keep(s, dropout, b, h, i, j);
                 for (int64_t d = 0; d < s.value_dim; ++d) {
                     double o = 0.0;
                     for (int64_t j = 0; j < s.kv_len; ++j) o += p[j] * v.row(b, j, h)[d];
@@ -243,7 +290,11 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
 void attention_backward(const AttentionShape& s, float scale, HeadArray<const float> q,
                         HeadArray<const float> k, HeadArray<const float> v, const float* probs,
                         HeadArray<const float> dout, const AttentionMask&, HeadArray<float> dq,
-                        HeadArray<float> dk, HeadArray<float> dv) {
+                        HeadArray<float> dk, HeadArray<float> dv, const AttentionDropout& dropout) {
+    // M_ij (1 without dropout): dV = (P ⊙ M)ᵀ·dO and dP = (dO·Vᵀ) ⊙ M.
+    const auto keep = [&](int64_t b, int64_t h, int64_t i, int64_t j) {
+        return dropout.rate > 0.0f ? static_cast<double>(dropout_keep(s, dropout, b, h, i, j)) : 1.0;
+    };
     std::vector<double> dS(s.q_len * s.kv_len);
     for (int64_t b = 0; b < s.batch; ++b)
         for (int64_t h = 0; h < s.heads; ++h) {
@@ -251,7 +302,7 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
             for (int64_t i = 0; i < s.q_len; ++i) {
                 double rowsum = 0.0;
                 for (int64_t j = 0; j < s.kv_len; ++j) {
-                    const double dP = dot(dout.row(b, i, h), v.row(b, j, h), s.value_dim);
+                    const double dP = dot(dout.row(b, i, h), v.row(b, j, h), s.value_dim) * keep(b, h, i, j);
                     dS[i * s.kv_len + j] = dP;
                     rowsum += P[i * s.kv_len + j] * dP;
                 }
@@ -273,7 +324,8 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
                 for (int64_t d = 0; d < s.value_dim; ++d) {
                     double sum = 0.0;
                     for (int64_t i = 0; i < s.q_len; ++i)
-                        sum += P[i * s.kv_len + j] * static_cast<double>(dout.row(b, i, h)[d]);
+                        sum += P[i * s.kv_len + j] * keep(b, h, i, j) *
+                               static_cast<double>(dout.row(b, i, h)[d]);
                     dv.row(b, j, h)[d] = static_cast<float>(sum);
                 }
             }

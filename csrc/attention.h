@@ -11,7 +11,19 @@
 //              dQ = s·dS·K,  dK = s·dSᵀ·Q
 //
 // (rowsum(P ⊙ dP) = rowsum(dO ⊙ O), since O = P·V: so the backward needs P but
-// not O.) Query row i attends to key j, or not, by the mask: a masked score
+// not O.)
+//
+// Dropout on the attention probabilities (Keras's MultiHeadAttention(dropout=),
+// nanoGPT's attn_dropout), in training only: each P_ij is kept with
+// probability 1 − rate and then scaled by 1/(1 − rate), so
+//   forward    P̃ = P ⊙ M,  M_ij = [u_ij ≥ rate]/(1 − rate),  O = P̃·V
+//   backward   dV = P̃ᵀ·dO,  dP = (dO·Vᵀ) ⊙ M,  then dS, dQ, dK as above
+// with u_ij = random_uniform(seed, index of (b, h, i, j) in P) (csrc/random.h):
+// a pure function of the seed and the position, so the mask is the same for
+// any thread count and is not stored — the backward draws it again. P itself
+// (saved) is the softmax before dropout.
+//
+// Masks. Query row i attends to key j, or not, by the mask: a masked score
 // counts as −∞, so P_ij = 0. A row with every key masked has no key to attend
 // to: its P row and its O row are all zeros (not NaN, and not Keras's uniform
 // average over the masked keys), and it passes no gradient. NaNs are not
@@ -86,30 +98,42 @@ struct AttentionMask {
     int64_t bias_batch = 0, bias_head = 0, bias_query = 0;
 };
 
-// O = softmax(scale·Q·Kᵀ + mask)·V; writes P into probs (B, H, Tq, Tk),
-// masked entries 0. Every pointer is the caller's and must be valid for the
-// shape and strides given; out must not overlap q, k, v or probs.
+// Dropout of the probabilities (above): rate in [0, 1); 0 = none.
+struct AttentionDropout {
+    float rate = 0.0f;
+    uint64_t seed = 0;
+};
+
+// O = softmax(scale·Q·Kᵀ + mask)·V (P dropped out first when dropout.rate > 0);
+// writes P into probs (B, H, Tq, Tk), masked entries 0. Every pointer is the
+// caller's and must be valid for the shape and strides given; out must not
+// overlap q, k, v or probs.
 void attention_forward(const AttentionShape& shape, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
-                       const AttentionMask& mask, float* probs, HeadArray<float> out);
+                       const AttentionMask& mask, float* probs, HeadArray<float> out,
+                       const AttentionDropout& dropout = {});
 
 // From dO and the forward's probs: writes dq, dk, dv (overwritten, shaped and
-// strided like q, k, v). mask must be the forward's: only its causal part is
-// read, to skip the keys no query sees (P is already 0 wherever the mask hides
-// a key). The gradients must not overlap each other or the inputs.
+// strided like q, k, v). mask and dropout must be the forward's: only the
+// mask's causal part is read, to skip the keys no query sees (P is already 0
+// wherever the mask hides a key). The gradients must not overlap each other
+// or the inputs.
 void attention_backward(const AttentionShape& shape, float scale, HeadArray<const float> q,
                         HeadArray<const float> k, HeadArray<const float> v, const float* probs,
                         HeadArray<const float> dout, const AttentionMask& mask,
-                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv);
+                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv,
+                        const AttentionDropout& dropout = {});
 
 namespace reference {
 void attention_forward(const AttentionShape& shape, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
-                       const AttentionMask& mask, float* probs, HeadArray<float> out);
+                       const AttentionMask& mask, float* probs, HeadArray<float> out,
+                       const AttentionDropout& dropout = {});
 void attention_backward(const AttentionShape& shape, float scale, HeadArray<const float> q,
                         HeadArray<const float> k, HeadArray<const float> v, const float* probs,
                         HeadArray<const float> dout, const AttentionMask& mask,
-                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv);
+                        HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv,
+                        const AttentionDropout& dropout = {});
 }  // namespace reference
 
 }  // namespace fz

@@ -92,13 +92,13 @@ struct Limit {
 };
 
 enum class Role { input, output, state, result };  // result: returned, not a parameter
-enum class DType { f32, i32, i64 };
+enum class DType { f32, i32, i64, u8 };
 inline const char* role_name(Role r) {
     static const char* names[] = {"input", "output", "state", "result"};
     return names[int(r)];
 }
 inline const char* dtype_name(DType d) {
-    static const char* names[] = {"float32", "int32", "int64"};
+    static const char* names[] = {"float32", "int32", "int64", "uint8"};
     return names[int(d)];
 }
 

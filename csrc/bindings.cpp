@@ -25,6 +25,7 @@
 // other, releases the GIL and runs the kernel. tests/test_aliasing.py then
 // attacks the new kernel from its declaration.
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -32,10 +33,13 @@
 #include <vector>
 
 #include "activations.h"
+#include "attention.h"
 #include "binding_checks.h"
 #include "conv.h"
 #include "dense.h"
+#include "embedding.h"
 #include "gemm.h"
+#include "layernorm.h"
 #include "losses.h"
 #include "optimizers.h"
 #include "parallel.h"
@@ -61,14 +65,16 @@ const Limit kWeightDecay{"weight_decay", 0, inf, false, true, "θ ← θ − α�
 const Limit kBatchNormMomentum{"batch_norm_momentum", 0, 1, false, false,
                                "moving ← momentum·moving + (1 − momentum)·batch"};
 const Limit kBatchNormEpsilon{"batch_norm_epsilon", 0, inf, true, true, "keeps 1/√(σ² + ε) finite when σ² = 0"};
+const Limit kLayerNormEpsilon{"layer_norm_epsilon", 0, inf, true, true, "keeps 1/√(σ² + ε) finite when σ² = 0"};
+const Limit kAttentionScale{"attention_scale", -inf, inf, true, true, "the scores are scale·q·kᵀ; any finite factor"};
 const Limit kDropoutRate{"dropout_rate", 0, 1, false, true, "kept values are scaled by 1/(1 − rate)"};
 const Limit kSlope{"negative_slope", 0, inf, false, true, "LeakyReLU's slope: its backward reads the sign of x from y"};
 const Limit kGradScale{"grad_scale", -inf, inf, true, true, "any finite factor"};
 const Limit kClip{"clip", 0, inf, false, true, "clipnorm, global_clipnorm, clipvalue (Keras's); 0: no clipping"};
 const Limit kLoraScale{"lora_scale", -inf, inf, true, true, "lora_alpha / rank: any finite factor"};
 const Limit* const kLimits[] = {&kLearningRate, &kMomentum, &kBeta, &kRho, &kEpsilon, &kWeightDecay,
-                                &kBatchNormMomentum, &kBatchNormEpsilon, &kDropoutRate, &kSlope, &kGradScale,
-                                &kClip, &kLoraScale};
+                                &kBatchNormMomentum, &kBatchNormEpsilon, &kLayerNormEpsilon, &kAttentionScale,
+                                &kDropoutRate, &kSlope, &kGradScale, &kClip, &kLoraScale};
 
 // py::enum_ makes an Activation from any int (Activation(99)); such a value
 // would reach a kernel's switch, whose fallback throws inside an OpenMP region
@@ -248,6 +254,67 @@ fz::Window2d window(Call& c, const Shape& in, Pair size, const char* what) {
             "); use padding='same' or a smaller window");
     c.let("ho", g.ho), c.let("wo", g.wo), c.let("positions", g.positions()), c.let("patch", g.patch());
     return g;
+}
+
+// ---------------------------------------------------------------- attention (csrc/attention.h)
+//
+// q (batch, q_len, heads, key_dim), k (batch, kv_len, heads, key_dim), v and
+// out (batch, ·, heads, value_dim), all contiguous; probs (batch, heads, q_len,
+// kv_len). The arguments both passes share: the scale (default 1/√key_dim),
+// the mask (a boolean (batch or 1, q_len or 1, kv_len) array, broadcast over
+// heads; nonzero = may attend, Keras's convention), the causal flag and offset
+// and the dropout.
+const char* kAttentionSizes = "batch=2 q_len=3 kv_len=4 heads=2 key_dim=3 value_dim=2";
+const char* kAttentionMaskSizes = "batch=2 q_len=3 kv_len=4 heads=2 key_dim=3 value_dim=2 mask=2x1x4";
+
+struct AttentionArgs {
+    fz::AttentionShape shape;
+    float scale;
+    fz::AttentionMask mask;
+    fz::AttentionDropout dropout;
+    std::optional<Array<uint8_t>> keep;  // alive while the kernel runs
+};
+
+AttentionArgs attention_args(Call& c, const FloatArray& q, const FloatArray& v) {
+    AttentionArgs a;
+    a.shape = {c.dim("batch"), c.dim("heads"), c.dim("q_len"), c.dim("kv_len"), c.dim("key_dim"),
+               c.dim("value_dim")};
+    c.check(a.shape.key_dim >= 1, "q and k must have key_dim >= 1, got q of shape ", ShapeOf{q});
+    a.scale = c.given("scale") ? c.param("scale") : 1.0f / std::sqrt(static_cast<float>(a.shape.key_dim));
+    a.mask.causal = c.get<bool>("causal");
+    const auto offset = c.get<int64_t>("causal_offset");
+    c.check(offset >= -a.shape.q_len && offset <= a.shape.kv_len, "causal_offset must be in [-q_len, kv_len] = [",
+            -a.shape.q_len, ", ", a.shape.kv_len, "], got ", offset);
+    a.mask.causal_offset = offset;
+    if (c.given("mask")) {
+        py::array raw = c.as_array(c["mask"], Label{"mask"});
+        if (raw.dtype().kind() == 'b') raw = raw.attr("view")(py::dtype::of<uint8_t>());  // False/True as 0/1
+        a.keep = c.ints<uint8_t>("mask", c.integers(raw, Label{"mask"}));
+        const int64_t mb = a.keep->shape(0), mq = a.keep->shape(1);
+        c.check((mb == a.shape.batch || mb == 1) && (mq == a.shape.q_len || mq == 1), "mask must have shape (",
+                a.shape.batch, " or 1, ", a.shape.q_len, " or 1, ", a.shape.kv_len, ") for q of shape ", ShapeOf{q},
+                " and v of shape ", ShapeOf{v}, ", got ", ShapeOf{*a.keep});
+        a.mask.keep = a.keep->data();
+        a.mask.keep_batch = mb == 1 ? 0 : mq * a.shape.kv_len;
+        a.mask.keep_query = mq == 1 ? 0 : a.shape.kv_len;
+    }
+    a.dropout = {c.param("dropout_rate"), c.get<uint64_t>("seed")};
+    return a;
+}
+
+fz::HeadArray<const float> heads(const FloatArray& x) {
+    return fz::contiguous_heads(x.data(), x.shape(1), x.shape(2), x.shape(3));
+}
+fz::HeadArray<float> heads(py::array_t<float>& x) {
+    return fz::contiguous_heads(x.mutable_data(), x.shape(1), x.shape(2), x.shape(3));
+}
+
+constexpr const char* kAttentionArgs = "mask=None, causal=False, causal_offset=0, scale=None, dropout_rate=0.0, seed=0";
+
+Spec attention_spec(Spec s) {
+    return s.in("q", "batch, q_len, heads, key_dim").in("k", "batch, kv_len, heads, key_dim")
+        .in("v", "batch, kv_len, heads, value_dim").in("mask", "_, _, kv_len").dtype(DType::u8)
+        .param("scale", kAttentionScale).param("dropout_rate", kDropoutRate);
 }
 
 }  // namespace
@@ -710,6 +777,114 @@ PYBIND11_MODULE(_core, m) {
                auto out = c.result<int64_t>("permutation");
                c.run([&] { fz::random_permutation(out.mutable_data(), n, seed); });
                return out;
+           });
+
+    // ------------------------------------------------------------ transformer layers
+    kernel(Spec("embedding_forward(ids, embeddings, out=None)",
+                "y[..., :] = embeddings[ids[...], :], a row gather; every id checked to lie in [0, vocab)")
+               .in("embeddings", "vocab, dim").in("ids", "...").dtype(DType::i32).values_below("vocab")
+               .out("out", "..., dim").example("vocab=5 dim=3 ...=2x4"),
+           [](Call& c) {
+               FloatArray w = c.in("embeddings");
+               const auto ids = c.ints<int32_t>("ids");
+               auto y = c.out("out");
+               c.run([&] { fz::embedding_forward(ids.data(), w.data(), y.mutable_data(), ids.size(), w.shape(1)); });
+               return y;
+           });
+    kernel(Spec("embedding_backward(ids, dy, input_dim, out=None)",
+                "dW (input_dim, dim): dW[v] = Σ of the rows of dy whose id is v, in a fixed order (no atomics)")
+               .in("ids", "...").dtype(DType::i32).values_below("vocab").in("dy", "..., dim").out("out", "vocab, dim")
+               .example("vocab=5 dim=3 ...=2x4", "input_dim=vocab"),
+           [](Call& c) {
+               const auto vocab = c.get<int64_t>("input_dim");
+               c.check(vocab >= 0, "input_dim must be >= 0, got ", vocab);
+               c.let("vocab", vocab, "input_dim");
+               const auto ids = c.ints<int32_t>("ids");
+               FloatArray dy = c.in("dy");
+               auto dw = c.out("out");
+               c.numel({vocab, dy.shape(dy.ndim() - 1)}, "out");
+               c.run([&] {
+                   fz::embedding_backward(ids.data(), dy.data(), dw.mutable_data(), ids.size(), vocab,
+                                          dy.shape(dy.ndim() - 1));
+               });
+               return dw;
+           });
+    kernel(Spec("layer_norm_forward(x, gamma=None, beta=None, epsilon=0.001, out=None, mean=None, rstd=None)",
+                "(y, mean, rstd): y = γ·(x − μ)·r + β over the last axis, r = 1/√(σ² + ε) (γ = 1, β = 0 when None); "
+                "mean and rstd per row, for the backward")
+               .in("x", "..., features").in("gamma", "features").in("beta", "features")
+               .out("out", "..., features").in_place("x").out("mean", "...").out("rstd", "...")
+               .param("epsilon", kLayerNormEpsilon).example("...=4x3 features=5"),
+           [](Call& c) {
+               const float epsilon = c.param("epsilon");
+               FloatArray x = c.in("x");
+               const int64_t features = c.dim("features");
+               c.check(features >= 1, "x must have at least one feature on its last axis, got shape ", ShapeOf{x});
+               const auto gamma = c.maybe_in("gamma"), beta = c.maybe_in("beta");
+               auto y = c.out("out"), mean = c.out("mean"), rstd = c.out("rstd");
+               c.run([&] {
+                   fz::layernorm_forward(x.data(), ptr(gamma), ptr(beta), y.mutable_data(), mean.mutable_data(),
+                                         rstd.mutable_data(), x.size() / features, features, epsilon);
+               });
+               return py::make_tuple(y, mean, rstd);
+           });
+    kernel(Spec("layer_norm_backward(x, gamma, mean, rstd, dy, need_dx=True, need_dgamma=True, need_dbeta=True, "
+                "out=None, dgamma=None, dbeta=None)",
+                "(dx, dgamma, dbeta) from layer_norm_forward's mean and rstd (gamma None: γ = 1); dgamma and dbeta "
+                "summed over rows in a fixed order; a gradient not asked for is None")
+               .in("x", "..., features").in("gamma", "features").in("mean", "...").in("rstd", "...")
+               .in("dy", "..., features").out("out", "..., features").in_place("dy").out("dgamma", "features")
+               .out("dbeta", "features").example("...=4x3 features=5"),
+           [](Call& c) {
+               FloatArray x = c.in("x");
+               const int64_t features = c.dim("features");
+               c.check(features >= 1, "x must have at least one feature on its last axis, got shape ", ShapeOf{x});
+               const auto gamma = c.maybe_in("gamma");
+               FloatArray mean = c.in("mean"), rstd = c.in("rstd"), dy = c.in("dy");
+               auto dx = c.out_if("out", c.get<bool>("need_dx"));
+               auto dgamma = c.out_if("dgamma", c.get<bool>("need_dgamma"));
+               auto dbeta = c.out_if("dbeta", c.get<bool>("need_dbeta"));
+               c.run([&] {
+                   fz::layernorm_backward(x.data(), ptr(gamma), mean.data(), rstd.data(), dy.data(), mut(dx),
+                                          mut(dgamma), mut(dbeta), x.size() / features, features);
+               });
+               return py::make_tuple(or_none(dx), or_none(dgamma), or_none(dbeta));
+           });
+    kernel(attention_spec(Spec(cat("attention_forward(q, k, v, ", kAttentionArgs, ", out=None, probs=None)"),
+                               "(out, probs): out = softmax(scale·q·kᵀ + mask)·v per (batch, head), probs the "
+                               "softmax (B, H, Tq, Tk) the backward needs; causal: query i sees keys j ≤ i + "
+                               "causal_offset; dropout_rate > 0 drops probabilities by (seed, position)"))
+                   .out("out", "batch, q_len, heads, value_dim").out("probs", "batch, heads, q_len, kv_len")
+                   .example(kAttentionSizes, "causal=True, mask=None")
+                   .example(kAttentionMaskSizes, "dropout_rate=0.5, seed=3"),
+           [](Call& c) {
+               FloatArray q = c.in("q"), k = c.in("k"), v = c.in("v");
+               AttentionArgs a = attention_args(c, q, v);
+               auto out = c.out("out"), probs = c.out("probs");
+               c.run([&] {
+                   fz::attention_forward(a.shape, a.scale, heads(q), heads(k), heads(v), a.mask, probs.mutable_data(),
+                                         heads(out), a.dropout);
+               });
+               return py::make_tuple(out, probs);
+           });
+    kernel(attention_spec(Spec(cat("attention_backward(q, k, v, probs, dout, ", kAttentionArgs,
+                                   ", dq=None, dk=None, dv=None)"),
+                               "(dq, dk, dv) from dout = ∂L/∂out and attention_forward's probs; mask, causal, "
+                               "scale, dropout_rate and seed must be the forward's"))
+                   .in("probs", "batch, heads, q_len, kv_len").in("dout", "batch, q_len, heads, value_dim")
+                   .out("dq", "batch, q_len, heads, key_dim").out("dk", "batch, kv_len, heads, key_dim")
+                   .out("dv", "batch, kv_len, heads, value_dim")
+                   .example(kAttentionSizes, "causal=True, mask=None")
+                   .example(kAttentionMaskSizes, "dropout_rate=0.5, seed=3"),
+           [](Call& c) {
+               FloatArray q = c.in("q"), k = c.in("k"), v = c.in("v"), probs = c.in("probs"), dout = c.in("dout");
+               AttentionArgs a = attention_args(c, q, v);
+               auto dq = c.out("dq"), dk = c.out("dk"), dv = c.out("dv");
+               c.run([&] {
+                   fz::attention_backward(a.shape, a.scale, heads(q), heads(k), heads(v), probs.data(), heads(dout),
+                                          a.mask, heads(dq), heads(dk), heads(dv), a.dropout);
+               });
+               return py::make_tuple(dq, dk, dv);
            });
 
     // ------------------------------------------------------------ convolution, pooling, batch norm

@@ -7,6 +7,8 @@ neither vanish nor explode through many layers:
     he_normal       N(0, 2 / fan_in)
     lecun_uniform   U(-l, l),  l = √(3 / fan_in)
     lecun_normal    N(0, 1 / fan_in)
+    random_uniform  U(-0.05, 0.05)  ("uniform": Keras's default for Embedding)
+    random_normal   N(0, 0.05²)     ("normal")
     zeros, ones
 All draw from the generator that fz.utils.set_random_seed seeds.
 (Keras's *_normal initializers truncate at two standard deviations; these do too.)
@@ -66,6 +68,14 @@ def lecun_normal(shape):
     return _truncated_normal(np.sqrt(1.0 / _fans(shape)[0]), shape)
 
 
+def random_uniform(shape):
+    return _uniform(0.05, shape)
+
+
+def random_normal(shape):
+    return (utils.generator().standard_normal(size=shape) * 0.05).astype(np.float32)
+
+
 def zeros(shape):
     return np.zeros(shape, dtype=np.float32)
 
@@ -75,7 +85,9 @@ def ones(shape):
 
 
 _BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal,
-                                     lecun_uniform, lecun_normal, zeros, ones)}
+                                     lecun_uniform, lecun_normal, random_uniform, random_normal,
+                                     zeros, ones)}
+_BY_NAME.update(uniform=random_uniform, normal=random_normal)  # Keras's short names
 
 
 def get(name):

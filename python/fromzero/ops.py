@@ -17,10 +17,12 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._core import (Activation, argmax, batch_norm_backward, batch_norm_forward, bias_grad,
-                    count_correct, dense_backward, dense_forward, dense_lora_backward,
-                    dense_lora_forward, dropout_backward, dropout_forward,
-                    gather_rows, kernel_specs, random_permutation, softmax_crossentropy_backward)
+from ._core import (Activation, argmax, attention_backward, attention_forward, batch_norm_backward,
+                    batch_norm_forward, bias_grad, count_correct, dense_backward, dense_forward,
+                    dense_lora_backward, dense_lora_forward, dropout_backward, dropout_forward,
+                    embedding_backward, embedding_forward, gather_rows, kernel_specs,
+                    layer_norm_backward, layer_norm_forward, random_permutation,
+                    softmax_crossentropy_backward)
 
 __all__ = ["Activation", "dense_forward", "dense_backward", "dense_lora_forward",
            "dense_lora_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
@@ -226,3 +228,25 @@ def global_avg_pool2d(x):
 # batch_norm_forward → (y, mean, inv_std) and batch_norm_backward → (dx, dgamma, dbeta)
 # are the bindings themselves, imported above: help() shows their signatures, with the
 # defaults declared once, in csrc/bindings.cpp.
+
+
+# ---------------------------------------------------------------- transformers
+#
+# Token embeddings, layer normalization and scaled dot-product attention
+# (csrc/embedding.h, layernorm.h, attention.h), the kernels of Embedding,
+# LayerNormalization and MultiHeadAttention; the bindings themselves, each a
+# _forward/_backward pair, with their signatures declared in csrc/bindings.cpp:
+#
+#   embedding_forward(ids, embeddings)            → y (ids.shape + (dim,))
+#   embedding_backward(ids, dy, input_dim)        → dW (input_dim, dim)
+#   layer_norm_forward(x, gamma, beta, epsilon)   → (y, mean, rstd)
+#   layer_norm_backward(x, gamma, mean, rstd, dy) → (dx, dgamma, dbeta)
+#   attention_forward(q, k, v, mask=, causal=, causal_offset=, scale=, dropout_rate=, seed=)
+#                                                 → (out, probs)
+#   attention_backward(q, k, v, probs, dout, <the forward's mask, causal, scale, dropout>)
+#                                                 → (dq, dk, dv)
+#
+# q, k, v and out are (batch, time, heads, dim); probs (batch, heads, Tq, Tk).
+
+__all__ += ["embedding_forward", "embedding_backward", "layer_norm_forward", "layer_norm_backward",
+            "attention_forward", "attention_backward"]

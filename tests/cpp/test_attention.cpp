@@ -2,8 +2,9 @@
 // awkward shapes (T = 1, 7, 65; head_dim 1, 33; Tq ≠ Tk; dk ≠ dv), every kind
 // of mask, three memory layouts; fully masked rows; 1 and 2 threads bit for
 // bit; one query against a key/value cache equal to the full computation bit
-// for bit; and the backward against finite differences of a double-precision
-// forward.
+// for bit; the backward against finite differences of a double-precision
+// forward; and dropout of the probabilities (the same mask as the reference,
+// for any thread count, drawn again by the backward, the right fraction dropped).
 #include <array>
 #include <cmath>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "attention.h"
+#include "random.h"
 #include "test_util.h"
 
 namespace fz {
@@ -89,6 +91,7 @@ struct Case {
     MaskKind mask = MaskKind::none;
     Layout layout = Layout::bthd;
     bool cache_offset = false;  // causal_offset = Tk − Tq instead of 0
+    AttentionDropout dropout = {};
 };
 
 std::string describe(const Case& c) {
@@ -96,7 +99,8 @@ std::string describe(const Case& c) {
            " Tq=" + std::to_string(c.s.q_len) + " Tk=" + std::to_string(c.s.kv_len) +
            " dk=" + std::to_string(c.s.key_dim) + " dv=" + std::to_string(c.s.value_dim) +
            " mask=" + name(c.mask) + " layout=" + name(c.layout) +
-           " cache_offset=" + std::to_string(c.cache_offset);
+           " cache_offset=" + std::to_string(c.cache_offset) +
+           " dropout=" + std::to_string(c.dropout.rate);
 }
 
 // The mask arrays of a case, and the AttentionMask that reads them.
@@ -166,9 +170,10 @@ Results run(const Case& c, Forward forward, Backward backward) {
     Results r;
     r.probs.assign(s.batch * s.heads * s.q_len * s.kv_len, NAN);
     const float scale = 1.0f / std::sqrt(static_cast<float>(s.key_dim));
-    forward(s, scale, q.cview(), k.cview(), v.cview(), m.mask, r.probs.data(), out.view());
+    forward(s, scale, q.cview(), k.cview(), v.cview(), m.mask, r.probs.data(), out.view(),
+            c.dropout);
     backward(s, scale, q.cview(), k.cview(), v.cview(), r.probs.data(), dout.cview(), m.mask,
-             dq.view(), dk.view(), dv.view());
+             dq.view(), dk.view(), dv.view(), c.dropout);
     for (Heads* h : {&out, &dq, &dk, &dv}) EXPECT_EQ(h->sentinels(), h->unused());
     r.out = out.get();
     r.dq = dq.get();
@@ -354,12 +359,14 @@ TEST(Attention, CachedQueryEqualsFullComputation) {
     }
 }
 
-// L = Σ O ⊙ R with O computed in double from the definition (masks included);
-// central differences for Q, K and V against the kernel's backward.
+// L = Σ O ⊙ R with O computed in double from the definition (masks and
+// dropout included: M from random_uniform at P's index); central differences
+// for Q, K and V against the kernel's backward.
 TEST(Attention, BackwardMatchesFiniteDifferences) {
+    for (float rate : {0.0f, 0.4f})
     for (MaskKind mask : {MaskKind::none, MaskKind::causal, MaskKind::causal_padding,
                           MaskKind::full_keep, MaskKind::bias}) {
-        const Case c{{2, 2, 4, 5, 3, 2}, mask, Layout::bthd, true};
+        const Case c{{2, 2, 4, 5, 3, 2}, mask, Layout::bthd, true, {rate, 9}};
         SCOPED_TRACE(describe(c));
         const AttentionShape& s = c.s;
         const MaskData m = make_mask(c);
@@ -371,6 +378,10 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
         std::vector<double> q(qf.begin(), qf.end()), k(kf.begin(), kf.end()), v(vf.begin(), vf.end());
         auto at = [&](const std::vector<double>& x, int64_t b, int64_t t, int64_t T, int64_t h,
                       int64_t D, int64_t i) { return x[((b * T + t) * s.heads + h) * D + i]; };
+        auto keep = [&](int64_t b, int64_t h, int64_t i, int64_t j) {
+            const auto index = uint64_t(((b * s.heads + h) * s.q_len + i) * s.kv_len + j);
+            return random_uniform(c.dropout.seed, index) >= rate ? 1.0 / (1.0 - rate) : 0.0;
+        };
         auto loss = [&]() {
             double total = 0.0;
             for (int64_t b = 0; b < s.batch; ++b)
@@ -396,7 +407,8 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
                         for (int64_t e = 0; e < s.value_dim; ++e) {
                             double o = 0.0;
                             for (int64_t j = 0; j < s.kv_len; ++j)
-                                o += p[j] / sum * at(v, b, j, s.kv_len, h, s.value_dim, e);
+                                o += p[j] / sum * keep(b, h, i, j) *
+                                     at(v, b, j, s.kv_len, h, s.value_dim, e);
                             total += o * r[((b * s.q_len + i) * s.heads + h) * s.value_dim + e];
                         }
                     }
@@ -410,14 +422,14 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
         attention_forward(s, float(scale), heads(qf.data(), s.q_len, s.key_dim),
                           heads(kf.data(), s.kv_len, s.key_dim),
                           heads(vf.data(), s.kv_len, s.value_dim), m.mask, probs.data(),
-                          heads(out.data(), s.q_len, s.value_dim));
+                          heads(out.data(), s.q_len, s.value_dim), c.dropout);
         attention_backward(s, float(scale), heads(qf.data(), s.q_len, s.key_dim),
                            heads(kf.data(), s.kv_len, s.key_dim),
                            heads(vf.data(), s.kv_len, s.value_dim), probs.data(),
                            heads(r.data(), s.q_len, s.value_dim), m.mask,
                            heads(dq.data(), s.q_len, s.key_dim),
                            heads(dk.data(), s.kv_len, s.key_dim),
-                           heads(dv.data(), s.kv_len, s.value_dim));
+                           heads(dv.data(), s.kv_len, s.value_dim), c.dropout);
         const double h = 1e-6;
         for (auto [values, grad] : {std::pair{&q, &dq}, {&k, &dk}, {&v, &dv}}) {
             for (size_t i = 0; i < values->size(); ++i) {
@@ -432,6 +444,77 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
             }
         }
     }
+}
+
+// Dropout of P: the fast kernels drop the same entries as the reference (both
+// draw M from the position in P), for every mask and 1 or 2 threads.
+TEST(AttentionDropout, MatchesReference) {
+    for (int threads : testing::kThreadCounts) {
+        ThreadCountGuard guard(threads);
+        for (const AttentionShape& s : awkward_shapes())
+            for (MaskKind mask : {MaskKind::none, MaskKind::causal, MaskKind::full_keep})
+                for (float rate : {0.1f, 0.5f, 0.9f})
+                    check_against_reference({s, mask, Layout::bthd, false, {rate, 1234}});
+    }
+}
+
+TEST(AttentionDropout, BitIdenticalForOneAndTwoThreadsAndLayouts) {
+    for (const Case& base : {Case{{2, 4, 64, 64, 32, 32}, MaskKind::causal},
+                             Case{{3, 2, 65, 17, 8, 16}, MaskKind::padding}}) {
+        Case c = base;
+        c.dropout = {0.2f, 77};
+        SCOPED_TRACE(describe(c));
+        Results results[2];
+        for (int t = 0; t < 2; ++t) {
+            ThreadCountGuard guard(t + 1);
+            results[t] = run(c, attention_forward, attention_backward);
+        }
+        expect_equal(results[0], results[1]);
+        c.layout = Layout::padded;
+        expect_equal(run(c, attention_forward, attention_backward), results[0]);
+    }
+}
+
+// The seed decides the mask: another seed gives another output, the same seed
+// the same; P (saved) is the softmax before dropout, so it does not change.
+// O = P̃·V with about `rate` of P̃'s entries zero: checked through V = one-hot
+// columns, which make O's column j equal to P̃'s column j.
+TEST(AttentionDropout, DropsTheRateAndScalesTheRest) {
+    const int64_t B = 2, H = 2, T = 64;
+    const AttentionShape s{B, H, T, T, 4, T};
+    const auto q = random_vector(B * T * H * 4, 5), k = random_vector(B * T * H * 4, 6);
+    std::vector<float> v(B * T * H * T, 0.0f);  // V row j = e_j in every head
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < T; ++j)
+            for (int64_t h = 0; h < H; ++h) v[((b * T + j) * H + h) * T + j] = 1.0f;
+    const float rate = 0.25f;
+    auto forward = [&](const AttentionDropout& d, std::vector<float>& probs) {
+        std::vector<float> out(B * T * H * T);
+        attention_forward(s, 0.5f, contiguous_heads(q.data(), T, H, 4),
+                          contiguous_heads(k.data(), T, H, 4), contiguous_heads(v.data(), T, H, T),
+                          {}, probs.data(), contiguous_heads(out.data(), T, H, T), d);
+        return out;
+    };
+    std::vector<float> p0(B * H * T * T), p1(p0.size()), p2(p0.size()), p3(p0.size());
+    const auto plain = forward({}, p0), a = forward({rate, 1}, p1), again = forward({rate, 1}, p2),
+               other = forward({rate, 2}, p3);
+    EXPECT_EQ(p0, p1);
+    EXPECT_EQ(a, again);
+    EXPECT_NE(a, other);
+    int64_t dropped = 0;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < T; ++i)
+            for (int64_t h = 0; h < H; ++h)
+                for (int64_t j = 0; j < T; ++j) {
+                    const int64_t at = ((b * T + i) * H + h) * T + j;
+                    if (a[at] == 0.0f) {
+                        ++dropped;
+                    } else {
+                        EXPECT_NEAR(a[at], plain[at] / (1.0f - rate), 1e-6f);
+                    }
+                }
+    const double fraction = double(dropped) / double(B * H * T * T);
+    EXPECT_NEAR(fraction, rate, 0.02);
 }
 
 }  // namespace

@@ -7,7 +7,9 @@ One module per kind, one class per layer:
     activation      Activation, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax
     convolutional   Conv2D
     pooling         MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D
-    normalization   BatchNormalization
+    normalization   BatchNormalization, LayerNormalization
+    embedding       Embedding, ReversibleEmbedding, PositionEmbedding
+    attention       MultiHeadAttention
     merging         Add, Subtract, Multiply, Average, Concatenate
     reshaping       Flatten, Reshape, Permute
 
@@ -16,7 +18,8 @@ this package exports every class its modules define, so a new layer is one
 class in one of them (docs/adding-a-layer.md).
 """
 
-from . import activation, base, convolutional, core, merging, normalization, pooling, reshaping
+from . import (activation, attention, base, convolutional, core, embedding, merging, normalization,
+               pooling, reshaping)
 from .base import Layer
 from .core import Input
 

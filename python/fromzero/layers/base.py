@@ -63,7 +63,10 @@ _KERAS_DEFAULTS = {
     "activity_regularizer": [None], "bias_regularizer": [None], "kernel_constraint": [None],
     "bias_constraint": [None], "data_format": [None, "channels_last"],
     "dilation_rate": [1, (1, 1)], "groups": [1], "noise_shape": [None], "seed": [None],
-    "autocast": [True], "lora_rank": [None],
+    "autocast": [True], "lora_rank": [None], "mask_zero": [False], "embeddings_regularizer": [None],
+    "embeddings_constraint": [None], "attention_axes": [None], "flash_attention": [None],
+    "kernel_regularizer": [None], "beta_regularizer": [None], "gamma_regularizer": [None],
+    "beta_constraint": [None], "gamma_constraint": [None],
 }
 
 

@@ -1,4 +1,5 @@
-"""Normalization layers."""
+"""Normalization layers: BatchNormalization (per channel, over the batch) and
+LayerNormalization (per sample, over its features)."""
 
 from .. import ops, utils
 from .base import Layer, as_float32
@@ -79,3 +80,91 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample's features (the last axis) to zero mean and unit
+    variance, then scales and shifts them by learned γ and β:
+
+        μ = mean(x),  σ² = mean((x − μ)²),  r = 1/√(σ² + ε)
+        y = γ ⊙ (x − μ)·r + β
+    Backward, with x̂ = (x − μ)·r and g = dy ⊙ γ (C features):
+        dx = r·(g − mean(g) − x̂·mean(g ⊙ x̂)),   dγ = Σ_rows dy ⊙ x̂,   dβ = Σ_rows dy
+
+    Unlike BatchNormalization nothing is shared between samples, so training
+    and inference compute the same thing and there are no moving statistics:
+    the normalization a transformer puts before (GPT) or after (BERT) each
+    block. center=False drops β, scale=False drops γ (Keras's names); one fused
+    kernel each way (csrc/layernorm.h) saves μ and r per row for the backward.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", rms_scaling=False, **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1, [-1], (-1,)):
+            raise ValueError(f"LayerNormalization: only axis=-1 (the features) is supported, "
+                             f"got {axis!r}")
+        if rms_scaling:
+            raise ValueError("LayerNormalization: rms_scaling=True is not supported")
+        self.epsilon = ops.check_limit("LayerNormalization", "epsilon", epsilon,
+                                       "layer_norm_epsilon")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self.gamma = self.beta = None
+
+    def build(self, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: input needs a feature axis of known size, got shape "
+                             f"{tuple(input_shape)}")
+        features = (int(input_shape[-1]),)
+        if self.scale:
+            self.gamma = self.add_weight(features, self.gamma_initializer, name="gamma")
+        if self.center:
+            self.beta = self.add_weight(features, self.beta_initializer, name="beta")
+        self._features = features[0]
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        if self.built and input_shape[-1] not in (None, self._features):
+            raise ValueError(f"{self.name}: expected {self._features} features on the last axis, "
+                             f"got input of shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        x = as_float32(x)
+        if x.ndim < 1:
+            raise ValueError(f"{self.name}: input must have a feature axis, got a scalar")
+        if not self.built:
+            self.build(x.shape)
+        if x.shape[-1] != self._features:
+            raise ValueError(f"{self.name}: expected {self._features} features on the last axis, "
+                             f"got input of shape {x.shape}")
+        rows = x.shape[:-1]
+        y, mean, rstd = ops.layer_norm_forward(
+            x, self.gamma, self.beta, self.epsilon, out=self.buffer("y", x.shape),
+            mean=self.buffer("mean", rows), rstd=self.buffer("rstd", rows))
+        if training:
+            self.save(x, mean, rstd)
+        return y
+
+    def backward(self, dy):
+        x, mean, rstd = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != x.shape:
+            raise ValueError(f"{self.name}: dy must have shape {x.shape}, got {dy.shape}")
+        train = self.trainable
+        grads = iter(self.grads)
+        dgamma = next(grads) if self.scale and train else None
+        dbeta = next(grads) if self.center and train else None
+        dx, _, _ = ops.layer_norm_backward(
+            x, self.gamma, mean, rstd, dy, need_dx=self.input_grad_needed,
+            need_dgamma=dgamma is not None, need_dbeta=dbeta is not None,
+            out=self.buffer("dx", x.shape) if self.input_grad_needed else None,
+            dgamma=dgamma, dbeta=dbeta)
+        return dx
+
+    def get_config(self):
+        name = lambda init: init if isinstance(init, str) else None  # noqa: E731
+        return {"name": self.name, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": name(self.beta_initializer) or "zeros",
+                "gamma_initializer": name(self.gamma_initializer) or "ones"}

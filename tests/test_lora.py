@@ -294,3 +294,79 @@ def test_adapter_files_that_are_not_adapters_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError):
         model.load_weights(tmp_path / "missing.safetensors", lora_only=True)
     assert not any(getattr(layer, "lora_enabled", False) for layer in model.layers)
+
+
+# ---------------------------------------------------------------- attention
+
+def _tiny_transformer(vocab=11, T=6, C=8, seed=0):
+    """Token and position embeddings, one pre-LN causal attention block, logits."""
+    L = fz.layers
+    fz.utils.set_random_seed(seed)
+    ids = fz.Input(shape=(T,), dtype="int32")
+    h = L.PositionEmbedding(T)(L.Embedding(vocab, C, name="tokens")(ids))
+    n = L.LayerNormalization(epsilon=1e-5)(h)
+    h = L.Add()([h, L.MultiHeadAttention(2, C // 2, name="attention")(n, n, use_causal_mask=True)])
+    n = L.LayerNormalization(epsilon=1e-5)(h)
+    h = L.Add()([h, L.Dense(C, name="mlp_out")(L.Dense(2 * C, activation="gelu", name="mlp_in")(n))])
+    return fz.Model(ids, L.Dense(vocab, name="logits")(h))
+
+
+def _token_data(n=48, vocab=11, T=6):
+    pattern = np.arange(n + T + 1) % vocab
+    return (np.stack([pattern[i:i + T] for i in range(n)]).astype(np.int32),
+            np.stack([pattern[i + 1:i + T + 1] for i in range(n)]).astype(np.int32))
+
+
+def test_multi_head_attention_enable_lora_adapts_query_and_value():
+    mha = fz.layers.MultiHeadAttention(2, 3)
+    x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+    before = mha(x, x)
+    mha.enable_lora(2, lora_alpha=4)
+    assert mha.query_dense.lora_enabled and mha.value_dense.lora_enabled
+    assert not mha.key_dense.lora_enabled and not mha.key_dense.trainable
+    assert not mha.output_dense.trainable
+    assert [p.shape for p in mha.trainable_params] == [(4, 2), (2, 6)] * 2  # A (C, r), B (r, H·dk)
+    np.testing.assert_array_equal(mha(x, x), before)  # B = 0
+    with pytest.raises(ValueError, match="already enabled"):
+        mha.enable_lora(2)
+    for dense in mha.lora_targets:
+        dense.lora_kernel_b[...] = np.random.default_rng(1).standard_normal(
+            dense.lora_kernel_b.shape)
+    query, value = fz.Input(shape=(5, 4)), fz.Input(shape=(5, 4))
+    model = fz.Model([query, value], mha(query, value))
+    errors = fz.testing.check_gradients(model, [x, x[::-1].copy()])
+    assert len(errors) == 2 + 4 and max(errors.values()) < 2e-2, errors
+    adapted = mha(x, x)
+    mha.merge_lora()
+    assert not mha.query_dense.lora_enabled and len(mha.params) == 8
+    np.testing.assert_allclose(mha(x, x), adapted, rtol=1e-5, atol=1e-5)
+
+
+def test_model_enable_lora_defaults_to_query_and_value_of_attention(tmp_path):
+    model = _tiny_transformer()
+    x, y = _token_data()
+    assert model.enable_lora(4) == ["attention/query", "attention/value"]
+    total = sum(p.size for p in model.weights)
+    trainable = sum(p.size for p in model.trainable_params)
+    assert trainable == 2 * (8 * 4 + 4 * 8) and total == 963
+    frozen = [w.copy() for w in model.weights]
+    adapters = {id(p) for p in model.trainable_params}
+    model.compile(optimizer=fz.optimizers.Adam(1e-2),
+                  loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    for w, before in zip(model.weights, frozen):
+        assert (not np.array_equal(w, before)) == (id(w) in adapters)
+    # the adapters alone, onto the same base
+    model.save_weights(tmp_path / "a.safetensors", lora_only=True)
+    base = _tiny_transformer()
+    base.load_weights(tmp_path / "a.safetensors", lora_only=True)
+    np.testing.assert_array_equal(base.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0))
+    # a whole-model save keeps the adapters (MultiHeadAttention's lora_rank in its config)
+    model.save(tmp_path / "m.npz")
+    loaded = fz.load_model(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.predict(x[:4], verbose=0),
+                                  model.predict(x[:4], verbose=0))
+    adapted = model.predict(x[:4], verbose=0)
+    model.merge_lora()
+    np.testing.assert_allclose(model.predict(x[:4], verbose=0), adapted, rtol=1e-4, atol=1e-5)

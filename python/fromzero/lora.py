@@ -13,12 +13,14 @@ at zero, so training starts from the pretrained model exactly::
     base.load_weights("adapters.safetensors", lora_only=True)    # onto the pretrained model
     model.merge_lora()                   # W ← W + (α/r)·A·B: a plain model for inference
 
-A layer takes part when it has ``enable_lora(rank, lora_alpha, a_initializer,
-b_initializer)``, ``merge_lora()``, ``lora_enabled``, ``lora_rank``,
-``lora_alpha``, ``lora_shapes(rank)`` and ``lora_weights()`` (Dense;
-MultiHeadAttention, which adapts its query and value projections); a layer
-made of other layers lists them in ``sublayers``. An attention layer is a
-default target by the class attribute ``lora_default_target = True``.
+A layer takes adapters when it has ``enable_lora(rank, lora_alpha,
+a_initializer, b_initializer)``, ``merge_lora()``, ``lora_enabled``,
+``lora_rank``, ``lora_alpha``, ``lora_shapes(rank)`` and ``lora_weights()``
+(Dense). A layer made of other layers lists them in ``sublayers``; an
+attention layer (class attribute ``lora_default_target = True``) names in
+``lora_targets`` the sublayers the default adapts (MultiHeadAttention: its
+query_dense and value_dense). Adapters are saved under the sublayers' paths
+("block_0_attention/query.lora_kernel_a").
 """
 
 import fnmatch
@@ -83,8 +85,10 @@ def enable_lora(model, rank, target=None, lora_alpha=None, a_initializer="he_uni
     those, or a function layer -> bool."""
     layers = _layers(model)
     if target is None:
-        chosen = [(p, layer) for p, layer in layers
-                  if getattr(type(layer), "lora_default_target", False)]
+        path_of = {id(layer): p for p, layer in layers}
+        chosen = [(path_of[id(t)], t) for _, layer in layers
+                  if getattr(type(layer), "lora_default_target", False)
+                  for t in layer.lora_targets]
         if not chosen:
             raise ValueError(f"{model.name}: enable_lora: the model has no attention layer, the "
                              f"default target; pass target= (a layer name, glob or class, e.g. "
@@ -101,9 +105,11 @@ def enable_lora(model, rank, target=None, lora_alpha=None, a_initializer="he_uni
                              f"(layers with enable_lora: Dense, MultiHeadAttention)")
     inside = {id(sub) for _, layer in chosen for _, sub in _walk(getattr(layer, "sublayers", ()))}
     chosen = [(p, layer) for p, layer in chosen if id(layer) not in inside]
-    for _, layer in chosen:  # every check first: nothing changes if one fails
-        if getattr(layer, "lora_enabled", False):
-            raise ValueError(f"{layer.name}: LoRA is already enabled; merge_lora() first")
+    from .layers.core import check_lora
+    check_lora("enable_lora", rank, lora_alpha)  # every check first: nothing changes if one fails
+    for p, layer in chosen:
+        if any(getattr(sub, "lora_enabled", False) for _, sub in _walk([layer])):
+            raise ValueError(f"{p}: LoRA is already enabled; merge_lora() first")
     for _, layer in layers:
         layer.trainable = False
     for _, layer in chosen:

@@ -889,11 +889,11 @@ PYBIND11_MODULE(_core, m) {
 
     // ------------------------------------------------------------ convolution, pooling, batch norm
     kernel(Spec("conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding='valid', "
-                "activation=Activation.identity, alpha=0.0, cols=None, out=None)",
-                "(y, cols): y = act(cols·K + bias) with cols = im2col(x), the (N·Ho·Wo, kh·kw·C) matrix "
-                "conv2d_backward reads")
+                "activation=Activation.identity, alpha=0.0, out=None)",
+                "y = act(cols·K + bias), cols = im2col(x) (one window of x per row), built a block of rows at a "
+                "time in cache")
                .in("x", kImage).hint(kImageHint).in("kernel", "kh, kw, in_channels, filters").in("bias", "filters")
-               .out("out", "batch, ho, wo, filters").out("cols", "positions, patch").param("alpha", kSlope)
+               .out("out", "batch, ho, wo, filters").param("alpha", kSlope)
                .example(kConvSizes, "activation=Activation.relu"),
            [](Call& c) {
                const Activation act = activation(c, true);
@@ -906,32 +906,41 @@ PYBIND11_MODULE(_core, m) {
                c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
                const auto g = window(c, images(c, shape_of(x), "x"), {kernel.shape(0), kernel.shape(1)}, "kernel");
                const auto bias = c.maybe_in("bias");
-               auto y = c.out("out"), cols = c.out("cols");
+               auto y = c.out("out");
                c.run([&] { fz::conv2d_forward(g, x.data(), kernel.data(), ptr(bias), filters, act, alpha,
-                                              cols.mutable_data(), y.mutable_data()); });
-               return py::make_tuple(y, cols);
+                                              y.mutable_data()); });
+               return y;
            });
-    kernel(Spec("conv2d_backward(dz, kernel, cols, input_shape, strides=(1, 1), padding='valid', use_bias=True, "
-                "need_dx=True, need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None, dcols=None)",
-                "(dx, dkernel, dbias) from dz = ∂L/∂(conv + bias): dkernel = colsᵀ·dz, dbias = Σ dz, "
-                "dx = col2im(dz·Kᵀ) through the workspace dcols (which may be cols itself); None when not asked for")
-               .in("dz", "batch, ho, wo, filters").in("kernel", "kh, kw, channels, filters").in("cols", "positions, patch")
-               .out("dx_out", kImage).out("dkernel_out", "kh, kw, channels, filters").out("dbias_out", "filters")
-               .out("dcols", "positions, patch").in_place("cols")
-               .example(kConvSizes, "input_shape=(batch, height, width, channels)"),
+    kernel(Spec("conv2d_backward(dy, kernel, x, strides=(1, 1), padding='valid', use_bias=True, need_dx=True, "
+                "need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None, activation=Activation.identity, "
+                "y=None, alpha=0.0)",
+                "(dx, dkernel, dbias) from dy = ∂L/∂y, y = act(z), z = conv(x, K) + b: dz = dy·act'(y), "
+                "dkernel = colsᵀ·dz, dbias = Σ dz, dx = col2im(dz·Kᵀ), cols = im2col(x) rebuilt block by block; "
+                "None when not asked for")
+               .in("dy", "batch, ho, wo, filters").in("kernel", "kh, kw, channels, filters").in("x", kImage)
+               .in("y", "batch, ho, wo, filters").out("dx_out", kImage).out("dkernel_out", "kh, kw, channels, filters")
+               .out("dbias_out", "filters").param("alpha", kSlope)
+               .example(kConvSizes, "activation=Activation.relu")
+               .example(kConvSizes, "y=None"),
            [](Call& c) {
-               const Shape in = input_shape(c);
-               FloatArray kernel = c.in("kernel");
+               const Activation act = activation(c, true);
+               const float alpha = c.param("alpha");
+               c.check(!fz::activation_backward_needs_input(act), "the activation's derivative must be written in "
+                       "terms of y (not gelu: apply its backward first and pass Activation.identity)");
+               c.check(act == Activation::identity || c.given("y"), "y (the forward's output) is needed for the "
+                       "activation's derivative");
+               FloatArray x = c.in("x"), kernel = c.in("kernel");
                const int64_t filters = c.dim("filters");
                c.check(filters >= 1, "kernel has no filters: shape ", ShapeOf{kernel});
-               const auto g = window(c, in, {kernel.shape(0), kernel.shape(1)}, "kernel");
-               FloatArray dz = c.in("dz"), cols = c.in("cols");
+               const auto g = window(c, images(c, shape_of(x), "x"), {kernel.shape(0), kernel.shape(1)}, "kernel");
+               FloatArray dy = c.in("dy");
+               const auto y = act != Activation::identity ? std::optional(c.in("y")) : std::nullopt;
                const bool need_dx = c.get<bool>("need_dx"), need_dparams = c.get<bool>("need_dparams");
-               auto dx = c.out_if("dx_out", need_dx), dcols = c.out_if("dcols", need_dx);
+               auto dx = c.out_if("dx_out", need_dx);
                auto dkernel = c.out_if("dkernel_out", need_dparams);
                auto dbias = c.out_if("dbias_out", need_dparams && c.get<bool>("use_bias"));
-               c.run([&] { fz::conv2d_backward(g, cols.data(), kernel.data(), dz.data(), filters, mut(dkernel),
-                                               mut(dbias), mut(dcols), mut(dx)); });
+               c.run([&] { fz::conv2d_backward(g, x.data(), kernel.data(), dy.data(), filters, mut(dkernel),
+                                               mut(dbias), mut(dx), act, ptr(y), alpha); });
                return py::make_tuple(or_none(dx), or_none(dkernel), or_none(dbias));
            });
     kernel(Spec("max_pool2d_forward(x, pool_size, strides, padding='valid', out=None, argmax=None)",

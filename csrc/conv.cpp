@@ -1,23 +1,28 @@
-// conv.cpp — convolution (im2col + GEMM), pooling and batch normalization on NHWC images.
+// conv.cpp — the window geometry, pooling and batch normalization on NHWC
+// images, and the plain references of every kernel in conv.h (the convolution
+// itself is in conv2d.cpp).
 //
 // Parallel work is split so that every output value belongs to one thread and
 // is computed in a fixed order:
-//   - im2col, the pooling forwards and batch norm's normalisation split the
-//     output rows (one row per window, or per pixel);
-//   - the backward passes that scatter into the input (col2im, pooling) split
-//     the images: windows overlap inside an image, never across images, so a
-//     thread that owns image n owns every value its windows add to, and adds
-//     them in window order — no atomics, the same sums for any thread count;
+//   - the pooling forwards and batch norm's normalisation split the output
+//     rows (one row per window, or per pixel);
+//   - the pooling backwards, which scatter into the input, split the images:
+//     windows overlap inside an image, never across images, so a thread that
+//     owns image n owns every value its windows add to, and adds them in
+//     window order — no atomics, the same sums for any thread count;
 //   - per-channel sums (batch norm) split the channels and add rows in order.
+// The loops over channels are the innermost, contiguous in NHWC, and compiled
+// once per instruction set (simd.h).
 #include "conv.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "gemm.h"
+#include "conv_window.h"
 #include "parallel.h"
 #include "reductions.h"
+#include "simd.h"
 
 namespace fz {
 namespace {
@@ -42,25 +47,6 @@ void window_axis(int64_t in, int64_t k, int64_t stride, Padding padding, int64_t
     }
 }
 
-// The part of the window at output (oh, ow) that lies inside the image: window
-// rows [i_lo, i_hi) and columns [j_lo, j_hi). Window cell (i, j) reads input
-// (ih0 + i, iw0 + j); the cells outside those ranges are padding.
-struct Clip {
-    int64_t ih0, iw0, i_lo, i_hi, j_lo, j_hi;
-    int64_t count() const { return (i_hi - i_lo) * (j_hi - j_lo); }  // real inputs covered
-};
-
-Clip clip_window(const Window2d& g, int64_t oh, int64_t ow) {
-    Clip c;
-    c.ih0 = oh * g.sh - g.pad_top;
-    c.iw0 = ow * g.sw - g.pad_left;
-    c.i_lo = std::max<int64_t>(0, -c.ih0);
-    c.i_hi = std::min<int64_t>(g.kh, g.h - c.ih0);
-    c.j_lo = std::max<int64_t>(0, -c.iw0);
-    c.j_hi = std::min<int64_t>(g.kw, g.w - c.iw0);
-    return c;
-}
-
 // take ? a : b for ints, written with a bit mask because GCC turns the ?: form
 // into a branch, which stops the loop around it from being vectorised.
 int32_t select(bool take, int32_t a, int32_t b) {
@@ -68,37 +54,13 @@ int32_t select(bool take, int32_t a, int32_t b) {
     return (a & mask) | (b & ~mask);
 }
 
-// Offset inside one image of input pixel (ih, iw), channel 0.
-int64_t pixel(const Window2d& g, int64_t ih, int64_t iw) { return (ih * g.w + iw) * g.c; }
-
-// x: (N, H, W, C) → cols: (N·Ho·Wo, kh·kw·C), row r = (n·Ho + oh)·Wo + ow holding
-// the window at (oh, ow) of image n in (i, j, c) order, zeros for padding.
-// Within one window row i the cells j_lo..j_hi are neighbours in x too
-// (NHWC keeps a pixel's channels together and pixels of a row adjacent), so
-// each is one contiguous copy of (j_hi − j_lo)·C floats.
-void im2col(const Window2d& g, const float* x, float* cols) {
-    const int64_t P = g.patch(), image = g.h * g.w * g.c;
-    parallel_for(0, g.positions(), grain_for(P), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t n = r / (g.ho * g.wo), oh = r / g.wo % g.ho, ow = r % g.wo;
-            const Clip cl = clip_window(g, oh, ow);
-            const float* img = x + n * image;
-            float* row = cols + r * P;
-            if (cl.count() < g.kh * g.kw) std::fill_n(row, P, 0.0f);
-            for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
-                std::copy_n(img + pixel(g, cl.ih0 + i, cl.iw0 + cl.j_lo), (cl.j_hi - cl.j_lo) * g.c,
-                            row + (i * g.kw + cl.j_lo) * g.c);
-        }
-    });
-}
-
-// The scatter-style backwards (col2im, pooling): dx = 0, then add(n, img)
+// The backwards of pooling scatter into the input: dx = 0, then add(n, img)
 // adds the contributions of image n's windows into img = dx + n·H·W·C.
 // Split over images (see the top), each image's windows added in order.
 template <class Add>
 void scatter_per_image(const Window2d& g, float* dx, const Add& add) {
     const int64_t image = g.h * g.w * g.c;
-    parallel_for(0, g.n, grain_for(g.ho * g.wo * g.patch()), [&](int64_t n0, int64_t n1) {
+    parallel_for(0, g.n, grain_for(image), [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
             float* img = dx + n * image;
             std::fill_n(img, image, 0.0f);
@@ -107,21 +69,107 @@ void scatter_per_image(const Window2d& g, float* dx, const Add& add) {
     });
 }
 
-// The adjoint of im2col: every row of dcols is added back onto the input
-// values its window read.
-void col2im(const Window2d& g, const float* dcols, float* dx) {
-    const int64_t P = g.patch(), windows = g.ho * g.wo;
-    scatter_per_image(g, dx, [&](int64_t n, float* img) {
-        for (int64_t p = 0; p < windows; ++p) {
-            const Clip cl = clip_window(g, p / g.wo, p % g.wo);
-            const float* row = dcols + (n * windows + p) * P;
-            const int64_t len = (cl.j_hi - cl.j_lo) * g.c;
-            for (int64_t i = cl.i_lo; i < cl.i_hi; ++i) {
-                const float* src = row + (i * g.kw + cl.j_lo) * g.c;
-                float* dst = img + pixel(g, cl.ih0 + i, cl.iw0 + cl.j_lo);
-                for (int64_t t = 0; t < len; ++t) dst[t] += src[t];
-            }
+// Calls f(r, n, clip) for the windows r in [r0, r1) (r = (n·Ho + oh)·Wo + ow),
+// in order; clip is the part of window r inside image n. Compiled once per
+// instruction set with f inlined (simd.h), so f's loops over channels vectorise.
+template <class F>
+FZ_SIMD_CLONES void for_each_window(const Window2d& g, int64_t r0, int64_t r1, const F& f) {
+    const int64_t windows = g.ho * g.wo;
+    int64_t n = r0 / windows, oh = r0 % windows / g.wo, ow = r0 % g.wo;
+    for (int64_t r = r0; r < r1; ++r) {
+        f(r, n, clip_window(g, oh, ow));
+        if (++ow == g.wo) {
+            ow = 0;
+            if (++oh == g.ho) oh = 0, ++n;
         }
+    }
+}
+
+// The channel loops of the pooling kernels. __restrict promises the arrays do
+// not overlap, which lets GCC vectorise them without a run-time overlap check
+// (that check would cost more than the few vectors of one pixel).
+
+// best, where = in[c] and its offset (max pooling's first cell).
+inline void start_max(const float* __restrict in, int32_t at, int32_t channels,
+                      float* __restrict best, int32_t* __restrict where) {
+    for (int32_t c = 0; c < channels; ++c) {
+        best[c] = in[c];
+        where[c] = at + c;
+    }
+}
+
+// best, where = the value and offset of in[c] where it is larger (max pooling).
+// (32-bit loop counters, like the offsets: 64-bit ones would make GCC widen
+// and narrow every vector of offsets.)
+inline void keep_larger(const float* __restrict in, int32_t at, int32_t channels,
+                        float* __restrict best, int32_t* __restrict where) {
+    // Selects, not an if: on real data "larger?" is a coin flip the branch
+    // predictor loses, while selects vectorise.
+    for (int32_t c = 0; c < channels; ++c) {
+        const float v = in[c], b = best[c];
+        const bool larger = v > b;  // strict: the first maximum wins ties
+        best[c] = larger ? v : b;
+        where[c] = select(larger, at + c, where[c]);
+    }
+}
+
+// out += grad · scale.
+inline void add_scaled(const float* __restrict grad, float scale, int64_t channels,
+                       float* __restrict out) {
+    for (int64_t c = 0; c < channels; ++c) out[c] += grad[c] * scale;
+}
+
+// out += in.
+inline void add_into(const float* __restrict in, int64_t channels, float* __restrict out) {
+    for (int64_t c = 0; c < channels; ++c) out[c] += in[c];
+}
+
+// Windows [r0, r1) of max pooling: each output keeps the first largest value of its window.
+void max_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1, float* y,
+                      int32_t* argmax) {
+    const int64_t image = g.h * g.w * g.c;
+    const auto channels = static_cast<int32_t>(g.c);
+    for_each_window(g, r0, r1, [&](int64_t r, int64_t n, const Clip& cl) {
+        const float* img = x + n * image;
+        float* best = y + r * g.c;
+        int32_t* where = argmax + r * g.c;
+        // Start from the window's first real pixel (every window has one),
+        // then compare with the others.
+        const auto first = static_cast<int32_t>(pixel(g, cl.ih0 + cl.i_lo, cl.iw0 + cl.j_lo));
+        start_max(img + first, first, channels, best, where);
+        for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
+            for (int64_t j = i == cl.i_lo ? cl.j_lo + 1 : cl.j_lo; j < cl.j_hi; ++j) {
+                const auto at = static_cast<int32_t>(pixel(g, cl.ih0 + i, cl.iw0 + j));
+                keep_larger(img + at, at, channels, best, where);
+            }
+    });
+}
+
+// Windows [r0, r1) of average pooling: the mean of the window's real inputs.
+void avg_pool_windows(const Window2d& g, const float* x, int64_t r0, int64_t r1, float* y) {
+    const int64_t image = g.h * g.w * g.c;
+    for_each_window(g, r0, r1, [&](int64_t r, int64_t n, const Clip& cl) {
+        const float* img = x + n * image;
+        float* out = y + r * g.c;
+        std::fill_n(out, g.c, 0.0f);
+        for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
+            for (int64_t j = cl.j_lo; j < cl.j_hi; ++j)
+                add_into(img + pixel(g, cl.ih0 + i, cl.iw0 + j), g.c, out);
+        const float inv_count = 1.0f / static_cast<float>(cl.count());
+        for (int64_t c = 0; c < g.c; ++c) out[c] *= inv_count;
+    });
+}
+
+// The windows of image n of average pooling's backward, in order: each
+// shares its gradient equally among the inputs it covered.
+FZ_SIMD_CLONES void avg_pool_backward_image(const Window2d& g, const float* dy, int64_t n,
+                                            float* img) {
+    const int64_t windows = g.ho * g.wo;
+    for_each_window(g, n * windows, (n + 1) * windows, [&](int64_t r, int64_t, const Clip& cl) {
+        const float inv_count = 1.0f / static_cast<float>(cl.count());
+        for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
+            for (int64_t j = cl.j_lo; j < cl.j_hi; ++j)
+                add_scaled(dy + r * g.c, inv_count, g.c, img + pixel(g, cl.ih0 + i, cl.iw0 + j));
     });
 }
 
@@ -166,65 +214,12 @@ Window2d make_window2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
     return g;
 }
 
-// ---------------------------------------------------------------- conv2d
-
-// y = act(im2col(x) · K + bias): the convolution is a Dense layer over windows.
-void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
-                    int64_t filters, Activation act, float alpha, float* cols, float* y) {
-    im2col(g, x, cols);
-    GemmEpilogue ep;
-    ep.bias = bias;
-    ep.activation = act;
-    ep.alpha = alpha;
-    const int64_t P = g.patch();
-    gemm(false, false, g.positions(), filters, P, 1.0f, cols, P, kernel, filters, 0.0f, y,
-         filters, ep);
-}
-
-// Dense's three backward products on the window matrix, then col2im for dx.
-void conv2d_backward(const Window2d& g, const float* cols, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dcols, float* dx) {
-    const int64_t R = g.positions(), P = g.patch();
-    if (dkernel)  // dK = colsᵀ · dz: (P, R) · (R, F)
-        gemm(true, false, P, filters, R, 1.0f, cols, P, dz, filters, 0.0f, dkernel, filters);
-    if (dbias) bias_grad(dz, dbias, R, filters);
-    if (dx) {  // dcols = dz · Kᵀ: (R, F) · (F, P), then scattered back onto the pixels
-        gemm(false, true, R, P, filters, 1.0f, dz, filters, kernel, filters, 0.0f, dcols, P);
-        col2im(g, dcols, dx);
-    }
-}
-
 // ---------------------------------------------------------------- pooling
 
-// Parallel over output positions; each keeps the first largest value of its window.
+// The forwards are parallel over the windows, the backwards over the images.
 void max_pool2d_forward(const Window2d& g, const float* x, float* y, int32_t* argmax) {
-    const int64_t image = g.h * g.w * g.c;
     parallel_for(0, g.positions(), grain_for(g.kh * g.kw * g.c), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t n = r / (g.ho * g.wo), oh = r / g.wo % g.ho, ow = r % g.wo;
-            const Clip cl = clip_window(g, oh, ow);
-            const float* img = x + n * image;
-            float* best = y + r * g.c;
-            int32_t* where = argmax + r * g.c;
-            // Start from the window's first real pixel (every window has one).
-            const int64_t first = pixel(g, cl.ih0 + cl.i_lo, cl.iw0 + cl.j_lo);
-            for (int64_t c = 0; c < g.c; ++c) {
-                best[c] = img[first + c];
-                where[c] = static_cast<int32_t>(first + c);
-            }
-            for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
-                for (int64_t j = cl.j_lo; j < cl.j_hi; ++j) {
-                    const int64_t at = pixel(g, cl.ih0 + i, cl.iw0 + j);
-                    // Selects, not an if: on real data "larger?" is a coin flip
-                    // the branch predictor loses, while selects vectorise over c.
-                    for (int64_t c = 0; c < g.c; ++c) {
-                        const float v = img[at + c];
-                        const bool larger = v > best[c];  // strict: the first maximum wins ties
-                        best[c] = larger ? v : best[c];
-                        where[c] = select(larger, static_cast<int32_t>(at + c), where[c]);
-                    }
-                }
-        }
+        max_pool_windows(g, x, r0, r1, y, argmax);
     });
 }
 
@@ -237,40 +232,14 @@ void max_pool2d_backward(const Window2d& g, const float* dy, const int32_t* argm
 }
 
 void avg_pool2d_forward(const Window2d& g, const float* x, float* y) {
-    const int64_t image = g.h * g.w * g.c;
     parallel_for(0, g.positions(), grain_for(g.kh * g.kw * g.c), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t n = r / (g.ho * g.wo), oh = r / g.wo % g.ho, ow = r % g.wo;
-            const Clip cl = clip_window(g, oh, ow);
-            const float* img = x + n * image;
-            float* out = y + r * g.c;
-            std::fill_n(out, g.c, 0.0f);
-            for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
-                for (int64_t j = cl.j_lo; j < cl.j_hi; ++j) {
-                    const float* in = img + pixel(g, cl.ih0 + i, cl.iw0 + j);
-                    for (int64_t c = 0; c < g.c; ++c) out[c] += in[c];
-                }
-            const float inv_count = 1.0f / static_cast<float>(cl.count());
-            for (int64_t c = 0; c < g.c; ++c) out[c] *= inv_count;
-        }
+        avg_pool_windows(g, x, r0, r1, y);
     });
 }
 
 // dx = 0, then each output's gradient is shared equally by the inputs its window covered.
 void avg_pool2d_backward(const Window2d& g, const float* dy, float* dx) {
-    const int64_t windows = g.ho * g.wo;
-    scatter_per_image(g, dx, [&](int64_t n, float* img) {
-        for (int64_t p = 0; p < windows; ++p) {
-            const Clip cl = clip_window(g, p / g.wo, p % g.wo);
-            const float* grad = dy + (n * windows + p) * g.c;
-            const float inv_count = 1.0f / static_cast<float>(cl.count());
-            for (int64_t i = cl.i_lo; i < cl.i_hi; ++i)
-                for (int64_t j = cl.j_lo; j < cl.j_hi; ++j) {
-                    float* in = img + pixel(g, cl.ih0 + i, cl.iw0 + j);
-                    for (int64_t c = 0; c < g.c; ++c) in[c] += grad[c] * inv_count;
-                }
-        }
-    });
+    scatter_per_image(g, dx, [&](int64_t n, float* img) { avg_pool_backward_image(g, dy, n, img); });
 }
 
 // Parallel over images; each sums its pixels in order, channels contiguous.
@@ -409,8 +378,12 @@ void conv2d_forward(const Window2d& g, const float* x, const float* kernel, cons
                 }
 }
 
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx) {
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx, Activation act,
+                     const float* y, float alpha) {
+    std::vector<float> dz(dy, dy + g.positions() * filters);
+    if (act != Activation::identity)
+        reference::activation_backward(act, nullptr, y, dy, dz.data(), dz.size(), alpha);
     std::vector<double> dk(g.patch() * filters, 0.0), db(filters, 0.0),
         dxs(g.n * g.h * g.w * g.c, 0.0);
     for (int64_t n = 0; n < g.n; ++n)

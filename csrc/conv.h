@@ -53,22 +53,37 @@ Window2d make_window2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 // (i, j, c) like the kernel's rows, so
 //   y = act(cols · K + bias),   K = kernel viewed as (kh·kw·C, F),
 // one GEMM with the bias and activation in its epilogue (elementwise
-// activations only: not softmax).
-// cols: the caller's (N·Ho·Wo, kh·kw·C) workspace; it holds im2col(x)
-// afterwards, which conv2d_backward needs for the kernel gradient.
+// activations only: not softmax). cols is never built whole: conv2d.cpp
+// builds it a block of rows at a time, in cache, for the GEMM micro-kernel.
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
-                    int64_t filters, Activation act, float alpha, float* cols, float* y);
+                    int64_t filters, Activation act, float alpha, float* y);
 
-// dz: (N, Ho, Wo, F), the gradient after the activation's derivative, i.e. ∂L/∂(cols·K + b).
+// dy: (N, Ho, Wo, F), ∂L/∂y. With z = cols·K + b and y = act(z):
+//   dz      = dy · act'(z)           (N, Ho, Wo, F)   act' written in terms of y (activations.h)
 //   dkernel = colsᵀ · dz             (kh·kw·C, F)     skipped if dkernel is null
 //   dbias   = Σ_rows dz              (F,)             skipped if dbias is null
 //   dx      = col2im(dz · Kᵀ)        (N, H, W, C)     skipped if dx is null
 // col2im adds each row of dcols = dz · Kᵀ back onto the input values its
-// window read (windows overlap, so inputs collect several terms).
-// cols: im2col(x) from conv2d_forward. dcols: a (N·Ho·Wo, kh·kw·C) workspace,
-// used only for dx; it may be cols itself (then cols is overwritten, after dkernel).
-void conv2d_backward(const Window2d& g, const float* cols, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dcols, float* dx);
+// window read (windows overlap, so inputs collect several terms). x is the
+// forward's input (cols = im2col(x) is rebuilt block by block), y its output
+// (read only when act is not identity; then dz never exists whole either).
+// act: an activation whose derivative needs only y (not GELU, not softmax).
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx,
+                     Activation act = Activation::identity, const float* y = nullptr,
+                     float alpha = 0.0f);
+
+// The two above with a given GEMM plan: its micro-kernel, and its kc, where
+// the forward's sums over a window are cut (the tests run every available
+// micro-kernel with several cache sizes).
+struct GemmPlan;
+void conv2d_forward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                              const float* kernel, const float* bias, int64_t filters,
+                              Activation act, float alpha, float* y);
+void conv2d_backward_with_plan(const GemmPlan& plan, const Window2d& g, const float* x,
+                               const float* kernel, const float* dy, int64_t filters,
+                               float* dkernel, float* dbias, float* dx, Activation act,
+                               const float* y, float alpha);
 
 // ---------------------------------------------------------------- pooling
 //
@@ -129,8 +144,10 @@ void batch_norm_backward(const float* x, const float* gamma, const float* mean,
 namespace reference {
 void conv2d_forward(const Window2d& g, const float* x, const float* kernel, const float* bias,
                     int64_t filters, Activation act, float alpha, float* y);
-void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dz,
-                     int64_t filters, float* dkernel, float* dbias, float* dx);
+void conv2d_backward(const Window2d& g, const float* x, const float* kernel, const float* dy,
+                     int64_t filters, float* dkernel, float* dbias, float* dx,
+                     Activation act = Activation::identity, const float* y = nullptr,
+                     float alpha = 0.0f);
 void max_pool2d_forward(const Window2d& g, const float* x, float* y, int32_t* argmax);
 void max_pool2d_backward(const Window2d& g, const float* dy, const int32_t* argmax, float* dx);
 void avg_pool2d_forward(const Window2d& g, const float* x, float* y);

@@ -4,12 +4,29 @@
 #include <utility>
 
 #include "parallel.h"
+#include "simd.h"
 
 namespace fz {
 namespace {
 
 // Below ~16K values starting a parallel region costs more than it saves.
 constexpr int64_t kGrain = 16384;
+
+// random_bits and random_uniform (below), inline so that the vectorised
+// dropout loop can use them.
+inline uint64_t splitmix64(uint64_t seed, uint64_t counter) {
+    uint64_t z = seed + (counter + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+// The top 24 bits fill a float mantissa exactly, so the result is k · 2^-24 for
+// some k in [0, 2^24): never rounded up to 1. (k fits an int32, whose
+// conversion to float vectorises; a uint64's needs AVX-512DQ.)
+inline float uniform_from_bits(uint64_t bits) {
+    return static_cast<float>(static_cast<int32_t>(bits >> 40)) * 0x1p-24f;
+}
 
 }  // namespace
 
@@ -19,18 +36,25 @@ constexpr int64_t kGrain = 16384;
 // makes random_bits(seed, 0), random_bits(seed, 1), ... exactly the SplitMix64
 // stream seeded with `seed`, with O(1) access to any position — which is what
 // lets threads draw disjoint parts of one stream.
-uint64_t random_bits(uint64_t seed, uint64_t counter) {
-    uint64_t z = seed + (counter + 1) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+uint64_t random_bits(uint64_t seed, uint64_t counter) { return splitmix64(seed, counter); }
+
+float random_uniform(uint64_t seed, uint64_t counter) {
+    return uniform_from_bits(splitmix64(seed, counter));
 }
 
-// The top 24 bits fill a float mantissa exactly, so the result is k · 2^-24 for
-// some k in [0, 2^24): never rounded up to 1.
-float random_uniform(uint64_t seed, uint64_t counter) {
-    return static_cast<float>(random_bits(seed, counter) >> 40) * 0x1p-24f;
+namespace {
+// Elements [lo, hi) of dropout_forward, compiled once per instruction set
+// (simd.h): the generator's 64-bit arithmetic vectorises too.
+FZ_SIMD_CLONES void dropout_chunk(const float* x, float* y, float* mask, int64_t lo, int64_t hi,
+                                  float rate, float scale, uint64_t seed) {
+    for (int64_t i = lo; i < hi; ++i) {
+        const float u = uniform_from_bits(splitmix64(seed, static_cast<uint64_t>(i)));
+        const float keep = u >= rate ? scale : 0.0f;
+        mask[i] = keep;
+        y[i] = x[i] * keep;
+    }
 }
+}  // namespace
 
 // x, y, mask: (n,). mask_i = 1/(1 − rate) if u_i >= rate else 0, with
 // u_i = random_uniform(seed, i); y_i = x_i · mask_i. Expects rate in [0, 1);
@@ -39,12 +63,7 @@ float random_uniform(uint64_t seed, uint64_t counter) {
 void dropout_forward(const float* x, float* y, float* mask, int64_t n, float rate, uint64_t seed) {
     const float scale = 1.0f / (1.0f - rate);
     parallel_for(0, n, kGrain, [=](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-            const float u = random_uniform(seed, static_cast<uint64_t>(i));
-            const float keep = u >= rate ? scale : 0.0f;
-            mask[i] = keep;
-            y[i] = x[i] * keep;
-        }
+        dropout_chunk(x, y, mask, lo, hi, rate, scale, seed);
     });
 }
 

@@ -126,17 +126,17 @@ def test_early_stopping_in_fit():
 def test_model_checkpoint_formats_path_and_saves_every_epoch(tmp_path):
     model = tiny_model()
     x, y = tiny_data()
-    path = tmp_path / "ckpt" / "model-{epoch:02d}-{loss:.2f}.npz"
+    path = tmp_path / "ckpt" / "model-{epoch:02d}-{loss:.2f}.safetensors"
     history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.ModelCheckpoint(path)])
     saved = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
-    expected = [f"model-{e + 1:02d}-{loss:.2f}.npz" for e, loss in enumerate(history.history["loss"])]
+    expected = [f"model-{e + 1:02d}-{loss:.2f}.safetensors" for e, loss in enumerate(history.history["loss"])]
     assert saved == expected
     restored = fz.load_model(tmp_path / "ckpt" / saved[-1])
     assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
 
 
 def test_model_checkpoint_save_best_only(tmp_path):
-    path = tmp_path / "best.npz"
+    path = tmp_path / "best.safetensors"
     saves = []
 
     class RecordingModel(ScriptedModel):
@@ -152,17 +152,17 @@ def test_model_checkpoint_weights_only_round_trip(tmp_path):
     model = tiny_model()
     x, y = tiny_data()
     model.fit(x, y, epochs=1, verbose=0, callbacks=[
-        callbacks.ModelCheckpoint(tmp_path / "w.npz", monitor="loss", save_best_only=True,
+        callbacks.ModelCheckpoint(tmp_path / "w.safetensors", monitor="loss", save_best_only=True,
                                   save_weights_only=True)])
     fresh = tiny_model()
     fresh.build((None, 4))
-    fresh.load_weights(tmp_path / "w.npz")
+    fresh.load_weights(tmp_path / "w.safetensors")
     assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
 
 
 def test_model_checkpoint_unknown_log_key_in_path(tmp_path):
     with pytest.raises(KeyError, match="val_f1"):
-        run(callbacks.ModelCheckpoint(str(tmp_path / "{val_f1}.npz")), [1.0])
+        run(callbacks.ModelCheckpoint(str(tmp_path / "{val_f1}.safetensors")), [1.0])
 
 
 # ------------------------------------------------------------ learning rate

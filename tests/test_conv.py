@@ -187,12 +187,26 @@ def test_conv2d_gradients(padding, strides, activation):
     assert_gradients_ok(report, ["x", "param_0", "param_1"])
 
 
-@pytest.mark.parametrize("activation", ["gelu", "softmax", "leaky_relu"])
+@pytest.mark.parametrize("activation", ["gelu", "softmax", "leaky_relu", "tanh", "sigmoid"])
 def test_conv2d_gradients_other_activations(activation):
     fz.utils.set_random_seed(3)
     layer = L.Conv2D(3, 2, activation=activation, use_bias=False)
     report = fz.utils.check_gradients(layer, inputs((2, 4, 4, 2), seed=3))
     assert_gradients_ok(report, ["x", "param_0"])
+
+
+@pytest.mark.parametrize("channels,kernel,strides,padding", [
+    (1, 3, 1, "valid"),          # a first layer: window rows of 3 values, gathered
+    (1, 5, 1, "same"),
+    (3, (5, 3), (2, 1), "same"),
+    (20, 3, 1, "valid"),         # window rows copied whole
+])
+def test_conv2d_gradients_input_channels(channels, kernel, strides, padding):
+    fz.utils.set_random_seed(4)
+    layer = L.Conv2D(5, kernel, strides=strides, padding=padding, activation="relu",
+                     bias_initializer="ones")
+    report = fz.utils.check_gradients(layer, inputs((2, 7, 6, channels), seed=4))
+    assert_gradients_ok(report, ["x", "param_0", "param_1"])
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
@@ -326,19 +340,88 @@ def test_ops_validate_before_running():
     argmax[0, 0, 0, 0] = 10_000  # would write outside the image
     with pytest.raises(ValueError, match="outside"):
         fz.ops.max_pool2d_backward(np.ones_like(y), argmax, x.shape, 2)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        fz.ops.conv2d_backward(np.zeros((1, 2, 2, 3), np.float32), np.zeros((3, 3, 2, 2), np.float32), x)
     with pytest.raises(TypeError, match="moving_mean must be a float32 array"):
         fz.ops.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2, np.float32), True)
 
 
+def test_conv2d_ops_backward_folds_the_activation():
+    rng = np.random.default_rng(10)
+    x = inputs((3, 8, 7, 4), seed=10)
+    kernel = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    y = fz.ops.conv2d_forward(x, kernel, bias, activation=fz.ops.Activation.relu)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    folded = fz.ops.conv2d_backward(dy, kernel, x, activation=fz.ops.Activation.relu, y=y)
+    unfolded = fz.ops.conv2d_backward(dy * (y > 0), kernel, x)
+    for a, b in zip(folded, unfolded):
+        np.testing.assert_array_equal(a, b)
+    first_layer = fz.ops.conv2d_backward(dy * (y > 0), kernel, x, need_dx=False)
+    assert first_layer[0] is None
+    np.testing.assert_array_equal(first_layer[1], unfolded[1])
+    with pytest.raises(ValueError, match="y .* is needed"):
+        fz.ops.conv2d_backward(dy, kernel, x, activation=fz.ops.Activation.relu)
+    for act, message in ((fz.ops.Activation.gelu, "not gelu"),
+                         (fz.ops.Activation.softmax, "elementwise activations only")):
+        with pytest.raises(ValueError, match=message):
+            fz.ops.conv2d_backward(dy, kernel, x, activation=act, y=y)
+    with pytest.raises(ValueError, match="y must have shape"):
+        fz.ops.conv2d_backward(dy, kernel, x, activation=fz.ops.Activation.relu, y=y[:, :-1])
+
+
+TORCH_CASES = [  # (batch, H, W, C, filters, kernel, strides, padding, activation)
+    (24, 28, 28, 1, 32, 3, 1, "valid", "relu"),    # MNIST's first layer: several blocks
+    (20, 13, 13, 32, 64, 3, 1, "valid", "relu"),   # ... and its second
+    (3, 9, 11, 3, 5, 5, 2, "same", "tanh"),
+    (2, 10, 7, 6, 9, (2, 3), (1, 2), "same", None),
+]
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c[3]}ch-{c[4]}f-{c[7]}")
+def test_conv2d_and_max_pool_match_pytorch(case):
+    torch = pytest.importorskip("torch")
+    fnn = torch.nn.functional
+    n, h, w, c, filters, kernel, strides, padding, activation = case
+    fz.utils.set_random_seed(11)
+    conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation=activation,
+                    bias_initializer="glorot_uniform")
+    pool = L.MaxPool2D(2)
+    x = inputs((n, h, w, c), seed=11)
+    y = pool.forward(conv.forward(x, training=True), training=True)
+    dy = np.random.default_rng(12).standard_normal(y.shape).astype(np.float32)
+    dx = conv.backward(pool.backward(dy))
+
+    # PyTorch on the same weights, NCHW, with TensorFlow's "same" padding (the odd pixel after).
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    kt = torch.tensor(conv.kernel.transpose(3, 2, 0, 1), requires_grad=True)
+    bt = torch.tensor(conv.bias, requires_grad=True)
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.strides
+    xp = xt
+    if padding == "same":
+        (top, bottom), (left, right) = same_padding(h, kh, sh), same_padding(w, kw, sw)
+        xp = fnn.pad(xt, (left, right, top, bottom))
+    zt = fnn.conv2d(xp, kt, bt, stride=(sh, sw))
+    zt = {"relu": torch.relu, "tanh": torch.tanh, None: lambda t: t}[activation](zt)
+    yt = fnn.max_pool2d(zt, 2)
+    yt.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv.grads[0], kt.grad.numpy().transpose(2, 3, 1, 0),
+                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(conv.grads[1], bt.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 def test_results_do_not_depend_on_the_thread_count():
-    x = inputs((16, 12, 12, 3), seed=8)
+    x = inputs((48, 12, 12, 3), seed=8)  # 3 backward blocks in the first layer
     results = []
     saved = fz.get_num_threads()
     try:
         for threads in (1, 2):
             fz.set_num_threads(threads)
             fz.utils.set_random_seed(8)
-            model = fz.Sequential([L.Conv2D(8, 3, activation="relu"), L.BatchNormalization(),
+            model = fz.Sequential([L.Conv2D(8, 3, activation="relu"), L.Conv2D(6, 3, activation="tanh"),
+                                   L.BatchNormalization(),
                                    L.MaxPool2D(), L.Conv2D(5, 3, padding="same"),
                                    L.AveragePooling2D(), L.GlobalAveragePooling2D()])
             y = model.forward(x, training=True).copy()
@@ -373,7 +456,7 @@ def test_cnn_save_load_round_trip_is_bit_exact(tmp_path):
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     bn = model.layers[1]
     assert not np.all(bn.moving_mean == 0)  # training moved the statistics
-    path = tmp_path / "cnn.npz"
+    path = tmp_path / "cnn.safetensors"
     model.save(path)
     loaded = fz.load_model(path)
     for a, b in zip(model.get_weights(), loaded.get_weights()):

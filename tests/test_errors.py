@@ -408,40 +408,37 @@ def conv_case(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
-    y, cols = fz.ops.conv2d_forward(x, kernel)
-    return x, kernel, cols, rng.standard_normal(y.shape).astype(np.float32)
+    y = fz.ops.conv2d_forward(x, kernel)
+    return x, kernel, rng.standard_normal(y.shape).astype(np.float32)
 
 
 def test_conv2d_backward_refuses_dkernel_out_aliasing_the_kernel():
     """Was a silently wrong dx: dkernel was written over the kernel before dx = col2im(dz·Kᵀ) read it."""
-    x, kernel, cols, dz = conv_case()
+    x, kernel, dy = conv_case()
     before = kernel.copy()
     with pytest.raises(ValueError, match=r"conv2d_backward: dkernel_out must not overlap kernel "
                                          r"\(they are the same array\)"):
-        fz.ops.conv2d_backward(dz, kernel, cols, x.shape, dkernel_out=kernel)
+        fz.ops.conv2d_backward(dy, kernel, x, dkernel_out=kernel)
     np.testing.assert_array_equal(kernel, before)  # refused before anything was written
 
 
-def test_conv2d_backward_refuses_dcols_sharing_memory_with_dx():
-    x, kernel, cols, dz = conv_case()
-    buffer = np.zeros(x.size + cols.size, np.float32)
-    dx_out = buffer[:x.size].reshape(x.shape)
-    dcols = buffer[x.size - 7:x.size - 7 + cols.size].reshape(cols.shape)
-    with pytest.raises(ValueError, match=r"conv2d_backward: dcols must not overlap dx_out"):
-        fz.ops.conv2d_backward(dz, kernel, cols, x.shape, dx_out=dx_out, dcols=dcols)
+def test_conv2d_backward_refuses_dx_out_sharing_memory_with_x():
+    """dx of one block of images would overwrite x that another block still reads."""
+    x, kernel, dy = conv_case()
+    buffer = np.zeros(2 * x.size, np.float32)
+    x_view = buffer[:x.size].reshape(x.shape)
+    x_view[...] = x
+    dx_out = buffer[x.size - 7:2 * x.size - 7].reshape(x.shape)
+    with pytest.raises(ValueError, match=r"conv2d_backward: dx_out must not overlap x"):
+        fz.ops.conv2d_backward(dy, kernel, x_view, dx_out=dx_out)
 
 
-def test_conv2d_backward_dcols_may_be_cols_itself():
-    """What conv.h allows (cols is read for dkernel before dcols is written), and
-    disjoint views of one buffer, both give the result of separate arrays."""
-    x, kernel, cols, dz = conv_case()
-    expected = fz.ops.conv2d_backward(dz, kernel, cols.copy(), x.shape)
-    in_place = cols.copy()
-    got = fz.ops.conv2d_backward(dz, kernel, in_place, x.shape, dcols=in_place)
-    for e, g in zip(expected, got):
-        np.testing.assert_array_equal(e, g)
+def test_conv2d_backward_into_disjoint_views_of_one_buffer():
+    """Disjoint views of one buffer give the result of separate arrays."""
+    x, kernel, dy = conv_case()
+    expected = fz.ops.conv2d_backward(dy, kernel, x)
     buffer = np.zeros(x.size + kernel.size, np.float32)
-    got = fz.ops.conv2d_backward(dz, kernel, cols, x.shape, dx_out=buffer[:x.size].reshape(x.shape),
+    got = fz.ops.conv2d_backward(dy, kernel, x, dx_out=buffer[:x.size].reshape(x.shape),
                                  dkernel_out=buffer[x.size:].reshape(kernel.shape))
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(e, g)

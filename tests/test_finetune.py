@@ -94,39 +94,39 @@ def test_save_weights_load_weights_round_trip(tmp_path):
     model = three_dense()
     x, y = data()
     model.fit(x, y, epochs=1, verbose=0)
-    model.save_weights(tmp_path / "weights.npz")
-    model.save(tmp_path / "model.npz")
+    model.save_weights(tmp_path / "weights.safetensors")
+    model.save(tmp_path / "model.safetensors")
 
     fresh = three_dense()
-    fresh.load_weights(tmp_path / "weights.npz")
+    fresh.load_weights(tmp_path / "weights.safetensors")
     assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
     assert np.array_equal(fresh.predict(x), model.predict(x))
 
     unbuilt = fz.Sequential([fz.layers.Dense(8, activation="relu"), fz.layers.Dense(8, activation="relu"),
                              fz.layers.Dense(3, activation="softmax")])
-    unbuilt.load_weights(tmp_path / "model.npz")  # a model.save file knows the input shape
+    unbuilt.load_weights(tmp_path / "model.safetensors")  # a model.save file knows the input shape
     assert np.array_equal(unbuilt.predict(x), model.predict(x))
     with pytest.raises(ValueError, match="build the model first"):
-        fz.Sequential([fz.layers.Dense(3)]).load_weights(tmp_path / "weights.npz")
+        fz.Sequential([fz.layers.Dense(3)]).load_weights(tmp_path / "weights.safetensors")
 
 
 def test_load_weights_checks_the_architecture(tmp_path):
     model = three_dense()
-    model.save_weights(tmp_path / "weights.npz")
+    model.save_weights(tmp_path / "weights.safetensors")
     wider = fz.Sequential([fz.layers.Dense(9, activation="relu"), fz.layers.Dense(8, activation="relu"),
                            fz.layers.Dense(3, activation="softmax")])
     wider.build((None, 6))
     kernel = wider.layers[0].kernel.copy()
     with pytest.raises(ValueError, match=r"weight 0 .* shape \(6, 8\).* \(6, 9\)"):
-        wider.load_weights(tmp_path / "weights.npz")
+        wider.load_weights(tmp_path / "weights.safetensors")
     assert np.array_equal(kernel, wider.layers[0].kernel)  # nothing changed
     shallow = fz.Sequential([fz.layers.Dense(3, activation="softmax")])
     shallow.build((None, 6))
     with pytest.raises(ValueError, match="holds 6 weight arrays, the model has 2"):
-        shallow.load_weights(tmp_path / "weights.npz")
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+        shallow.load_weights(tmp_path / "weights.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot load weights"):
-        shallow.load_weights(tmp_path / "junk.npz")
+        shallow.load_weights(tmp_path / "junk.safetensors")
 
 
 def test_example_runs_on_a_tiny_subset(capsys):

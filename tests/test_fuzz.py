@@ -4,8 +4,10 @@
     gzipped: it returns the array the file holds or raises ValueError — never
     another exception type, and never allocates much more than the file
     itself (tracemalloc);
-(b) load_model on mutated checkpoints, byte for byte and entry by entry in a
-    well-formed zip: a model or a ValueError, nothing else;
+(b) load_model on mutated checkpoints: .npz files of format 2 byte for byte and
+    entry by entry in a well-formed zip; safetensors files byte for byte, their
+    header, fromzero's metadata and each tensor's entry: a model or a ValueError,
+    nothing else;
 (c) fz.ops (matmul with transposes, activations, softmax, losses, bias_grad,
     argmax, gather_rows) on random shapes (1 and 0 where legal), strides
     (slices, transposes, negative steps) and dtypes, compared with NumPy;
@@ -128,16 +130,25 @@ def test_idx_parser_raises_only_value_error(example):
 _CHECKPOINT = {}
 
 
+def small_compiled_model():
+    fz.utils.set_random_seed(0)
+    model = fz.Sequential([fz.layers.Dense(4, activation="relu"), fz.layers.Dropout(0.2),
+                           fz.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.build((None, 5))
+    return model
+
+
 def checkpoint_bytes():
-    """A small saved model (Dense, Dropout, Dense; compiled), made once."""
+    """A small model (Dense, Dropout, Dense; compiled) in fromzero's format 2
+    (.npz, still read), made once."""
     if not _CHECKPOINT:
-        fz.utils.set_random_seed(0)
-        model = fz.Sequential([fz.layers.Dense(4, activation="relu"), fz.layers.Dropout(0.2),
-                               fz.layers.Dense(3, activation="softmax")])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.build((None, 5))
+        model = small_compiled_model()
+        config = fz.saving.file_config(model)
+        config["format_version"] = 2
         path = WORK / "base.npz"
-        model.save(path)
+        np.savez(path, config=np.array(json.dumps(config)),
+                 **{f"weight_{i}": w for i, w in enumerate(model.get_weights())})
         _CHECKPOINT["bytes"] = path.read_bytes()
         with zipfile.ZipFile(path) as z:
             _CHECKPOINT["entries"] = {n: z.read(n) for n in z.namelist()}
@@ -213,6 +224,80 @@ def test_load_model_accepts_the_unmutated_checkpoint():
     path = WORK / "plain.npz"
     path.write_bytes(checkpoint_bytes()[0])
     assert fz.models.load_model(path).predict(np.ones((2, 5))).shape == (2, 3)
+
+
+_SAFETENSORS = {}
+
+
+def safetensors_checkpoint():
+    """The same model saved by model.save (safetensors, with optimizer state
+    and generator), after one training step: (file bytes, header JSON object)."""
+    if not _SAFETENSORS:
+        model = small_compiled_model()
+        model.fit(np.ones((4, 5), np.float32), np.zeros(4, int), verbose=0)
+        path = WORK / "base.safetensors"
+        model.save(path, extras={"tokenizer": {"kind": "bytes"}})
+        data = path.read_bytes()
+        (length,) = struct.unpack("<Q", data[:8])
+        _SAFETENSORS["bytes"] = data
+        _SAFETENSORS["header"] = json.loads(data[8:8 + length])
+    return _SAFETENSORS["bytes"], _SAFETENSORS["header"]
+
+
+def with_header(header, data):
+    """A safetensors file: the JSON `header` (padded as the format wants) and the data bytes."""
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+@st.composite
+def safetensors_inputs(draw):
+    data, header = safetensors_checkpoint()
+    (length,) = struct.unpack("<Q", data[:8])
+    body = data[8 + length:]
+    how = draw(st.sampled_from(["bytes", "header", "metadata", "tensor", "drop"]))
+    if how == "bytes":
+        return draw(mutated(data, max_mutations=6))
+    header = json.loads(json.dumps(header))
+    if how == "header":  # the safetensors header's JSON itself, edited
+        text = draw(mutated_json(data[8:8 + length].decode()))
+        return struct.pack("<Q", len(text.encode())) + text.encode() + body
+    names = sorted(k for k in header if k != "__metadata__")
+    if how == "metadata":  # fromzero's JSON (architecture, state) or the extras, edited
+        key = draw(st.sampled_from(["fromzero", "extras"]))
+        header["__metadata__"][key] = draw(mutated_json(header["__metadata__"][key]))
+    elif how == "tensor":  # one tensor's dtype, shape or byte range changed
+        entry = header[draw(st.sampled_from(names))]
+        field = draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
+        if field == "dtype":
+            entry["dtype"] = draw(st.sampled_from(["F16", "F64", "I32", "BOOL", "U8", "BF16", "X"]))
+        else:
+            entry[field] = draw(st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 12, 2**31, 2**62]),
+                                         max_size=3))
+    else:
+        del header[draw(st.sampled_from(names))]
+    return with_header(header, body)
+
+
+@FUZZ
+@given(safetensors_inputs())
+def test_load_safetensors_raises_only_value_error(content):
+    path = WORK / "fuzz-model.safetensors"
+    path.write_bytes(content)
+    for load in (fz.models.load_model, fz.saving.load_extras,
+                 small_compiled_model().load_weights):
+        try:
+            load(path)
+        except ValueError:
+            pass
+
+
+def test_load_safetensors_accepts_the_unmutated_checkpoint():
+    path = WORK / "plain.safetensors"
+    path.write_bytes(safetensors_checkpoint()[0])
+    assert fz.models.load_model(path).optimizer.iterations == 1
+    assert fz.saving.load_extras(path) == {"tokenizer": {"kind": "bytes"}}
 
 
 # ==================================================================== (c) fz.ops against NumPy

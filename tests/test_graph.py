@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors
 
 import fromzero as fz
 
@@ -351,8 +352,8 @@ def test_graph_save_load_is_bit_exact(tmp_path, name):
     model = make()
     model.compile("adam", "mse")
     xs = graph_inputs(shapes)
-    model.save(tmp_path / "graph.npz")
-    loaded = fz.models.load_model(tmp_path / "graph.npz")
+    model.save(tmp_path / "graph.safetensors")
+    loaded = fz.models.load_model(tmp_path / "graph.safetensors")
     assert type(loaded) is fz.Model
     assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
     assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
@@ -364,10 +365,10 @@ def test_graph_save_load_is_bit_exact(tmp_path, name):
 def test_saved_graph_lists_nodes_edges_and_call_arguments(tmp_path):
     fz.utils.set_random_seed(10)
     model = shared_layer()
-    model.save(tmp_path / "m.npz")
-    with np.load(tmp_path / "m.npz") as archive:
-        config = json.loads(str(archive["config"]))
-    assert config["format_version"] == 2 and config["class"] == "Model"
+    model.save(tmp_path / "m.safetensors")
+    with safetensors.safe_open(tmp_path / "m.safetensors", framework="numpy") as f:
+        config = json.loads(f.metadata()["fromzero"])
+    assert config["format_version"] == 3 and config["class"] == "Model"
     graph = config["config"]
     names = [entry["config"]["name"] for entry in graph["layers"]]
     assert names.count("shared") == 1  # a shared layer is listed once ...
@@ -385,8 +386,8 @@ def test_per_node_keyword_arguments_are_kept_and_saved(tmp_path):
     model = fz.Model(x, L.Dropout(0.5)(x, training=True))
     ones = np.ones((4, 50), np.float32)
     assert np.any(model.predict(ones, verbose=0) == 0)
-    model.save(tmp_path / "mc.npz")
-    loaded = fz.models.load_model(tmp_path / "mc.npz")
+    model.save(tmp_path / "mc.safetensors")
+    loaded = fz.models.load_model(tmp_path / "mc.safetensors")
     assert np.any(loaded.predict(ones, verbose=0) == 0)
 
 
@@ -399,8 +400,8 @@ def test_multi_input_multi_output_round_trip(tmp_path):
     data = {"a": inputs((5, 3)), "b": inputs((5, 2), seed=1)}
     out = model.predict(data, verbose=0)
     assert set(out) == {"score", "kind"} and out["kind"].shape == (5, 3)
-    model.save(tmp_path / "mimo.npz")
-    loaded = fz.models.load_model(tmp_path / "mimo.npz")
+    model.save(tmp_path / "mimo.safetensors")
+    loaded = fz.models.load_model(tmp_path / "mimo.safetensors")
     again = loaded.predict(data, verbose=0)
     for k in out:
         np.testing.assert_array_equal(out[k], again[k])
@@ -670,8 +671,8 @@ def test_tensor_keyword_arguments_and_per_node_options(tmp_path):
     report = fz.testing.check_gradients(model, data)
     assert sorted(report) == ["param_0", "param_1", "x_0", "x_1", "x_2"]  # no gradient for ids
     assert_gradients_ok(report)
-    model.save(tmp_path / "blend.npz")
-    loaded = fz.models.load_model(tmp_path / "blend.npz")
+    model.save(tmp_path / "blend.safetensors")
+    loaded = fz.models.load_model(tmp_path / "blend.safetensors")
     np.testing.assert_array_equal(loaded.predict(data, verbose=0), model.predict(data, verbose=0))
 
 
@@ -683,8 +684,8 @@ def test_one_layer_called_two_ways_shares_and_sums_its_weight(tmp_path):
     model = fz.Model(x, tied(L.Activation("tanh")(tied(x)), reverse=True))
     assert model.output_shape == (None, 5) and len(model.trainable_params) == 1
     assert_gradients_ok(fz.testing.check_gradients(model, inputs((4, 5))))
-    model.save(tmp_path / "tied.npz")
-    loaded = fz.models.load_model(tmp_path / "tied.npz")
+    model.save(tmp_path / "tied.safetensors")
+    loaded = fz.models.load_model(tmp_path / "tied.safetensors")
     xv = inputs((4, 5), seed=3)
     np.testing.assert_array_equal(loaded.predict(xv, verbose=0), model.predict(xv, verbose=0))
 

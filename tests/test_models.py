@@ -9,6 +9,8 @@ import signal
 
 import numpy as np
 import pytest
+import safetensors
+import safetensors.numpy
 
 import fromzero as fz
 from fromzero import cli
@@ -236,7 +238,7 @@ def test_thread_count_does_not_change_results(mnist, restore_threads):
 
 def test_save_load_round_trip_is_bit_exact(tmp_path):
     model, x, y = trained_small_model(seed=10)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     model.save(path)
     loaded = fz.models.load_model(path)
     assert len(loaded.layers) == 3
@@ -249,7 +251,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
 
 def test_loaded_model_is_compiled_and_keeps_training(tmp_path):
     model, x, y = trained_small_model(seed=11)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     model.save(str(path))
     loaded = fz.models.load_model(str(path))
     assert isinstance(loaded.optimizer, fz.optimizers.Adam)
@@ -278,8 +280,8 @@ def test_save_load_keeps_every_layer_and_compile_setting(tmp_path, optimizer, lo
                            L.Dropout(0.1), L.Activation("tanh"), L.Flatten(), L.Dense(3)])
     model.compile(optimizer, loss, metrics=["accuracy"])
     model.fit(x, targets, epochs=1, verbose=0)
-    model.save(tmp_path / "m.npz")
-    loaded = fz.models.load_model(tmp_path / "m.npz")
+    model.save(tmp_path / "m.safetensors")
+    loaded = fz.models.load_model(tmp_path / "m.safetensors")
     assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
     assert loaded.layers[1].alpha == pytest.approx(0.1)
     assert loaded.layers[2].rate == pytest.approx(0.1)
@@ -291,32 +293,33 @@ def test_save_load_keeps_every_layer_and_compile_setting(tmp_path, optimizer, lo
     loaded.fit(x, targets, epochs=1, verbose=0)
 
 
-def test_saved_file_is_plain_npz(tmp_path):
+def test_saved_file_is_plain_safetensors(tmp_path):
     model, _, _ = trained_small_model(seed=12)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     model.save(path)
-    with np.load(path, allow_pickle=False) as archive:
-        assert "config" in archive.files
-        config = json.loads(str(archive["config"]))
-        weights = [archive[f"weight_{i}"] for i in range(4)]
+    tensors = safetensors.numpy.load_file(path)
+    with safetensors.safe_open(path, framework="numpy") as f:
+        config = json.loads(f.metadata()["fromzero"])
     assert config["class"] == "Sequential"
     assert config["config"]["layers"][0]["class"] == "Dense"
-    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    names = config["weights"]
+    assert [n.split("/")[1] for n in names] == ["kernel", "bias", "kernel", "bias"]
+    assert all(np.array_equal(tensors[n], w) for n, w in zip(names, model.get_weights()))
 
 
 def test_save_over_existing_file_leaves_no_temp_files(tmp_path):
     model, x, _ = trained_small_model(seed=13)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     path.write_bytes(b"old content")
     model.save(path)
     model.save(path)
-    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
     np.testing.assert_array_equal(fz.models.load_model(path).predict(x), model.predict(x))
 
 
 def test_load_truncated_file(tmp_path):
     model, _, _ = trained_small_model(seed=14)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     model.save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -325,13 +328,13 @@ def test_load_truncated_file(tmp_path):
 
 
 def test_load_random_bytes(tmp_path):
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ValueError, match="cannot load model from"):
         fz.models.load_model(path)
 
 
-def test_load_npz_without_config(tmp_path):
+def test_load_npz_without_config(tmp_path):  # an .npz goes to the reader of the old format
     path = tmp_path / "model.npz"
     np.savez(path, weight_0=np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="no 'config' entry: not a fromzero model file"):
@@ -340,13 +343,15 @@ def test_load_npz_without_config(tmp_path):
 
 def test_load_file_with_altered_weight_shape(tmp_path):
     model, _, _ = trained_small_model(seed=15)
-    path = tmp_path / "model.npz"
+    path = tmp_path / "model.safetensors"
     model.save(path)
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
-    arrays["weight_0"] = arrays["weight_0"][:-1]  # one input feature fewer
-    bad = tmp_path / "bad.npz"
-    np.savez(bad, **arrays)
+    with safetensors.safe_open(path, framework="numpy") as f:
+        tensors = {k: f.get_tensor(k).copy() for k in f.keys()}
+        metadata = f.metadata()
+    first = json.loads(metadata["fromzero"])["weights"][0]
+    tensors[first] = tensors[first][:-1]  # one input feature fewer
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(safetensors.numpy.save(tensors, metadata))
     with pytest.raises(ValueError, match=r"weights do not fit the architecture.*weight 0 must have "
                                          r"shape \(6, 16\), got \(5, 16\)"):
         fz.models.load_model(bad)

@@ -228,8 +228,8 @@ def test_a_model_saved_with_a_schedule_loads_with_it(tmp_path):
     model.compile(O.Adam(S.ExponentialDecay(0.01, 10, 0.9), clipnorm=1.0), "mse")
     x = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32)
     model.fit(x, np.zeros((16, 2), np.float32), epochs=1, verbose=0)
-    model.save(tmp_path / "m.npz")
-    loaded = fz.load_model(tmp_path / "m.npz")
+    model.save(tmp_path / "m.safetensors")
+    loaded = fz.load_model(tmp_path / "m.safetensors")
     assert isinstance(loaded.optimizer.learning_rate_schedule, S.ExponentialDecay)
     assert loaded.optimizer.clipnorm == 1.0
     assert loaded.optimizer.get_config() == model.optimizer.get_config()

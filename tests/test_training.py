@@ -266,8 +266,8 @@ def test_int32_inputs_stay_integer_through_every_entry_point(tmp_path):
     assert model.predict(ids.astype(np.float64), verbose=0).shape == (40, 2)  # whole floats: fine
     with pytest.raises(ValueError, match="must hold whole numbers"):
         model.predict(ids + 0.5, verbose=0)
-    model.save(tmp_path / "ids.npz")
-    np.testing.assert_array_equal(fz.models.load_model(tmp_path / "ids.npz").predict(ids, verbose=0),
+    model.save(tmp_path / "ids.safetensors")
+    np.testing.assert_array_equal(fz.models.load_model(tmp_path / "ids.safetensors").predict(ids, verbose=0),
                                   model.predict(ids, verbose=0))
 
 

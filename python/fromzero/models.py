@@ -620,10 +620,12 @@ class Model(Trainer, Layer):
         from . import saving
         saving.print_summary(self, print_fn)
 
-    def save(self, path):
-        """Architecture, compile settings and weights in one file (saving.py)."""
+    def save(self, path, extras=None):
+        """Architecture, compile settings, weights and training state in one
+        safetensors file; `extras`, a dict of JSON values, is stored beside
+        them (fz.saving.load_extras reads it back). See saving.py."""
         from . import saving
-        saving.save_model(self, path)
+        saving.save_model(self, path, extras=extras)
 
     def save_weights(self, path, lora_only=False):
         """Every weight (saving.py); lora_only=True: the LoRA adapters alone, in a

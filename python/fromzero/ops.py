@@ -143,35 +143,35 @@ def pair(value, name="size"):
 
 
 def conv2d_forward(x, kernel, bias=None, strides=1, padding="valid",
-                   activation=Activation.identity, alpha=0.0, cols=None, out=None):
-    """``(y, cols)``: ``y = act(conv(x, kernel) + bias)`` as one GEMM on ``cols = im2col(x)``.
+                   activation=Activation.identity, alpha=0.0, out=None):
+    """``y = act(conv(x, kernel) + bias)``: a GEMM of the windows of x (im2col) with the kernel.
 
-    x (N, H, W, C), kernel (kh, kw, C, F), bias (F,), y (N, Ho, Wo, F);
-    cols (N·Ho·Wo, kh·kw·C) is what conv2d_backward needs, and passing it back
-    in reuses its memory. ``activation`` is applied in the GEMM epilogue
-    (elementwise activations only).
+    x (N, H, W, C), kernel (kh, kw, C, F), bias (F,), y (N, Ho, Wo, F).
+    ``activation`` is applied in the GEMM epilogue (elementwise activations only).
     """
     return _core.conv2d_forward(x, kernel, bias, pair(strides, "strides"), padding, activation,
-                                alpha, cols, out)
+                                alpha, out)
 
 
-def conv2d_backward(dz, kernel, cols, input_shape, strides=1, padding="valid", use_bias=True,
-                    need_dx=True, need_dparams=True, dx_out=None, dkernel_out=None,
-                    dbias_out=None, dcols=None):
-    """``(dx, dkernel, dbias)`` from ``dz = ∂L/∂(conv + bias)`` (after the activation's derivative).
+def conv2d_backward(dy, kernel, x, strides=1, padding="valid", use_bias=True, need_dx=True,
+                    need_dparams=True, dx_out=None, dkernel_out=None, dbias_out=None,
+                    activation=Activation.identity, y=None, alpha=0.0):
+    """``(dx, dkernel, dbias)`` from ``dy = ∂L/∂y`` for ``y = act(z)``, ``z = conv(x, kernel) + bias``.
 
-    ``dkernel = colsᵀ·dz``, ``dbias = Σ dz``, ``dx = col2im(dz·kernelᵀ)``; a
-    gradient not asked for (need_dx, need_dparams, use_bias) comes back as None.
-    dcols is the (N·Ho·Wo, kh·kw·C) workspace for dx.
+    x is the forward's input and y its output. With cols = im2col(x):
+    ``dz = dy·act'(y)``, ``dkernel = colsᵀ·dz``, ``dbias = Σ dz``,
+    ``dx = col2im(dz·kernelᵀ)``; dz is formed block by block inside the
+    kernel (identity: dz = dy, and y is not needed). A gradient not asked for
+    (need_dx, need_dparams, use_bias) comes back as None.
     """
-    return _core.conv2d_backward(dz, kernel, cols, tuple(input_shape), pair(strides, "strides"),
-                                 padding, use_bias, need_dx, need_dparams, dx_out, dkernel_out,
-                                 dbias_out, dcols)
+    return _core.conv2d_backward(dy, kernel, x, pair(strides, "strides"), padding, use_bias,
+                                 need_dx, need_dparams, dx_out, dkernel_out, dbias_out,
+                                 activation, y, alpha)
 
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid"):
     """The 2-D convolution (Keras's, a cross-correlation) of NHWC images x with kernel (kh, kw, C, F)."""
-    return conv2d_forward(x, kernel, bias, strides, padding)[0]
+    return conv2d_forward(x, kernel, bias, strides, padding)
 
 
 def _pool_args(pool_size, strides):

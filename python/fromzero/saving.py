@@ -1,11 +1,24 @@
-"""Saving and loading models: architecture, compile settings and weights in one file.
+"""Saving and loading models: architecture, compile settings, weights and
+training state in one safetensors file.
 
-The container is an .npz archive (a zip of .npy arrays) holding
+safetensors (the format Hugging Face and PyTorch use for weights) is a JSON
+header followed by the raw tensors; the header names each tensor with its
+dtype, shape and byte range and holds string metadata. A fromzero file has
 
-    config      one JSON string: {"format": "fromzero.Model", "format_version": 2,
-                "class": "Model" or "Sequential", "config": the architecture,
-                "compile": the optimizer, losses and metrics}
-    weight_0 …  the model's weights in model.weights order
+    tensors     every weight by name: dense_1/kernel, dense_1/bias, ...; then the
+                optimizer's state arrays: optimizer/dense_1/kernel/momentum, ...
+    metadata    "fromzero": one JSON object {"format": "fromzero.Model",
+                "format_version": 3, "class": "Model" or "Sequential",
+                "config": the architecture, "compile": the optimizer, losses and
+                metrics, "weights": the weight names in model.weights order,
+                "optimizer_state": {"iterations", "params", "slots"},
+                "rng": the model's random generator state}
+                "extras": JSON the caller stores beside the model (save(path, extras=...))
+
+so any safetensors reader (safetensors.numpy.load_file, torch) gets the
+weights by name, and load_model gets the model back ready to resume training
+bit for bit. save_weights writes the weights alone ("format":
+"fromzero.Weights").
 
 The architecture of a graph model lists every layer once (its class, its
 constructor arguments, trainable) and every node in the order the model runs
@@ -17,21 +30,24 @@ appears once in "layers" and at each of its nodes; a nested model is a
 layer whose config is a model's. Loading replays the calls on fz.Input
 tensors: the same graph, then the weights.
 
-Nothing in a file is trusted: no pickle, headers checked before any data is
-read (see _Checkpoint), and writes are atomic. Files of format version 1
-(fromzero's first Sequential files) still load.
+Nothing in a file is trusted: nothing is unpickled or run, headers are
+checked before any data is read (_SafetensorsFile), and writes are atomic.
+The .npz files of fromzero's earlier formats (1 and 2) still load (_Checkpoint).
 """
 
+import contextlib
 import json
 import lzma
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from . import graph, losses, models, optimizers
 from .layers import base as layers_base
@@ -39,7 +55,8 @@ from .layers.core import Dense, Input, InputLayer
 from .layers.reshaping import Flatten
 
 FORMAT_NAME = "fromzero.Model"
-FORMAT_VERSION = 2
+WEIGHTS_FORMAT_NAME = "fromzero.Weights"
+FORMAT_VERSION = 3  # 3: safetensors; 1 and 2 (.npz) are still read
 _V1_NAME = "fromzero.Sequential"  # format version 1: a Sequential, Dense flattening its input
 
 
@@ -195,14 +212,14 @@ def _model_from_file_config(config):
         version = config.get("format_version")
         if isinstance(version, bool) or version != 1:
             raise ValueError(f"format version {version!r} is not supported (this fromzero reads "
-                             f"1 and {FORMAT_VERSION})")
+                             f"1 to {FORMAT_VERSION})")
         return _sequential_from_v1(config)
     if config.get("format") != FORMAT_NAME:
         raise ValueError("not a fromzero model file")
     version = config.get("format_version")
-    if isinstance(version, bool) or version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in (2, FORMAT_VERSION):
         raise ValueError(f"format version {version!r} is not supported (this fromzero reads "
-                         f"1 and {FORMAT_VERSION})")
+                         f"1 to {FORMAT_VERSION})")
     cls = config.get("class")
     if cls not in ("Model", "Sequential"):
         raise ValueError(f"unknown model class {cls!r}")
@@ -255,38 +272,137 @@ def file_config(model):
             "config": model.get_config(), "compile": _compile_config(model)}
 
 
+# ---------------------------------------------------------------- names
+
+def named_weights(model):
+    """(name, array) for every weight of the model, in model.weights order.
+
+    A weight's name is its layer's and its own, as Keras names them:
+    ``dense_1/kernel``, ``batch_normalization/moving_mean``; a model used as
+    a layer adds its name in front (``encoder/dense/kernel``). These are the
+    tensor names in a saved file.
+    """
+    named = []
+
+    def visit(layer, prefix):
+        inner = getattr(layer, "_unique_layers", None)
+        if inner is not None:  # a model: its weights are its layers'
+            for sub in inner():
+                visit(sub, f"{prefix}{sub.name}/")
+            return
+        own = getattr(layer, "_weight_names", {})
+        for i, w in enumerate(layer.weights):
+            named.append((prefix.rstrip("/") + "/" + own.get(id(w), f"weight_{i}"), w))
+
+    for layer in model._unique_layers():
+        visit(layer, f"{layer.name}/")
+    seen = set()
+    for name, _ in named:
+        if name in seen:
+            raise ValueError(f"cannot save {model.name}: two weights are both named {name!r} "
+                             f"(give its layers distinct names)")
+        seen.add(name)
+    return named
+
+
+def weights_to_save(model):
+    """The weights save_weights writes, by name: the one place that decides
+    which weights a weights file holds (every weight of the model)."""
+    return dict(named_weights(model))
+
+
 # ---------------------------------------------------------------- files
 
-def save_model(model, path):
-    """Save architecture, compile settings and weights to one .npz file.
+def save_model(model, path, extras=None):
+    """Save architecture, compile settings, weights and training state to one
+    safetensors file at `path` (whatever its extension).
 
-    The architecture is JSON inside the archive, the weights are plain
-    arrays: loading never unpickles (so never runs code). The file is
-    written beside `path` under a temporary name and renamed over it, so a
-    crash mid-save leaves the old file intact.
+    The tensors are the weights by name (``dense_1/kernel``), then the
+    optimizer's state arrays (``optimizer/dense_1/kernel/momentum``). The
+    metadata "fromzero" is one JSON object: the architecture and compile
+    settings (as in get_config), the weight names in order, the optimizer's
+    step count (which is also its schedule's position) and the model's random
+    generator state — so training resumed from the file takes the steps,
+    draws the dropout masks and shuffles the data exactly as if it had never
+    stopped. `extras`, a dict of JSON values (a tokenizer's config, ...), is
+    stored as the metadata "extras" and read back by load_extras(path).
     """
-    arrays = {"config": np.array(json.dumps(file_config(model)))}
-    arrays.update({f"weight_{i}": w for i, w in enumerate(model.get_weights())})
-    _write_npz_atomically(path, arrays)
+    named = named_weights(model)
+    tensors = dict(named)
+    header = file_config(model)
+    header["weights"] = [name for name, _ in named]
+    header["optimizer_state"] = _optimizer_state(model, named, tensors)
+    rng = getattr(model, "_rng", None)
+    header["rng"] = None if rng is None else rng.bit_generator.state
+    _write_safetensors(path, tensors, header, extras)
 
 
 def save_weights(model, path):
-    """Only the weights, as arrays weight_0, weight_1, ... in one .npz file
+    """Only the weights (weights_to_save), by name, in a safetensors file
     (atomically, as save). Read them back with load_weights."""
-    _write_npz_atomically(path, {f"weight_{i}": w for i, w in enumerate(model.get_weights())})
+    tensors = weights_to_save(model)
+    header = {"format": WEIGHTS_FORMAT_NAME, "format_version": FORMAT_VERSION,
+              "weights": list(tensors)}
+    _write_safetensors(path, tensors, header, None)
+
+
+def _optimizer_state(model, named, tensors):
+    """The optimizer's step count and slot names; its state arrays go into
+    `tensors` as optimizer/<weight name>/<slot name>."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    names = {id(w): name for name, w in named}
+    params = model.trainable_params
+    state = optimizer.get_state(params)
+    for p, arrays in zip(params, state["slots"]):
+        for slot, array in zip(optimizer.slot_names, arrays):
+            key = f"optimizer/{names[id(p)]}/{slot}"
+            if key in tensors:
+                raise ValueError(f"cannot save {model.name}: the optimizer state {key!r} has the "
+                                 f"name of a weight")
+            tensors[key] = array
+    return {"iterations": state["iterations"], "params": [names[id(p)] for p in params],
+            "slots": list(optimizer.slot_names)}
+
+
+def _write_safetensors(path, tensors, header, extras):
+    metadata = {"fromzero": json.dumps(header)}
+    if extras is not None:
+        if not isinstance(extras, dict):
+            raise TypeError(f"extras must be a dict of JSON values, got {type(extras).__name__}")
+        metadata["extras"] = json.dumps(_json_value(extras, "extras"))
+    arrays = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
+    _write_atomically(path, safetensors.numpy.save(arrays, metadata=metadata))
+
+
+def load_extras(path):
+    """The `extras` dict model.save(path, extras=...) stored ({} if none)."""
+    path = os.fspath(path)
+    try:
+        if _is_zip(path):
+            return {}
+        with _SafetensorsFile(path) as f:
+            return f.extras()
+    except FileNotFoundError:
+        raise
+    except _ARCHIVE_ERRORS as e:
+        raise ValueError(f"cannot read extras from {path}: {e}") from e
 
 
 def load_weights(model, path):
-    """Set the model's weights from a file written by save_weights or save.
+    """Set the model's weights from a file written by save_weights or save
+    (or an .npz file of fromzero's earlier formats).
 
-    The model must have the architecture the file was saved from: the
-    number of weight arrays and every shape are checked before any weight
-    changes. An unbuilt Sequential is first built for the input shape a
-    save stored (a save_weights file does not store it).
+    The model must have the architecture the file was saved from: weights
+    are matched in order, and their number and every shape are checked
+    before any weight changes. An unbuilt Sequential is first built for the
+    input shape a save stored (a save_weights file does not store it).
     """
     path = os.fspath(path)
     try:
-        with _Checkpoint(path) as archive:
+        reader = _Checkpoint if _is_zip(path) else _SafetensorsFile
+        with reader(path) as archive:
             if not model.built:
                 config = archive.read_config() if archive.has("config") else {}
                 shape = _stored_input_shape(config)
@@ -307,7 +423,7 @@ def load_weights(model, path):
 
 
 def _stored_input_shape(config):
-    """The sample shape a model file's config stores, if any (either format)."""
+    """The sample shape a model file's config stores, if any (any format)."""
     if config.get("format") == _V1_NAME:
         shape = config.get("input_shape")
         return None if shape is None else _check_input_shape(shape)
@@ -316,19 +432,22 @@ def _stored_input_shape(config):
 
 
 def load_model(path):
-    """The model saved by model.save(path), compiled again if it was compiled.
+    """The model saved by model.save(path), compiled again if it was
+    compiled, with its optimizer state and random generator as they were.
 
-    The file is not trusted (see _Checkpoint): anything wrong with it — not a
-    zip archive, truncated, another program's .npz, pickled objects, another
-    format version, a malformed architecture, weights of the wrong shape — is
-    a ValueError naming the file, raised before any array of the size the
-    file claims is allocated. Nothing in it is ever unpickled.
+    The file is not trusted: anything wrong with it — not a safetensors file
+    (nor an .npz of fromzero's earlier formats), truncated, another program's
+    file, another format version, a malformed architecture, weights or state
+    of the wrong shape — is a ValueError naming the file, raised before any
+    array of the size the file claims is allocated. Nothing in it is ever
+    unpickled or run.
     """
     path = os.fspath(path)
     try:
-        with _Checkpoint(path) as archive:
+        reader = _Checkpoint if _is_zip(path) else _SafetensorsFile
+        with reader(path) as archive:
             if not archive.has("config"):
-                raise ValueError("no 'config' entry: not a fromzero model file")
+                raise ValueError(archive.why_not_a_model())
             config = archive.read_config()
             try:
                 model = _model_from_file_config(config)
@@ -341,6 +460,10 @@ def load_model(path):
             model.set_weights(weights)
             if config.get("compile"):
                 _compile_from_config(model, config["compile"])
+                if config.get("optimizer_state") is not None and reader is _SafetensorsFile:
+                    _restore_optimizer(model, config["optimizer_state"], archive)
+            if config.get("rng") is not None:
+                model._rng = _generator_from_state(config["rng"])
     except FileNotFoundError:
         raise
     except _ARCHIVE_ERRORS as e:
@@ -348,21 +471,95 @@ def load_model(path):
     return model
 
 
-def _write_npz_atomically(path, arrays):
-    """np.savez(path, **arrays), written beside `path` under a temporary name and
-    renamed over it, so a crash mid-save leaves the old file intact."""
+def _restore_optimizer(model, saved, archive):
+    saved = _check_type(saved, dict, "optimizer_state")
+    optimizer = model.optimizer
+    params = model.trainable_params
+    names = [name for name, w in named_weights(model) if any(w is p for p in params)]
+    if saved.get("params") != names:
+        raise ValueError(f"the optimizer state is for the weights {saved.get('params')!r}, the "
+                         f"model trains {names!r}")
+    if saved.get("slots") != list(optimizer.slot_names):
+        raise ValueError(f"the optimizer state holds {saved.get('slots')!r}, "
+                         f"{type(optimizer).__name__} needs {list(optimizer.slot_names)!r}")
+    slots = [[archive.read_tensor(f"optimizer/{name}/{slot}", p.shape)
+              for slot in optimizer.slot_names] for name, p in zip(names, params)]
+    optimizer.set_state({"iterations": saved.get("iterations"), "slots": slots}, params)
+
+
+def _generator_from_state(state):
+    """A NumPy generator in the state bit_generator.state gave (PCG64 only)."""
+    state = _check_type(state, dict, "rng")
+    if state.get("bit_generator") != "PCG64":
+        raise ValueError(f"rng: expected a PCG64 generator state, got {state.get('bit_generator')!r}")
+    generator = np.random.default_rng()
+    generator.bit_generator.state = state  # checks every field (ValueError / TypeError)
+    return generator
+
+
+def _is_zip(path):
+    """Whether `path` starts as a zip archive (fromzero's earlier .npz format)."""
+    with open(path, "rb") as f:  # FileNotFoundError goes to the caller as is
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+_TEMP_SUFFIX = ".fromzero-tmp"
+
+
+def _write_atomically(path, data):
+    """Write the bytes `data` to `path` atomically: into a temporary file
+    beside it (mode 0666 less the umask, as any new file), flushed to disk,
+    then renamed over `path`, so a crash mid-save leaves the old file intact.
+    Any error removes the temporary file; one left by a process killed
+    mid-save (SIGKILL cannot be caught) is removed by the next save to the
+    same path."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
+    folder, base = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder, base)
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}{_TEMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot save to {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise type(e)(e.errno, f"cannot save to {path}: {e.strerror}") from None
         raise
+
+
+def _remove_stale_temporaries(folder, base):
+    """Remove .<base>.<pid>-<random>.fromzero-tmp files of processes that no longer run."""
+    prefix = f".{base}."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_TEMP_SUFFIX)):
+            continue
+        pid = name[len(prefix):-len(_TEMP_SUFFIX)].split("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_runs(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- summary
@@ -422,7 +619,7 @@ class _LoadError(ValueError):
 # load_model and load_weights turn each into a ValueError naming the file.
 _ARCHIVE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError,
                    RuntimeError, RecursionError, OverflowError, struct.error, zlib.error,
-                   lzma.LZMAError, zipfile.BadZipFile)
+                   lzma.LZMAError, zipfile.BadZipFile, safetensors.SafetensorError)
 _MAX_CONFIG_BYTES = 1 << 24  # a model's architecture is a few kilobytes of JSON
 
 
@@ -475,6 +672,9 @@ class _Checkpoint:
 
     def has(self, name):
         return name in self.entries
+
+    def why_not_a_model(self):
+        return "no 'config' entry: not a fromzero model file"
 
     def read(self, name, shape=None, max_bytes=None):
         """Entry `name` as an array, its header checked before its data is read."""
@@ -541,6 +741,102 @@ class _Checkpoint:
                 raise ValueError(f"weight {i} has dtype {w.dtype}, not a number type")
             weights.append(w)
         return weights
+
+
+class _SafetensorsFile:
+    """A safetensors file written by save / save_weights, read without trusting it.
+
+    The safetensors library checks the container before anything is read:
+    the header's length (at most 100 MB) and JSON, every tensor's dtype,
+    shape and byte range inside the file, and that the ranges cover the
+    file exactly; its tensors are memory-mapped, so reading allocates only
+    what is copied into the model. Here, in addition, the metadata must be
+    fromzero's, and every tensor's dtype and shape are checked against the
+    model before its data is touched.
+    """
+
+    _NUMBER_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"}
+
+    def __init__(self, path):
+        self.path = path
+        self.file = safetensors.safe_open(path, framework="numpy")
+        self.metadata = self.file.metadata() or {}
+        self.names = set(self.file.keys())
+        self.header = None
+        if "fromzero" in self.metadata:
+            header = _json_loads(self.metadata["fromzero"], "the metadata 'fromzero'")
+            if not isinstance(header, dict):
+                raise ValueError("not a fromzero file: its metadata 'fromzero' is not a JSON object")
+            if header.get("format") not in (FORMAT_NAME, WEIGHTS_FORMAT_NAME):
+                raise ValueError(f"not a fromzero file: format {header.get('format')!r}")
+            version = header.get("format_version")
+            if isinstance(version, bool) or version != FORMAT_VERSION:
+                raise ValueError(f"format version {version!r} is not supported (this fromzero "
+                                 f"writes {FORMAT_VERSION} and reads 1 to {FORMAT_VERSION})")
+            self.header = header
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.__exit__(*exc)
+
+    def why_not_a_model(self):
+        if self.header is None:
+            self.read_config()  # raises, saying why
+        return (f"{self.path} holds weights only (written by save_weights), no architecture: "
+                f"create the model and call its load_weights")
+
+    def has(self, name):
+        """Only "config": whether the file holds a model (architecture and all)."""
+        return name == "config" and self.header is not None and self.header["format"] == FORMAT_NAME
+
+    def read_config(self):
+        if self.header is None:
+            raise ValueError("not a fromzero file: a safetensors file without fromzero's "
+                             "metadata (another program's weights?)")
+        return self.header
+
+    def extras(self):
+        self.read_config()
+        if "extras" not in self.metadata:
+            return {}
+        extras = _json_loads(self.metadata["extras"], "the metadata 'extras'")
+        return _check_type(extras, dict, "extras")
+
+    def read_tensor(self, name, shape):
+        """Tensor `name`, its dtype and shape checked before its data is read."""
+        if name not in self.names:
+            raise ValueError(f"the file has no tensor {name!r}")
+        view = self.file.get_slice(name)
+        dtype = view.get_dtype()
+        if dtype not in self._NUMBER_DTYPES:
+            raise ValueError(f"tensor {name!r} has dtype {dtype}, not a number type")
+        found = tuple(view.get_shape())
+        if found != tuple(shape):
+            raise _ShapeError(found)
+        return self.file.get_tensor(name)
+
+    def read_weights(self, model):
+        """The model's weights in order, from the tensors the header lists."""
+        names = _check_type(self.read_config().get("weights"), list, "weights")
+        params = model.weights
+        if len(names) != len(params):
+            raise _WeightMismatch(None, len(names), len(params))
+        weights = []
+        for i, (name, p) in enumerate(zip(names, params)):
+            try:
+                weights.append(self.read_tensor(_check_type(name, str, "a weight's name"), p.shape))
+            except _ShapeError as e:
+                raise _WeightMismatch(i, e.found, p.shape) from None
+        return weights
+
+
+def _json_loads(text, what):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} is not valid JSON: {e}") from None
 
 
 class _ShapeError(ValueError):

@@ -3,7 +3,6 @@
 layers own the buffers and save what backward needs. The shape helpers
 here are shared with the pooling layers."""
 
-import math
 
 from .. import ops
 from .._core import Activation as Act
@@ -72,7 +71,9 @@ class Conv2D(KernelLayer):
         forward   y  = f(cols · K + b)           one GEMM, b and f in its epilogue
         backward  dK = colsᵀ · dz,  db = Σ dz,  dx = col2im(dz · Kᵀ)
 
-    col2im adds each window's gradient back onto the pixels it read.
+    col2im adds each window's gradient back onto the pixels it read. The
+    kernels build cols a block of rows at a time, in cache (csrc/conv2d.cpp),
+    so backward needs only x (and y, for the activation's derivative).
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
@@ -111,44 +112,40 @@ class Conv2D(KernelLayer):
                              f"got input of shape {x.shape}")
         out_shape = window_output_shape(self, x.shape, self.kernel_size, self.strides,
                                         self.padding, self.filters)
-        patch = self.kernel_size[0] * self.kernel_size[1] * x.shape[3]
-        cols = self.buffer("cols", (math.prod(out_shape[:3]), patch))
         z = self.buffer("y" if self._epilogue else "z", out_shape)
         ops.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
-                           self.activation if self._epilogue else Act.identity, self.alpha,
-                           cols=cols, out=z)
+                           self.activation if self._epilogue else Act.identity, self.alpha, out=z)
         y = z
         if not self._epilogue:  # y = f(z) over rows of channels
             y = self.buffer("y", out_shape)
             ops.activation_forward(self.activation, z.reshape(-1, self.filters), self.alpha,
                                    out=y.reshape(-1, self.filters))
         if training:
-            self.save(x.shape, cols, z, y)
+            self.save(x, z, y)
         return y
 
     def backward(self, dy):
-        input_shape, cols, z, y = self.saved
+        x, z, y = self.saved
         dy = as_float32(dy, "dy")
         if dy.shape != y.shape:
             raise ValueError(f"{self.name}: dy must have shape {y.shape}, got {dy.shape}")
-        if self.activation == Act.identity:
-            dz = dy
-        elif self._epilogue:  # dz = dy ⊙ f'(z), with f' written in terms of y
-            dz = ops.activation_backward(self.activation, None, y, dy, self.alpha,
-                                         out=self.buffer("dz", dy.shape))
-        else:
+        # The kernel folds an epilogue activation's derivative in (dz = dy ⊙ f'(y),
+        # block by block); GELU's and softmax's are applied here first.
+        activation = self.activation
+        if not self._epilogue:
             rows = (-1, self.filters)
             dz = self.buffer("dz", dy.shape)
             ops.activation_backward(self.activation, z.reshape(rows), y.reshape(rows),
                                     dy.reshape(rows), self.alpha, out=dz.reshape(rows))
+            dy, activation = dz, Act.identity
         train, need_dx = self.trainable, self.input_grad_needed
         dx, _, _ = ops.conv2d_backward(
-            dz, self.kernel, cols, input_shape, self.strides, self.padding,
+            dy, self.kernel, x, self.strides, self.padding,
             use_bias=self.use_bias, need_dx=need_dx, need_dparams=train,
-            dx_out=self.buffer("dx", input_shape) if need_dx else None,
+            dx_out=self.buffer("dx", x.shape) if need_dx else None,
             dkernel_out=self.grads[0] if train else None,
             dbias_out=self.grads[1] if train and self.use_bias else None,
-            dcols=self.buffer("dcols", cols.shape) if need_dx else None)
+            activation=activation, y=y, alpha=self.alpha)
         self._add_penalty_gradient()
         return dx
 

@@ -26,7 +26,6 @@ query_dense and value_dense). Adapters are saved under the sublayers' paths
 import fnmatch
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -139,9 +138,10 @@ def save_adapters(model, path):
     """The adapters alone, in a safetensors file: "<layer path>.<name>" for the
     arrays of every adapted layer's lora_weights() (a Dense layer's
     lora_kernel_a and lora_kernel_b), and in the metadata each layer's rank
-    and α.
-    Written beside `path` and renamed over it, so a crash leaves the old file."""
+    and α. Written atomically, as every fromzero file."""
     from safetensors.numpy import save
+
+    from . import saving
     adapted = adapted_layers(model)
     if not adapted:
         raise ValueError(f"{model.name}: save_weights(lora_only=True): no layer has LoRA "
@@ -153,7 +153,7 @@ def save_adapters(model, path):
         layers[p] = {"rank": layer.lora_rank, "lora_alpha": layer.lora_alpha}
     data = save(tensors, metadata={"format": _FORMAT, "version": _VERSION,
                                    "layers": json.dumps(layers)})
-    _write_atomically(path, data)
+    saving._write_atomically(path, data)  # beside `path`, then renamed over it
 
 
 def load_adapters(model, path):
@@ -230,18 +230,3 @@ def _read_adapter_file(path):
                 raise ValueError(f"{path}: tensor {name!r} is {t.dtype}, not float32")
             tensors[name] = t
     return layers, tensors
-
-
-def _write_atomically(path, data):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fromzero-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -1012,14 +1012,16 @@ PYBIND11_MODULE(_core, m) {
                c.run([&] { fz::global_avg_pool2d_backward(dy.data(), dx.mutable_data(), s[0], s[1], s[2], s[3]); });
                return dx;
            });
-    kernel(Spec("batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99, "
-                "epsilon=0.001, out=None, mean=None, inv_std=None)",
+    // momentum and epsilon have no defaults here: Keras's (0.99, 1e-3) are BatchNormalization's.
+    kernel(Spec("batch_norm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum, epsilon, "
+                "out=None, mean=None, inv_std=None)",
                 "(y, mean, inv_std): y = γ·(x − μ)·s + β per channel (the last axis), s = 1/√(σ² + ε); training "
                 "uses the batch's μ and σ² and updates moving_mean and moving_var in place")
                .in("x", "..., channels").in("gamma", "channels").in("beta", "channels")
                .state("moving_mean", "channels").state("moving_var", "channels").out("out", "..., channels")
                .out("mean", "channels").out("inv_std", "channels").param("momentum", kBatchNormMomentum)
-               .param("epsilon", kBatchNormEpsilon).example("...=4x3 channels=2", "training=True"),
+               .param("epsilon", kBatchNormEpsilon)
+               .example("...=4x3 channels=2", "training=True, momentum=0.99, epsilon=0.001"),
            [](Call& c) {
                const float momentum = c.param("momentum"), epsilon = c.param("epsilon");
                FloatArray x = c.in("x"), gamma = c.in("gamma"), beta = c.in("beta");

@@ -293,3 +293,159 @@ def test_a_temporary_file_left_by_a_killed_save_is_removed_by_the_next(tmp_path)
     fz.utils.set_random_seed(10)
     fz.Sequential([fz.Input((3,)), L.Dense(2)]).save(tmp_path / "m.safetensors")
     assert sorted(os.listdir(tmp_path)) == sorted(["m.safetensors", running.name, other.name])
+
+
+# ---------------------------------------------------------------- every argument comes back
+
+class AbsoluteErrorOfMine(fz.losses.Loss):
+    """A loss of the user's own: found again by its class when loading."""
+
+    def call(self, y_true, y_pred):
+        return np.abs(y_pred - y_true).mean(axis=-1)
+
+    def gradient(self, y_true, y_pred):
+        return np.sign(y_pred - y_true) / y_pred.size
+
+
+METRICS = [fz.metrics.TopKCategoricalAccuracy(k=3), fz.metrics.SparseTopKCategoricalAccuracy(k=2),
+           fz.metrics.Precision(average="micro"), fz.metrics.Recall(average=None, name="recall_each"),
+           fz.metrics.F1Score(average="weighted", name="f1_w"), fz.metrics.Accuracy(name="acc")]
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=lambda m: type(m).__name__)
+def test_metrics_round_trip_with_every_argument(metric):
+    again = fz.metrics.deserialize(json.loads(json.dumps(fz.utils.serialize(metric))))
+    assert type(again) is type(metric) and again.get_config() == metric.get_config()
+
+
+@pytest.mark.parametrize("loss", [
+    fz.losses.SparseCategoricalCrossentropy(from_logits=True, name="ce_logits"),
+    fz.losses.CategoricalCrossentropy(name="cce"), fz.losses.BinaryCrossentropy(from_logits=True),
+    fz.losses.MeanSquaredError(name="l2_loss"), AbsoluteErrorOfMine(name="mae_mine")],
+    ids=lambda l: type(l).__name__)
+def test_losses_round_trip_with_every_argument(loss):
+    again = fz.losses.from_config(json.loads(json.dumps(fz.utils.serialize(loss))))
+    assert type(again) is type(loss) and again.get_config() == loss.get_config()
+
+
+@pytest.mark.parametrize("init", [
+    fz.initializers.RandomNormal(0.5, 0.1), fz.initializers.RandomUniform(-1, 2),
+    fz.initializers.Constant(0.25), fz.initializers.HeNormal(), fz.initializers.Zeros()],
+    ids=lambda i: type(i).__name__)
+def test_initializers_round_trip(init):
+    again = fz.initializers.get(json.loads(json.dumps(fz.initializers.serialize(init))))
+    assert again == init
+    fz.utils.set_random_seed(0)
+    first = init((3, 4))
+    fz.utils.set_random_seed(0)
+    np.testing.assert_array_equal(again((3, 4)), first)
+
+
+@pytest.mark.parametrize("reg", [fz.regularizers.L1(0.2), fz.regularizers.L2(0.03),
+                                 fz.regularizers.L1L2(0.1, 0.2)], ids=lambda r: type(r).__name__)
+def test_regularizers_round_trip_keyed_by_class(reg):
+    again = fz.regularizers.get(json.loads(json.dumps(fz.regularizers.serialize(reg))))
+    assert type(again) is type(reg) and again.get_config() == reg.get_config()
+
+
+def test_a_saved_model_keeps_every_argument(tmp_path):
+    """Before: TopKCategoricalAccuracy(k=3) came back with k=5, Precision('micro')
+    as macro, a custom loss name or class did not load, and an initializer
+    object was saved as 'glorot_uniform'."""
+    fz.utils.set_random_seed(11)
+    model = fz.Sequential([
+        fz.Input((4,)),
+        L.Dense(5, kernel_initializer=fz.initializers.RandomNormal(0.1, 0.2),
+                bias_initializer=fz.initializers.Constant(0.5),
+                kernel_regularizer=fz.regularizers.L2(0.03)),
+        L.Dense(6, activation="softmax", kernel_initializer="he_normal")])
+    model.compile("adam", fz.losses.SparseCategoricalCrossentropy(name="my_ce"),
+                  metrics=[fz.metrics.TopKCategoricalAccuracy(k=3),
+                           fz.metrics.Precision(average="micro", name="p_micro"), "accuracy"])
+    model.save(tmp_path / "m.safetensors")
+    loaded = fz.load_model(tmp_path / "m.safetensors")
+    assert [(type(m), m.get_config()) for m in loaded.metrics] == \
+        [(type(m), m.get_config()) for m in model.metrics]
+    assert loaded.metrics[0].k == 3 and loaded.metrics[1].average == "micro"
+    assert loaded.loss.name == "my_ce"
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    assert loaded.layers[0].kernel_initializer == fz.initializers.RandomNormal(0.1, 0.2)
+    assert type(loaded.layers[0].kernel_regularizer) is fz.regularizers.L2
+    assert loaded.layers[1].kernel_initializer == "he_normal"
+
+    custom = fz.Sequential([fz.Input((2,)), L.Dense(1)])
+    custom.compile("sgd", AbsoluteErrorOfMine(name="mae_mine"))
+    custom.save(tmp_path / "c.safetensors")
+    again = fz.load_model(tmp_path / "c.safetensors")
+    assert type(again.loss) is AbsoluteErrorOfMine and again.loss.name == "mae_mine"
+
+
+def test_a_plain_function_initializer_is_refused_at_save_not_replaced(tmp_path):
+    fz.utils.set_random_seed(12)
+    model = fz.Sequential([fz.Input((2,)), L.Dense(3, kernel_initializer=lambda s: np.ones(s))])
+    with pytest.raises(ValueError, match="its initializer .* is a plain function, and a file holds "
+                                         "no code; write it as a subclass of fromzero.initializers"):
+        model.save(tmp_path / "m.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- weights shown as views
+
+class ViewScale(L.Layer):
+    """y = x · w per feature. Its weight lives as a (1, n) array and is shown
+    as (n,) — a fresh view each time params is read, as MultiHeadAttention
+    shows its Dense sublayers' kernels in Keras's shapes. The optimizer's state
+    and the saved file must follow the weight, not the view object."""
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        self._w = np.linspace(0.5, 1.5, n, dtype=np.float32).reshape(1, n)
+        self._g = np.zeros((1, n), np.float32)
+        self.built = True
+
+    @property
+    def params(self):
+        return [self._w.reshape(-1)] if self.built else []
+
+    @property
+    def grads(self):
+        return [self._g.reshape(-1)] if self.built else []
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, np.float32)
+        if not self.built:
+            self.build(x.shape)
+        if training:
+            self.save(x)
+        return x * self._w
+
+    def backward(self, dy):
+        (x,) = self.saved
+        self._g[...] = (dy * x).sum(axis=0)
+        return dy * self._w
+
+
+def view_model():
+    fz.utils.set_random_seed(13)
+    model = fz.Sequential([fz.Input((6,)), L.Dense(5, activation="relu"), ViewScale(),
+                           L.Dense(3, activation="softmax")])
+    model.compile(fz.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_optimizer_state_follows_weights_shown_as_fresh_views(tmp_path):
+    x, y = blobs()
+    straight = view_model()
+    straight.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    twice = view_model()  # two fits: Adam's moments of the view weight carry over
+    twice.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    twice.save(tmp_path / "m.safetensors")
+    twice.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    resumed = fz.load_model(tmp_path / "m.safetensors")
+    resumed.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    for a, b, c in zip(straight.get_weights(), twice.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    scale = twice.layers[1].name
+    tensors = safetensors.numpy.load_file(tmp_path / "m.safetensors")
+    assert tensors[f"optimizer/{scale}/weight_0/velocity"].shape == (5,)

@@ -343,7 +343,8 @@ def test_ops_validate_before_running():
     with pytest.raises(ValueError, match="dy must have shape"):
         fz.ops.conv2d_backward(np.zeros((1, 2, 2, 3), np.float32), np.zeros((3, 3, 2, 2), np.float32), x)
     with pytest.raises(TypeError, match="moving_mean must be a float32 array"):
-        fz.ops.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2, np.float32), True)
+        fz.ops.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2, np.float32), True,
+                                  0.99, 1e-3)
 
 
 def test_conv2d_ops_backward_folds_the_activation():

@@ -453,16 +453,16 @@ def test_batch_norm_forward_refuses_one_array_for_both_moving_statistics():
     x, gamma, beta = bn_case()
     stats = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"batch_norm_forward: moving_var must not overlap moving_mean"):
-        fz.ops.batch_norm_forward(x, gamma, beta, stats, stats, True)
+        fz.ops.batch_norm_forward(x, gamma, beta, stats, stats, True, 0.99, 1e-3)
     both = np.zeros(5, np.float32)  # overlapping views
     with pytest.raises(ValueError, match=r"batch_norm_forward: moving_var must not overlap moving_mean"):
-        fz.ops.batch_norm_forward(x, gamma, beta, both[:3], both[2:], True)
+        fz.ops.batch_norm_forward(x, gamma, beta, both[:3], both[2:], True, 0.99, 1e-3)
 
 
 def test_batch_norm_backward_refuses_one_array_for_dgamma_and_dbeta():
     x, gamma, beta = bn_case()
     _, mean, inv_std = fz.ops.batch_norm_forward(x, gamma, beta, np.zeros(3, np.float32),
-                                                 np.ones(3, np.float32), True)
+                                                 np.ones(3, np.float32), True, 0.99, 1e-3)
     grads = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"batch_norm_backward: dbeta must not overlap dgamma"):
         fz.ops.batch_norm_backward(x, gamma, mean, inv_std, np.ones_like(x), True, dgamma=grads, dbeta=grads)

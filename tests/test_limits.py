@@ -1,7 +1,8 @@
 """One owner for every range: the kernels' hyperparameter ranges are declared in
 csrc/bindings.cpp (_core.limits(), fz.ops.limits()), every kernel enforces the
 ones it declares, and the Python layers and optimizers accept exactly the same
-values — probed at both ends of each range and just outside them."""
+values — probed at both ends of each range and just outside them (Python
+reads the ranges from the kernels through fz.ops.check_limit: one owner)."""
 
 import math
 import re
@@ -36,11 +37,14 @@ PYTHON = [
     ("Dropout(rate)", lambda v: L.Dropout(v), "dropout_rate"),
     ("LeakyReLU(negative_slope)", lambda v: L.LeakyReLU(v), "negative_slope"),
     ("Activation(alpha)", lambda v: L.Activation("leaky_relu", alpha=v), "negative_slope"),
+    ("AdamW(learning_rate)", lambda v: O.AdamW(learning_rate=v), "learning_rate"),
+    ("AdamW(beta_2)", lambda v: O.AdamW(beta_2=v), "beta"),
+    ("RMSprop(weight_decay)", lambda v: O.RMSprop(weight_decay=v), "weight_decay"),
+    ("ExponentialDecay(initial_learning_rate)",
+     lambda v: O.schedules.ExponentialDecay(v, decay_steps=10, decay_rate=0.5), "learning_rate"),
+    ("CosineDecay(initial_learning_rate)",
+     lambda v: O.schedules.CosineDecay(v, decay_steps=10), "learning_rate"),
 ]
-# Where Python still disagrees with the kernels: Python's own copy of the rule
-# is to be deleted (see the report of issue 10); the xfail is strict, so the
-# fix makes this list fail until it is emptied.
-DISAGREE = {"SGD(learning_rate)", "Adam(learning_rate)", "RMSprop(learning_rate)"}
 
 
 def kernel_accepts(limit, value):
@@ -69,12 +73,20 @@ def python_accepts(make, value):
     return True
 
 
-@pytest.mark.parametrize("what, make, limit", [
-    pytest.param(*p, marks=pytest.mark.xfail(strict=True, reason="Python's own range: follow-up of issue 10"))
-    if p[0] in DISAGREE else p for p in PYTHON], ids=[p[0] for p in PYTHON])
+@pytest.mark.parametrize("what, make, limit", PYTHON, ids=[p[0] for p in PYTHON])
 def test_python_accepts_exactly_the_kernel_range(what, make, limit):
     wrong = [v for v in probes(limit) if python_accepts(make, v) != kernel_accepts(limit, v)]
     assert not wrong, f"{what}: Python and the kernels ({LIMITS[limit]['interval']}) disagree on {wrong}"
+
+
+@pytest.mark.parametrize("clip", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_clipping_follows_the_kernel_range_except_zero(clip):
+    """The kernels read a clip of 0 as "off"; Keras spells that None, so
+    Python refuses 0 (the one rule the kernels cannot know) and otherwise
+    accepts exactly the kernels' range."""
+    wrong = [v for v in probes("clip")
+             if python_accepts(lambda x: O.SGD(**{clip: x}), v) != (kernel_accepts("clip", v) and v != 0)]
+    assert not wrong, wrong
 
 
 def test_every_limit_is_used_and_described():

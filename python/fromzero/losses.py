@@ -37,6 +37,9 @@ import numpy as np
 from . import _core, utils
 
 
+_CLASSES = {}  # every Loss subclass by lower-case class name (from_config)
+
+
 class Loss:
     """The base class of every loss, and how to write your own.
 
@@ -73,6 +76,10 @@ class Loss:
     #: output layer can receive the fused gradient p − t directly.
     fuses_with_softmax = False
     sparse_targets = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        utils.register_class(cls, _CLASSES)
 
     def __init__(self, name=None):
         # Keras's default name: the class name in snake_case (MeanAbsoluteError → mean_absolute_error)
@@ -150,7 +157,12 @@ class Loss:
         return np.ascontiguousarray(p, dtype=np.float32)
 
     def get_config(self):
+        """The constructor arguments (a subclass taking more than `name` adds its own)."""
         return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 # What every refusal below shows: a loss is a Loss subclass with call and gradient.
@@ -340,6 +352,10 @@ def get(spec):
 
 
 def from_config(config):
+    """The loss utils.serialize saved ({"class", "config"}), or, from files
+    before format 3, a config keyed by its Keras name."""
+    if set(config) == {"class", "config"}:
+        return utils.deserialize("loss", config, _CLASSES)
     config = dict(config)
     cls = utils.lookup("loss", config.pop("name"), _BY_NAME)
     return cls(**config)

@@ -28,17 +28,32 @@ import numpy as np
 from . import _core, utils
 
 AVERAGES = (None, "micro", "macro", "weighted")
+_CLASSES = {}  # every Metric subclass by lower-case class name (deserialize)
 
 
 class Metric:
-    """The protocol: reset_state(), update_state(y_true, y_pred), result()."""
+    """The protocol: reset_state(), update_state(y_true, y_pred), result().
+
+    A subclass whose constructor takes more than `name` returns those
+    arguments from get_config too, so that a saved model gets it back."""
 
     #: "up": higher is better. Callbacks with mode="auto" (EarlyStopping, ...) read it.
     direction = "up"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        utils.register_class(cls, _CLASSES)
+
     def __init__(self, name):
         self.name = name
         self.reset_state()
+
+    def get_config(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def reset_state(self):
         raise NotImplementedError
@@ -97,6 +112,9 @@ class TopKCategoricalAccuracy(Metric):
             raise ValueError(f"{name}: k must be a positive integer, got {k!r}")
         self.k = int(k)
         super().__init__(name)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name}
 
     def reset_state(self):
         self.correct = 0
@@ -274,6 +292,9 @@ class _ConfusionMatrixMetric(Metric):
         self.average = average
         super().__init__(name)
 
+    def get_config(self):
+        return {"average": self.average, "name": self.name}
+
     def reset_state(self):
         self.confusion = None
         self.binary = False
@@ -378,3 +399,10 @@ def get(spec):
         raise TypeError(f"metric must be a name such as 'accuracy' or a fromzero.metrics.Metric, "
                         f"got {spec!r}")
     return utils.lookup("metric", spec, _BY_NAME)()
+
+
+def deserialize(spec):
+    """The metric utils.serialize saved, or a metric name (files before format 3)."""
+    if isinstance(spec, str):
+        return get(spec)
+    return utils.deserialize("metric", spec, _CLASSES)

@@ -49,7 +49,8 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from . import graph, losses, models, optimizers
+from . import graph, losses, models, optimizers, utils
+from . import metrics as metrics_module
 from .layers import base as layers_base
 from .layers.core import Dense, Input, InputLayer
 from .layers.reshaping import Flatten
@@ -228,11 +229,13 @@ def _model_from_file_config(config):
 
 
 def _compile_config(model):
+    """The optimizer, losses and metrics, each keyed by class with all its
+    arguments ({"class", "config"}: utils.serialize), so each comes back as it was."""
     if model.loss is None:
         return None
 
     def loss_config(loss):
-        return None if loss is None else loss.get_config()
+        return None if loss is None else utils.serialize(loss)
     if isinstance(model.loss, list):
         loss = [loss_config(l) for l in model.loss]
     elif isinstance(model.loss, dict):
@@ -240,10 +243,9 @@ def _compile_config(model):
     else:
         loss = loss_config(model.loss)
     if isinstance(model.loss, (list, dict)):
-        metrics = [[m.name for m in o.metrics] for o in model._losses()]
-        metrics = {o.name: ms for o, ms in zip(model._losses(), metrics)}
+        metrics = {o.name: [utils.serialize(m) for m in o.metrics] for o in model._losses()}
     else:
-        metrics = [m.name for m in model.metrics]
+        metrics = [utils.serialize(m) for m in model.metrics]
     return {"optimizer": model.optimizer.get_config(), "loss": loss,
             "loss_weights": model._compiled["loss_weights"], "metrics": metrics}
 
@@ -254,14 +256,22 @@ def _compile_from_config(model, c):
 
     def loss_from(config):
         return None if config is None else losses.from_config(_check_type(config, dict, "loss"))
+
+    def is_one_loss(config):  # {"class", "config"}, or (format 1 and 2) {"name", ...}
+        return set(config) == {"class", "config"} or "name" in config
     if isinstance(loss, list):
         loss = [loss_from(l) for l in loss]
-    elif isinstance(loss, dict) and "name" not in loss:
+    elif isinstance(loss, dict) and not is_one_loss(loss):
         loss = {k: loss_from(l) for k, l in loss.items()}
     else:
         loss = loss_from(loss)
     metrics = c.get("metrics", [])
-    if not isinstance(metrics, (list, dict)):
+    if isinstance(metrics, list):
+        metrics = [metrics_module.deserialize(m) for m in metrics]
+    elif isinstance(metrics, dict):
+        metrics = {k: [metrics_module.deserialize(m) for m in _check_type(ms, list, "metrics")]
+                   for k, ms in metrics.items()}
+    else:
         raise ValueError(f"metrics must be a list or a dict in the model's config, got {metrics!r}")
     model.compile(optimizers.from_config(_check_type(c.get("optimizer"), dict, "optimizer")), loss,
                   loss_weights=c.get("loss_weights"), metrics=metrics or None)
@@ -291,9 +301,9 @@ def named_weights(model):
             for sub in inner():
                 visit(sub, f"{prefix}{sub.name}/")
             return
-        own = getattr(layer, "_weight_names", {})
+        own = _own_weight_names(layer)
         for i, w in enumerate(layer.weights):
-            named.append((prefix.rstrip("/") + "/" + own.get(id(w), f"weight_{i}"), w))
+            named.append((prefix.rstrip("/") + "/" + own.get(_memory(w), f"weight_{i}"), w))
 
     for layer in model._unique_layers():
         visit(layer, f"{layer.name}/")
@@ -304,6 +314,21 @@ def named_weights(model):
                              f"(give its layers distinct names)")
         seen.add(name)
     return named
+
+
+def _memory(a):
+    """Where a weight's values live: a view of it in another shape (a layer
+    may show its weights reshaped, as MultiHeadAttention does) has the same."""
+    return (a.__array_interface__["data"][0], a.size)
+
+
+def _own_weight_names(layer):
+    """{_memory(weight): its name} for the weights the layer made with
+    add_weight, and those of its sublayers (as "<sublayer>/<name>")."""
+    names = {_memory(w): name for w, name in getattr(layer, "_weight_names", [])}
+    for sub in getattr(layer, "sublayers", None) or []:
+        names.update({key: f"{sub.name}/{name}" for key, name in _own_weight_names(sub).items()})
+    return names
 
 
 def weights_to_save(model):
@@ -353,17 +378,17 @@ def _optimizer_state(model, named, tensors):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return None
-    names = {id(w): name for name, w in named}
+    names = {utils.array_key(w): name for name, w in named}
     params = model.trainable_params
     state = optimizer.get_state(params)
     for p, arrays in zip(params, state["slots"]):
         for slot, array in zip(optimizer.slot_names, arrays):
-            key = f"optimizer/{names[id(p)]}/{slot}"
+            key = f"optimizer/{names[utils.array_key(p)]}/{slot}"
             if key in tensors:
                 raise ValueError(f"cannot save {model.name}: the optimizer state {key!r} has the "
                                  f"name of a weight")
             tensors[key] = array
-    return {"iterations": state["iterations"], "params": [names[id(p)] for p in params],
+    return {"iterations": state["iterations"], "params": [names[utils.array_key(p)] for p in params],
             "slots": list(optimizer.slot_names)}
 
 
@@ -476,7 +501,8 @@ def _restore_optimizer(model, saved, archive):
     saved = _check_type(saved, dict, "optimizer_state")
     optimizer = model.optimizer
     params = model.trainable_params
-    names = [name for name, w in named_weights(model) if any(w is p for p in params)]
+    by_key = {utils.array_key(w): name for name, w in named_weights(model)}
+    names = [by_key.get(utils.array_key(p)) for p in params]
     if saved.get("params") != names:
         raise ValueError(f"the optimizer state is for the weights {saved.get('params')!r}, the "
                          f"model trains {names!r}")

@@ -86,6 +86,41 @@ def lookup(kind, name, table):
     raise ValueError(f"unknown {kind} {name!r}{hint} (known: {known})")
 
 
+def array_key(a):
+    """Which memory array `a` is: (address, shape, strides). A layer may hand
+    out a fresh view of the same weight each time it is asked
+    (MultiHeadAttention's Keras-shaped kernels), so id(a) does not identify a
+    weight; whoever keys a dict by this must keep `a` (so its memory) alive,
+    so that the address is not reused. (Anything else, by identity: the
+    kernels refuse it with the reason.)"""
+    if not isinstance(a, np.ndarray):
+        return id(a)
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
+def serialize(obj):
+    """A metric, loss, initializer or regularizer as saved files hold it:
+    {"class": its class name, "config": its get_config()} — keyed by class,
+    so every constructor argument (a custom name, k, average, ...) comes back."""
+    return {"class": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize(kind, spec, classes):
+    """The object serialize(obj) described; `classes` maps lower-case class
+    names to classes (each module registers its subclasses, users' too)."""
+    if not (isinstance(spec, dict) and set(spec) == {"class", "config"}
+            and isinstance(spec["config"], dict)):
+        raise ValueError(f"a saved {kind} must be {{'class': name, 'config': {{...}}}}, got {spec!r}")
+    cls = lookup(kind, spec["class"], classes)
+    return cls.from_config(dict(spec["config"]))
+
+
+def register_class(cls, classes):
+    """Add a public class to `classes` under its lower-case name (for deserialize)."""
+    if not cls.__name__.startswith("_"):
+        classes[cls.__name__.lower()] = cls
+
+
 class Buffers:
     """Reusable arrays, allocated once per (name, shape, dtype) and reused.
 

@@ -1,6 +1,6 @@
 """Activation layers: an activation function as a layer of its own."""
 
-from .. import activations, ops, utils
+from .. import activations, ops
 from .._core import Activation as Act
 from .base import Layer, as_float32
 
@@ -18,7 +18,7 @@ class Activation(Layer):
         if alpha is None:
             alpha = activations.DEFAULT_LEAKY_SLOPE if act == Act.leaky_relu else 0.0
         # >= 0: leaky_relu's backward reads the sign of x from y.
-        self.alpha = utils.check_number("Activation", "alpha", alpha, 0)
+        self.alpha = ops.check_limit("Activation", "alpha", alpha, "negative_slope")
 
     @property
     def outputs_softmax(self):
@@ -110,7 +110,7 @@ class LeakyReLU(Activation):
     """y = x for x > 0, negative_slope · x otherwise (Keras's default slope 0.3)."""
 
     def __init__(self, negative_slope=0.3, **kwargs):
-        slope = utils.check_number("LeakyReLU", "negative_slope", negative_slope, 0)
+        slope = ops.check_limit("LeakyReLU", "negative_slope", negative_slope)
         super().__init__("leaky_relu", alpha=slope, **kwargs)
 
     def get_config(self):

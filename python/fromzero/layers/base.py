@@ -309,7 +309,7 @@ class Layer:
         weight = as_float32(values, f"{self.name}: initial {name or 'weight'}").copy()
         # its name in saved files: <layer name>/<name> (saving.named_weights)
         index = len(self.weights)
-        self.__dict__.setdefault("_weight_names", {})[id(weight)] = name or f"weight_{index}"
+        self.__dict__.setdefault("_weight_names", []).append((weight, name or f"weight_{index}"))
         if trainable:
             self.params.append(weight)
             self.grads.append(np.zeros_like(weight))

@@ -64,9 +64,9 @@ class KernelLayer(Layer):
         self.activation = activations.get(activation)
         self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)  # names checked now
+        # a name stays a name (saved as given); a saved {"class", "config"} becomes the object
+        self.kernel_initializer = _initializer(kernel_initializer)
+        self.bias_initializer = _initializer(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.kernel = self.bias = None
 
@@ -90,13 +90,16 @@ class KernelLayer(Layer):
     def _kernel_config(self):
         """The constructor arguments both layers share, for get_config."""
         return {"activation": activations.name_of(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": _init_name(self.kernel_initializer),
-                "bias_initializer": _init_name(self.bias_initializer),
+                "kernel_initializer": initializers.serialize(self.kernel_initializer, self.name),
+                "bias_initializer": initializers.serialize(self.bias_initializer, self.name),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
 
 
-def _init_name(init):
-    return init if isinstance(init, str) else "glorot_uniform"
+def _initializer(spec):
+    """A layer's initializer argument, checked now: a known name (kept as
+    given), or the object itself (a saved config becomes one)."""
+    resolved = initializers.get(spec)
+    return spec if isinstance(spec, str) else resolved
 
 
 class Dense(KernelLayer):
@@ -335,7 +338,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)
-        self.rate = utils.check_number("Dropout", "rate", rate, 0, 1, high_open=True)
+        self.rate = ops.check_limit("Dropout", "rate", rate, "dropout_rate")
 
     def forward(self, x, training=False):
         x = as_float32(x)

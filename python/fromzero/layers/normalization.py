@@ -4,7 +4,7 @@ LayerNormalization (per sample, over its features) and UnitNormalization
 
 import numpy as np
 
-from .. import ops, utils
+from .. import ops
 from .base import Layer, as_float32
 
 
@@ -29,9 +29,11 @@ class BatchNormalization(Layer):
         if axis != -1:
             raise ValueError(f"BatchNormalization: only axis=-1 (channels last) is supported, "
                              f"got {axis!r}")
-        # utils.check_number, so NumPy scalars (np.float32(0.99)) are accepted too.
-        self.momentum = utils.check_number("BatchNormalization", "momentum", momentum, 0, 1)
-        self.epsilon = utils.check_number("BatchNormalization", "epsilon", epsilon, 0, low_open=True)
+        # the kernel's ranges (NumPy scalars such as np.float32(0.99) too)
+        self.momentum = ops.check_limit("BatchNormalization", "momentum", momentum,
+                                        "batch_norm_momentum")
+        self.epsilon = ops.check_limit("BatchNormalization", "epsilon", epsilon,
+                                       "batch_norm_epsilon")
 
     def build(self, input_shape):
         if len(input_shape) < 1 or input_shape[-1] is None:

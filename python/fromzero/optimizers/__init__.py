@@ -25,7 +25,7 @@ count) and the clipping is applied as the update pass reads each gradient.
 
 import numpy as np
 
-from .. import _core, utils
+from .. import _core, ops, utils
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -39,18 +39,21 @@ class Optimizer:
                  global_clipnorm=None):
         name = type(self).__name__
         self.learning_rate = learning_rate  # the property below checks it
-        self.weight_decay = 0.0 if weight_decay is None else utils.check_number(
-            name, "weight_decay", weight_decay, 0)
+        self.weight_decay = 0.0 if weight_decay is None else ops.check_limit(
+            name, "weight_decay", weight_decay)
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         if sum(v is not None for v in clips.values()) > 1:
             raise ValueError(f"{name}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
                              f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
         for arg, value in clips.items():
-            setattr(self, arg, None if value is None else utils.check_number(
-                name, arg, value, 0, low_open=True))
+            if value is not None:
+                value = ops.check_limit(name, arg, value, "clip")
+                if value == 0:  # the kernels read 0 as "off"; in Keras, None is off
+                    raise ValueError(f"{name}: {arg} must be > 0 (None turns clipping off), got 0")
+            setattr(self, arg, value)
         self.iterations = 0
-        self._slots = {}  # id(param) -> (param, [state arrays])
+        self._slots = {}  # utils.array_key(param) -> (param, [state arrays])
 
     # ------------------------------------------------------------ learning rate
 
@@ -78,7 +81,7 @@ class Optimizer:
                             f"schedules.LearningRateSchedule, got the callable {value!r}; to "
                             f"schedule it yourself, subclass LearningRateSchedule and define "
                             f"__call__(self, step)")
-        self._learning_rate = utils.check_number(owner, "learning_rate", value, 0, low_open=True)
+        self._learning_rate = ops.check_limit(owner, "learning_rate", value)
 
     @property
     def learning_rate_schedule(self):
@@ -89,8 +92,8 @@ class Optimizer:
     def _scheduled_rate(self):
         schedule = self._learning_rate
         rate = schedule(self.iterations)
-        return utils.check_number(type(schedule).__name__, f"the learning rate at step "
-                                  f"{self.iterations}", rate, 0)
+        return ops.check_limit(type(schedule).__name__, f"the learning rate at step "
+                               f"{self.iterations}", rate, "learning_rate")
 
     # ------------------------------------------------------------ the step
 
@@ -113,9 +116,12 @@ class Optimizer:
         self.iterations += 1
 
     def _state(self, p):
-        entry = self._slots.get(id(p))
-        if entry is None or entry[0] is not p:  # keep p alive so its id stays unique
-            entry = self._slots[id(p)] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
+        # keyed by p's memory, not id(p): a layer may give a new view of the same
+        # weight each time; the entry keeps p alive, so its address stays unique
+        key = utils.array_key(p)
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = (p, [np.zeros_like(p) for _ in range(self.num_slots)])
         return entry[1]
 
     def _update(self, params, grads, slots, step, learning_rate, clipping):
@@ -175,7 +181,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
-        self.momentum = utils.check_number("SGD", "momentum", momentum, 0, 1)
+        self.momentum = ops.check_limit("SGD", "momentum", momentum)
         self.nesterov = bool(nesterov)
 
     @property
@@ -200,10 +206,10 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
-        # β < 1: the bias correction divides by 1 − βᵗ.
-        self.beta_1 = utils.check_number(type(self).__name__, "beta_1", beta_1, 0, 1, high_open=True)
-        self.beta_2 = utils.check_number(type(self).__name__, "beta_2", beta_2, 0, 1, high_open=True)
-        self.epsilon = utils.check_number(type(self).__name__, "epsilon", epsilon, 0)
+        owner = type(self).__name__
+        self.beta_1 = ops.check_limit(owner, "beta_1", beta_1, "beta")
+        self.beta_2 = ops.check_limit(owner, "beta_2", beta_2, "beta")
+        self.epsilon = ops.check_limit(owner, "epsilon", epsilon)
 
     def _update(self, params, grads, slots, step, learning_rate, clipping):
         m, v = slots
@@ -226,9 +232,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
-        self.rho = utils.check_number("RMSprop", "rho", rho, 0, 1)
-        self.momentum = utils.check_number("RMSprop", "momentum", momentum, 0, 1)
-        self.epsilon = utils.check_number("RMSprop", "epsilon", epsilon, 0)
+        self.rho = ops.check_limit("RMSprop", "rho", rho)
+        self.momentum = ops.check_limit("RMSprop", "momentum", momentum)
+        self.epsilon = ops.check_limit("RMSprop", "epsilon", epsilon)
 
     @property
     def num_slots(self):

@@ -22,7 +22,7 @@ your own, subclass LearningRateSchedule and define ``__call__(self, step)``
 import math
 import numbers
 
-from .. import utils
+from .. import ops, utils
 
 _BY_NAME = {}
 
@@ -71,8 +71,8 @@ class ExponentialDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
         owner = type(self).__name__
-        self.initial_learning_rate = utils.check_number(owner, "initial_learning_rate",
-                                                        initial_learning_rate, 0)
+        self.initial_learning_rate = ops.check_limit(owner, "initial_learning_rate",
+                                                     initial_learning_rate, "learning_rate")
         self.decay_steps = _check_steps(owner, "decay_steps", decay_steps)
         self.decay_rate = utils.check_number(owner, "decay_rate", decay_rate, 0, low_open=True)
         self.staircase = bool(staircase)
@@ -113,8 +113,8 @@ class CosineDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
                  warmup_target=None, warmup_steps=0):
         owner = type(self).__name__
-        self.initial_learning_rate = utils.check_number(owner, "initial_learning_rate",
-                                                        initial_learning_rate, 0)
+        self.initial_learning_rate = ops.check_limit(owner, "initial_learning_rate",
+                                                     initial_learning_rate, "learning_rate")
         self.decay_steps = _check_steps(owner, "decay_steps", decay_steps)
         self.alpha = utils.check_number(owner, "alpha", alpha, 0, 1)
         self.name = name

@@ -370,3 +370,31 @@ def test_model_enable_lora_defaults_to_query_and_value_of_attention(tmp_path):
     adapted = model.predict(x[:4], verbose=0)
     model.merge_lora()
     np.testing.assert_allclose(model.predict(x[:4], verbose=0), adapted, rtol=1e-4, atol=1e-5)
+
+
+def test_lora_fine_tuning_through_masked_self_attention():
+    """BERT-style blocks (self-attention with a padding mask) fine-tune with
+    LoRA: the second block passes gradients to the first's adapters through
+    its input, and none to the mask; only the adapters and the head change."""
+    from fromzero import pretrained
+    fz.utils.set_random_seed(0)
+    encoder = pretrained.bert_encoder(vocab_size=20, num_layers=2, num_heads=2, hidden_dim=8,
+                                      intermediate_dim=16, max_sequence_length=8)
+    token_ids, segment_ids, padding_mask = encoder.inputs
+    probabilities = fz.layers.Dense(2, activation="softmax", name="classes")(encoder.output)
+    model = fz.Model(encoder.inputs, probabilities)
+    assert model.enable_lora(2) == ["block_0_attention/query", "block_0_attention/value",
+                                    "block_1_attention/query", "block_1_attention/value"]
+    model.get_layer("classes").trainable = True  # a new head trains in full
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 20, (16, 6)).astype(np.int32)
+    mask = (np.arange(6) < rng.integers(2, 7, (16, 1))).astype(np.int32)
+    labels = (ids[:, 0] > 10).astype(np.int32)
+    before = [w.copy() for w in model.weights]
+    model.compile(optimizer=fz.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    history = model.fit([ids, np.zeros_like(ids), mask], labels, epochs=5, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    trained = {id(p) for p in model.trainable_params}
+    assert len(trained) == 8 + 2
+    for w, b in zip(model.weights, before):
+        assert (not np.array_equal(w, b)) == (id(w) in trained)

@@ -403,7 +403,7 @@ class MultiHeadAttention(Layer):
             return None
         if self_attention:  # one input: the three projections' gradients add up
             total = np.add(grads["query"], grads["key"], out=self.buffer("d input", q_in.shape))
-            return np.add(total, grads["value"], out=total), None
+            return (np.add(total, grads["value"], out=total), None) + (None,) * has_mask
         if has_key:
             result = [grads["query"], grads["value"], grads["key"]]
         else:  # key = value

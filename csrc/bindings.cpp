@@ -72,9 +72,10 @@ const Limit kDropoutRate{"dropout_rate", 0, 1, false, true, "kept values are sca
 const Limit kSlope{"negative_slope", 0, inf, false, true, "LeakyReLU's slope: its backward reads the sign of x from y"};
 const Limit kGradScale{"grad_scale", -inf, inf, true, true, "any finite factor"};
 const Limit kClip{"clip", 0, inf, false, true, "clipnorm, global_clipnorm, clipvalue (Keras's); 0: no clipping"};
+const Limit kLoraScale{"lora_scale", -inf, inf, true, true, "lora_alpha / rank: any finite factor"};
 const Limit* const kLimits[] = {&kLearningRate, &kMomentum, &kBeta, &kRho, &kEpsilon, &kWeightDecay,
-                                &kBatchNormMomentum, &kBatchNormEpsilon, &kLayerNormEpsilon, &kAttentionScale, &kDropoutRate, &kSlope, &kGradScale,
-                                &kClip};
+                                &kBatchNormMomentum, &kBatchNormEpsilon, &kLayerNormEpsilon, &kAttentionScale,
+                                &kDropoutRate, &kSlope, &kGradScale, &kClip, &kLoraScale};
 
 // py::enum_ makes an Activation from any int (Activation(99)); such a value
 // would reach a kernel's switch, whose fallback throws inside an OpenMP region
@@ -472,6 +473,66 @@ PYBIND11_MODULE(_core, m) {
                c.run([&] {
                    fz::dense_backward(x.data(), w.data(), ptr(z), y.data(), dy.data(), dz.mutable_data(), mut(dw),
                                       mut(db), mut(dx), x.shape(0), x.shape(1), w.shape(1), act, alpha);
+               });
+               return or_none(dx);
+           });
+
+    kernel(Spec("dense_lora_forward(x, kernel, bias, lora_a, lora_b, scale, activation, alpha=0.0, h_out=None, "
+                "out=None, z_out=None)",
+                "(y, h): y = f(x·W + b + h·B), h = scale·x·A, the kernel and bias frozen (csrc/dense.h); h_out is "
+                "what dense_lora_backward needs, z_out receives the pre-activation when f's backward needs it (GELU)")
+               .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").in("lora_a", "in, rank")
+               .in("lora_b", "rank, units").out("h_out", "batch, rank").out("out", "batch, units")
+               .out("z_out", "batch, units").param("scale", kLoraScale).param("alpha", kSlope)
+               .example("batch=3 in=4 units=5 rank=2", "scale=0.5, activation=Activation.gelu")
+               .example("batch=3 in=4 units=5 rank=2", "scale=2.0, activation=Activation.softmax, z_out=None"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha"), scale = c.param("scale");
+               FloatArray x = c.in("x"), w = c.in("kernel"), a = c.in("lora_a"), b = c.in("lora_b");
+               const auto bias = c.maybe_in("bias");
+               c.check(a.shape(1) >= 1, "lora_a must have at least one column (rank >= 1), got shape ", ShapeOf{a});
+               const bool keep_z = fz::activation_backward_needs_input(act);
+               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
+               auto h = c.out("h_out"), y = c.out("out");
+               auto z = c.out_if("z_out", keep_z);
+               c.run([&] {
+                   fz::dense_lora_forward(x.data(), w.data(), ptr(bias), a.data(), b.data(), scale, h.mutable_data(),
+                                          y.mutable_data(), mut(z), x.shape(0), x.shape(1), w.shape(1), a.shape(1),
+                                          act, alpha);
+               });
+               return py::make_tuple(y, h);
+           });
+    kernel(Spec("dense_lora_backward(x, kernel, lora_a, lora_b, scale, h, z, y, dy, activation, alpha, dz_out, "
+                "dh_out, da_out=None, db_out=None, dx_out=None, accumulate=False)",
+                "dz = dy ⊙ f'(z), dB = hᵀ·dz, dh = scale·dz·Bᵀ, dA = xᵀ·dh, dx = dz·Wᵀ + dh·Aᵀ (added to dx_out "
+                "when accumulate) into the outputs given (no gradient for the frozen kernel and bias); returns dx "
+                "(or None)")
+               .in("x", "batch, in").in("kernel", "in, units").in("lora_a", "in, rank").in("lora_b", "rank, units")
+               .in("h", "batch, rank").in("z", "batch, units").in("y", "batch, units").in("dy", "batch, units")
+               .out("dz_out", "batch, units").in_place("dy").out("dh_out", "batch, rank").out("da_out", "in, rank")
+               .out("db_out", "rank, units").out("dx_out", "batch, in").param("scale", kLoraScale)
+               .param("alpha", kSlope)
+               .example("batch=3 in=4 units=5 rank=2", "scale=0.5, activation=Activation.gelu, alpha=0.0")
+               .example("batch=3 in=4 units=5 rank=2", "scale=2.0, activation=Activation.softmax, alpha=0.0, z=None"),
+           [](Call& c) {
+               const Activation act = activation(c);
+               const float alpha = c.param("alpha"), scale = c.param("scale");
+               FloatArray x = c.in("x"), w = c.in("kernel"), a = c.in("lora_a"), b = c.in("lora_b"), h = c.in("h"),
+                          y = c.in("y"), dy = c.in("dy");
+               c.check(a.shape(1) >= 1, "lora_a must have at least one column (rank >= 1), got shape ", ShapeOf{a});
+               const bool needs_z = fz::activation_backward_needs_input(act);
+               c.check(!needs_z || c.given("z"), "this activation needs z");
+               const auto z = needs_z ? std::optional(c.in("z")) : std::nullopt;
+               const bool accumulate = c.get<bool>("accumulate");
+               c.check(!accumulate || c.given("dx_out"), "accumulate=True needs dx_out=");
+               auto dz = c.out("dz_out"), dh = c.out("dh_out");
+               auto da = c.out_if("da_out", c.given("da_out")), db = c.out_if("db_out", c.given("db_out")),
+                    dx = c.out_if("dx_out", c.given("dx_out"));
+               c.run([&] {
+                   fz::dense_lora_backward(x.data(), w.data(), a.data(), b.data(), scale, h.data(), ptr(z), y.data(),
+                                           dy.data(), dz.mutable_data(), dh.mutable_data(), mut(da), mut(db), mut(dx),
+                                           x.shape(0), x.shape(1), w.shape(1), a.shape(1), act, alpha, accumulate);
                });
                return or_none(dx);
            });

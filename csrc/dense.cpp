@@ -69,6 +69,46 @@ void dense_backward(const float* x, const float* W, const float* z, const float*
     if (dx) gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, 0.0f, dx, in);  // dz·Wᵀ
 }
 
+// LoRA: the base product and the adapter's two thin products (rank columns)
+// are separate GEMMs; the last one adds h·B onto x·W + b (β = 1) and applies
+// the activation in its epilogue, so y is written once more, not twice.
+void dense_lora_forward(const float* x, const float* W, const float* b, const float* A,
+                        const float* B, float scale, float* h, float* y, float* z,
+                        int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                        float alpha) {
+    gemm(false, false, batch, rank, in, scale, x, in, A, rank, 0.0f, h, rank);  // h = s·x·A
+    GemmEpilogue base, adapter;
+    base.bias = b;
+    float* pre = act == Activation::gelu ? z : y;  // GELU's backward needs z
+    gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, pre, out, base);
+    if (epilogue_can_apply(act)) adapter.activation = act, adapter.alpha = alpha;
+    gemm(false, false, batch, out, rank, 1.0f, h, rank, B, out, 1.0f, pre, out, adapter);
+    if (act == Activation::softmax)
+        softmax_forward(y, y, batch, out);
+    else if (act == Activation::gelu)
+        activation_forward(act, z, y, batch * out, alpha);
+}
+
+void dense_lora_backward(const float* x, const float* W, const float* A, const float* B,
+                         float scale, const float* h, const float* z, const float* y,
+                         const float* dy, float* dz, float* dh, float* dA, float* dB, float* dx,
+                         int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                         float alpha, bool accumulate_dx) {
+    if (act == Activation::softmax)
+        softmax_backward(y, dy, dz, batch, out);
+    else
+        activation_and_bias_grad(z, y, dy, dz, nullptr, batch, out, act, alpha);
+    if (dB) gemm(true, false, rank, out, batch, 1.0f, h, rank, dz, out, 0.0f, dB, out);  // hᵀ·dz
+    if (!dA && !dx) return;
+    gemm(false, true, batch, rank, out, scale, dz, out, B, out, 0.0f, dh, rank);  // s·dz·Bᵀ
+    if (dA) gemm(true, false, in, rank, batch, 1.0f, x, in, dh, rank, 0.0f, dA, rank);  // xᵀ·dh
+    if (dx) {
+        const float beta = accumulate_dx ? 1.0f : 0.0f;
+        gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, beta, dx, in);   // dz·Wᵀ
+        gemm(false, true, batch, in, rank, 1.0f, dh, rank, A, rank, 1.0f, dx, in);  // + dh·Aᵀ
+    }
+}
+
 // Reference implementations: the same steps with the reference kernels, one
 // operation at a time.
 void reference::dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
@@ -95,6 +135,44 @@ void reference::dense_backward(const float* x, const float* W, const float* z, c
     if (db) reference::bias_grad(dz, db, batch, out);
     if (dW) reference::gemm(true, false, in, out, batch, 1.0f, x, in, dz, out, 0.0f, dW, out);
     if (dx) reference::gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, 0.0f, dx, in);
+}
+
+// The LoRA reference materialises nothing either, but runs every step with the
+// reference kernels, one operation at a time.
+void reference::dense_lora_forward(const float* x, const float* W, const float* b,
+                                   const float* A, const float* B, float scale, float* h,
+                                   float* y, float* z, int64_t batch, int64_t in, int64_t out,
+                                   int64_t rank, Activation act, float alpha) {
+    GemmEpilogue ep;
+    ep.bias = b;
+    float* pre = z ? z : y;
+    reference::gemm(false, false, batch, rank, in, scale, x, in, A, rank, 0.0f, h, rank);
+    reference::gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, pre, out, ep);
+    reference::gemm(false, false, batch, out, rank, 1.0f, h, rank, B, out, 1.0f, pre, out);
+    if (act == Activation::softmax)
+        reference::softmax_forward(pre, y, batch, out);
+    else
+        reference::activation_forward(act, pre, y, batch * out, alpha);
+}
+
+void reference::dense_lora_backward(const float* x, const float* W, const float* A,
+                                    const float* B, float scale, const float* h, const float* z,
+                                    const float* y, const float* dy, float* dz, float* dh,
+                                    float* dA, float* dB, float* dx, int64_t batch, int64_t in,
+                                    int64_t out, int64_t rank, Activation act, float alpha,
+                                    bool accumulate_dx) {
+    if (act == Activation::softmax)
+        reference::softmax_backward(y, dy, dz, batch, out);
+    else
+        reference::activation_backward(act, z, y, dy, dz, batch * out, alpha);
+    reference::gemm(false, true, batch, rank, out, scale, dz, out, B, out, 0.0f, dh, rank);
+    if (dB) reference::gemm(true, false, rank, out, batch, 1.0f, h, rank, dz, out, 0.0f, dB, out);
+    if (dA) reference::gemm(true, false, in, rank, batch, 1.0f, x, in, dh, rank, 0.0f, dA, rank);
+    if (dx) {
+        const float beta = accumulate_dx ? 1.0f : 0.0f;
+        reference::gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, beta, dx, in);
+        reference::gemm(false, true, batch, in, rank, 1.0f, dh, rank, A, rank, 1.0f, dx, in);
+    }
 }
 
 }  // namespace fz

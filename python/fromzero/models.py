@@ -504,10 +504,11 @@ class Model(Trainer, Layer):
         return step.single and bool(getattr(step.layer, "outputs_softmax", False))
 
     def _backward_plan(self, output_grads, from_logits):
-        """The plan for these seeds and the layers' current trainable flags (cached)."""
+        """The plan for these seeds and which layers now have trainable weights (cached:
+        layer.trainable and LoRA change them)."""
         key = (self.input_grad_needed, self._accumulating, from_logits,
                tuple(g is not None for g in output_grads),
-               tuple(layer.trainable for layer in self._leaves))
+               tuple(bool(layer.trainable_params) for layer in self._leaves))
         plan = self._backward_plans.get(key)
         if plan is None:
             plan = self._backward_plans[key] = self._plan_backward(key)
@@ -632,13 +633,38 @@ class Model(Trainer, Layer):
         from . import saving
         saving.save_model(self, path, extras=extras)
 
-    def save_weights(self, path):
-        from . import saving
-        saving.save_weights(self, path)
+    def save_weights(self, path, lora_only=False):
+        """Every weight (saving.py); lora_only=True: the LoRA adapters alone, in a
+        safetensors file (lora.py)."""
+        from . import lora, saving
+        if lora_only:
+            lora.save_adapters(self, path)
+        else:
+            saving.save_weights(self, path)
 
-    def load_weights(self, path):
-        from . import saving
-        saving.load_weights(self, path)
+    def load_weights(self, path, lora_only=False):
+        """lora_only=True: adapters saved with save_weights(..., lora_only=True),
+        applied to this (base) model (lora.load_adapters)."""
+        from . import lora, saving
+        if lora_only:
+            lora.load_adapters(self, path)
+        else:
+            saving.load_weights(self, path)
+
+    # ------------------------------------------------------------ LoRA (lora.py)
+
+    def enable_lora(self, rank, target=None, lora_alpha=None, a_initializer="he_uniform",
+                    b_initializer="zeros"):
+        """Rank-`rank` adapters on the layers `target` picks (default: the query
+        and value projections of every attention layer); every other weight
+        freezes. Returns the adapted layers' paths. See fromzero.lora."""
+        from . import lora
+        return lora.enable_lora(self, rank, target, lora_alpha, a_initializer, b_initializer)
+
+    def merge_lora(self):
+        """Fold every adapter into its kernel, W ← W + (α/r)·A·B (fromzero.lora)."""
+        from . import lora
+        lora.merge_lora(self)
 
 
 def _backward_adding_grads(layer, dy, logits, context):

@@ -19,11 +19,13 @@ import numpy as np
 from . import _core
 from ._core import (Activation, argmax, attention_backward, attention_forward, batch_norm_backward,
                     batch_norm_forward, bias_grad, count_correct, dense_backward, dense_forward,
-                    dropout_backward, dropout_forward, embedding_backward, embedding_forward,
-                    gather_rows, kernel_specs, layer_norm_backward, layer_norm_forward,
-                    random_permutation, softmax_crossentropy_backward)
+                    dense_lora_backward, dense_lora_forward, dropout_backward, dropout_forward,
+                    embedding_backward, embedding_forward, gather_rows, kernel_specs,
+                    layer_norm_backward, layer_norm_forward, random_permutation,
+                    softmax_crossentropy_backward)
 
-__all__ = ["Activation", "dense_forward", "dense_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
+__all__ = ["Activation", "dense_forward", "dense_backward", "dense_lora_forward",
+           "dense_lora_backward", "matmul", "matmul_reference", "relu", "leaky_relu", "sigmoid", "tanh",
            "gelu", "softmax", "activation_forward", "activation_backward", "argmax", "bias_grad",
            "count_correct", "dropout_forward", "dropout_backward", "gather_rows",
            "random_permutation", "softmax_crossentropy_backward", "simd_path", "has_openmp",

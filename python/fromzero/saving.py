@@ -72,7 +72,8 @@ def _layer_from_entry(entry):
     entry = _check_type(entry, dict, "each layer")
     cls = layers_base.get_class(entry.get("class"))
     layer = cls.from_config(_check_type(entry.get("config", {}), dict, "a layer's config"))
-    layer.trainable = bool(entry.get("trainable", True))
+    if "trainable" in entry:  # not for the model itself: its setter would reset every layer's
+        layer.trainable = bool(entry["trainable"])
     return layer
 
 

@@ -24,7 +24,7 @@ def check_gradients(target, x, y_true=None, epsilon=1e-3, seed=0):
 
     for fixed random r_k (penalty: the weight regularization, if any), so
     backward(r) must return ∂L/∂inputs and fill the grads with ∂L/∂params
-    (a model's trainable ones). Each derivative is also estimated as
+    (the trainable ones; a frozen layer's all). Each derivative is also estimated as
     (L(θ + ε) − L(θ − ε)) / 2ε, in float64 sums of float32 kernels. Integer
     inputs (token ids) are not differentiated.
 
@@ -72,8 +72,12 @@ def _layer_or_model(target, x, rng, gen, start_state):
     xs = [np.array(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.array(v)
           for v in (x if several else [x])]
     model = isinstance(target, Model)
-    params = target.trainable_params if model else target.params
-    grads = (lambda: target.trainable_grads) if model else (lambda: target.grads)
+    # The weights backward gives gradients for: a model's trainable ones, a
+    # layer's trainable ones (not the kernel LoRA freezes), or a frozen layer's
+    # all (BatchNormalization still reports them).
+    own = model or target.trainable
+    params = target.trainable_params if own else target.params
+    grads = (lambda: target.trainable_grads) if own else (lambda: target.grads)
     penalty = getattr(target, "regularization_loss", lambda: 0.0)
 
     def forward():

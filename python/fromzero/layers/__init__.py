@@ -6,8 +6,9 @@ One module per kind, one class per layer:
     core            Input, InputLayer, Dense, Identity, Dropout
     activation      Activation, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax
     convolutional   Conv2D
-    pooling         MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D
-    normalization   BatchNormalization, LayerNormalization
+    pooling         MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                    GlobalAveragePooling1D
+    normalization   BatchNormalization, LayerNormalization, UnitNormalization
     embedding       Embedding, ReversibleEmbedding, PositionEmbedding
     attention       MultiHeadAttention
     merging         Add, Subtract, Multiply, Average, Concatenate

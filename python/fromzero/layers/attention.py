@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import graph, initializers, ops, utils
 from .base import CallContext, Layer, as_float32
-from .core import Dense
+from .core import Dense, check_lora
 
 # The projections, in Keras's weight order: (name, Keras's sublayer name).
 _PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"),
@@ -82,10 +82,12 @@ class MultiHeadAttention(Layer):
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", lora_rank=None, lora_alpha=None, **kwargs):
         self._sublayers = []
         super().__init__(**kwargs)
         owner = "MultiHeadAttention"
+        self._lora_at_build = None if lora_rank is None else check_lora(owner, lora_rank,
+                                                                         lora_alpha)
         self.num_heads = utils.check_positive_int(owner, "num_heads", num_heads)
         self.key_dim = utils.check_positive_int(owner, "key_dim", key_dim)
         self.value_dim = self.key_dim if value_dim is None else \
@@ -132,6 +134,40 @@ class MultiHeadAttention(Layer):
             setattr(self, f"{name}_dense", dense)
         self._sublayers = [getattr(self, f"{name}_dense") for name, _ in _PROJECTIONS]
         self.built = True
+        if self._lora_at_build is not None:
+            self.enable_lora(*self._lora_at_build)
+
+    # ------------------------------------------------------------ LoRA
+
+    @property
+    def lora_targets(self):
+        """The projections LoRA adapts: query and value, as the LoRA paper
+        (its experiments found adapting Wq and Wv the best use of a budget)."""
+        return [self.query_dense, self.value_dense]
+
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform",
+                    b_initializer="zeros"):
+        """Rank-`rank` LoRA adapters on the query and value projections
+        (Dense.enable_lora on query_dense and value_dense); the key and output
+        projections freeze, so only the four adapter matrices train."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot enable LoRA on a layer that is not built yet "
+                             f"(call it on data first)")
+        if any(d.lora_enabled for d in self.lora_targets):
+            raise ValueError(f"{self.name}: LoRA is already enabled; merge_lora() first")
+        check_lora(self.name, rank, lora_alpha)  # before anything changes
+        self.key_dense.trainable = self.output_dense.trainable = False
+        for dense in self.lora_targets:
+            dense.trainable = True
+            dense.enable_lora(rank, lora_alpha, a_initializer, b_initializer)
+
+    def merge_lora(self):
+        """Fold the query and value adapters into their kernels (Dense.merge_lora)."""
+        adapted = [d for d in self.lora_targets if d.lora_enabled]
+        if not adapted:
+            raise ValueError(f"{self.name}: LoRA is not enabled, there is nothing to merge")
+        for dense in adapted:
+            dense.merge_lora()
 
     @property
     def sublayers(self):
@@ -376,7 +412,7 @@ class MultiHeadAttention(Layer):
             return None
         if self_attention:  # one input: the three projections' gradients add up
             total = np.add(grads["query"], grads["key"], out=self.buffer("d input", q_in.shape))
-            return np.add(total, grads["value"], out=total), None
+            return (np.add(total, grads["value"], out=total), None) + (None,) * has_mask
         if has_key:
             result = [grads["query"], grads["value"], grads["key"]]
         else:  # key = value
@@ -390,4 +426,12 @@ class MultiHeadAttention(Layer):
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
                 "output_shape": self.output_shape_,
                 "kernel_initializer": name(self.kernel_initializer, "glorot_uniform"),
-                "bias_initializer": name(self.bias_initializer, "zeros")}
+                "bias_initializer": name(self.bias_initializer, "zeros"), **self._lora_config()}
+
+    def _lora_config(self):
+        query = self.query_dense
+        if query is not None and query.lora_enabled:
+            return {"lora_rank": query.lora_rank, "lora_alpha": query.lora_alpha}
+        if self._lora_at_build is not None:
+            return dict(zip(("lora_rank", "lora_alpha"), self._lora_at_build))
+        return {}

@@ -116,12 +116,91 @@ class Dense(KernelLayer):
     Forward is a single GEMM whose epilogue adds b and applies f while each
     tile of y is still in cache; backward is one call that computes dz and db
     in one pass and then the two GEMMs (csrc/dense.cpp).
+
+    LoRA (``enable_lora``, Keras 3's interface): W and b freeze and two small
+    matrices A (in, rank) and B (rank, out) train, the effective kernel being
+    W + (α/rank)·A·B. ``Dense(..., lora_rank=r)`` enables it at build.
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, lora_rank=None,
+                 lora_alpha=None, **kwargs):
         super().__init__("Dense", units, activation, use_bias, kernel_initializer,
                          bias_initializer, kernel_regularizer, **kwargs)
+        self.lora_rank = self.lora_alpha = self.lora_kernel_a = self.lora_kernel_b = None
+        self._lora_at_build = None
+        if lora_rank is not None:
+            self._lora_at_build = check_lora(self.name, lora_rank, lora_alpha)
+        elif lora_alpha is not None:
+            raise ValueError(f"{self.name}: lora_alpha needs lora_rank")
+
+    # ------------------------------------------------------------ LoRA
+
+    @property
+    def lora_enabled(self):
+        return self.lora_rank is not None
+
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform",
+                    b_initializer="zeros"):
+        """Freeze W and b and add the low-rank adapter A (in, rank), B (rank, out):
+
+            y = f(x·W + b + (α/rank)·(x·A)·B),   α = lora_alpha (default: rank)
+
+        Only A and B train (as in the LoRA paper and PEFT; Keras 3 also keeps
+        the bias trainable). B starts at zero, so the layer starts as it was.
+        The product W + (α/rank)·A·B is never formed while training: the
+        adapter runs as two thin GEMMs (csrc/dense.h, dense_lora_forward)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot enable LoRA on a layer that is not built yet "
+                             f"(call it on data or build(input_shape) first)")
+        if self.lora_enabled:
+            raise ValueError(f"{self.name}: LoRA is already enabled (rank {self.lora_rank}); "
+                             f"merge_lora() first to enable it again")
+        rank, lora_alpha = check_lora(self.name, rank, lora_alpha)
+        shapes = self.lora_shapes(rank)
+        a = self.add_weight(shapes["lora_kernel_a"], a_initializer, name="lora_kernel_a")
+        b = self.add_weight(shapes["lora_kernel_b"], b_initializer, name="lora_kernel_b")
+        self.lora_kernel_a, self.lora_kernel_b = a, b
+        self.lora_rank, self.lora_alpha = rank, lora_alpha
+
+    def lora_shapes(self, rank):
+        """The adapter's arrays for rank `rank`, by name: their shapes."""
+        return {"lora_kernel_a": (self.kernel.shape[0], rank),
+                "lora_kernel_b": (rank, self.units)}
+
+    def lora_weights(self):
+        """The adapter's arrays, by name (the layer's own, not copies)."""
+        return {"lora_kernel_a": self.lora_kernel_a, "lora_kernel_b": self.lora_kernel_b}
+
+    @property
+    def lora_scale(self):
+        """α/rank, the factor of the adapter's product."""
+        return self.lora_alpha / self.lora_rank
+
+    def merge_lora(self):
+        """Fold the adapter into the kernel, W ← W + (α/rank)·A·B, and remove A
+        and B: a plain Dense again, with the same outputs up to float rounding."""
+        if not self.lora_enabled:
+            raise ValueError(f"{self.name}: LoRA is not enabled, there is nothing to merge")
+        product = ops.matmul(self.lora_kernel_a, self.lora_kernel_b)  # A·B, (in, out)
+        self.kernel += np.float32(self.lora_scale) * product
+        keep = [i for i, p in enumerate(self.params)
+                if p is not self.lora_kernel_a and p is not self.lora_kernel_b]
+        self.params = [self.params[i] for i in keep]
+        self.grads = [self.grads[i] for i in keep]
+        self.lora_rank = self.lora_alpha = self.lora_kernel_a = self.lora_kernel_b = None
+
+    @property
+    def trainable_params(self):
+        if not self.trainable:
+            return []
+        return [self.lora_kernel_a, self.lora_kernel_b] if self.lora_enabled else self.params
+
+    @property
+    def trainable_grads(self):
+        if not self.trainable:
+            return []
+        return self.grads[-2:] if self.lora_enabled else self.grads
 
     @property
     def outputs_softmax(self):
@@ -134,6 +213,8 @@ class Dense(KernelLayer):
             raise ValueError(f"{self.name}: Dense needs inputs (batch, ..., features) with a known "
                              f"number of features, got shape {tuple(input_shape)}")
         self._build_kernel_and_bias((input_shape[-1], self.units))
+        if self._lora_at_build is not None:
+            self.enable_lora(*self._lora_at_build)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 2:
@@ -158,9 +239,17 @@ class Dense(KernelLayer):
         y = self.buffer("y", x.shape[:-1] + (self.units,))
         x2, y2 = (x, y) if x.ndim == 2 else (x.reshape(-1, n_in), y.reshape(-1, self.units))
         z2 = self.buffer("z", y2.shape) if self.activation == Act.gelu else None
-        ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y2, z_out=z2)
+        h = None
+        if self.lora_enabled:
+            h = self.buffer("h", (x2.shape[0], self.lora_rank))
+            ops.dense_lora_forward(x2, self.kernel, self.bias, self.lora_kernel_a,
+                                   self.lora_kernel_b, self.lora_scale, self.activation,
+                                   self.alpha, h_out=h, out=y2, z_out=z2)
+        else:
+            ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y2,
+                              z_out=z2)
         if training:
-            self.save(x2, z2, y2, x.shape, y.shape)
+            self.save(x2, z2, y2, x.shape, y.shape, h)
         return y
 
     def backward(self, dy):
@@ -173,11 +262,26 @@ class Dense(KernelLayer):
     def _backward(self, dy, activation):
         """dz = dy ⊙ f'(z); dW = xᵀ·dz, db = Σ dz (unless frozen); dx = dz·Wᵀ (if needed).
         One call: csrc/dense.cpp, dense_backward."""
-        x2, z2, y2, x_shape, y_shape = self.saved
+        x2, z2, y2, x_shape, y_shape, h = self.saved
         dy = as_float32(dy, "dy")
         if dy.shape != y_shape:
             raise ValueError(f"{self.name}: dy must have shape {y_shape}, got {dy.shape}")
         train = self.trainable
+        if h is not None:
+            if not self.lora_enabled or h.shape[1] != self.lora_rank:
+                raise ValueError(f"{self.name}: LoRA was enabled or merged between forward and "
+                                 f"backward; run forward again")
+            dx = ops.dense_lora_backward(
+                x2, self.kernel, self.lora_kernel_a, self.lora_kernel_b, self.lora_scale, h, z2,
+                y2, dy if dy.ndim == 2 else dy.reshape(y2.shape), activation, self.alpha,
+                dz_out=self.buffer("dz", y2.shape), dh_out=self.buffer("dh", h.shape),
+                da_out=self.grads[-2] if train else None,
+                db_out=self.grads[-1] if train else None,
+                dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None)
+            return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
+        if self.lora_enabled:
+            raise ValueError(f"{self.name}: LoRA was enabled between forward and backward; "
+                             f"run forward again")
         dx = ops.dense_backward(
             x2, self.kernel, z2, y2, dy if dy.ndim == 2 else dy.reshape(y2.shape), activation,
             self.alpha, dz_out=self.buffer("dz", y2.shape),
@@ -188,7 +292,19 @@ class Dense(KernelLayer):
         return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, **self._kernel_config()}
+        config = {"name": self.name, "units": self.units, **self._kernel_config()}
+        lora = (self.lora_rank, self.lora_alpha) if self.lora_enabled else self._lora_at_build
+        if lora is not None:
+            config.update(lora_rank=lora[0], lora_alpha=lora[1])
+        return config
+
+
+def check_lora(owner, rank, lora_alpha):
+    """(rank, α) checked: rank a positive int, α a positive number defaulting to rank."""
+    rank = utils.check_positive_int(owner, "rank", rank)
+    if lora_alpha is None:
+        return rank, float(rank)
+    return rank, utils.check_number(owner, "lora_alpha", lora_alpha, 0, low_open=True)
 
 
 class Identity(Layer):

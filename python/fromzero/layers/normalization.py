@@ -1,5 +1,8 @@
-"""Normalization layers: BatchNormalization (per channel, over the batch) and
-LayerNormalization (per sample, over its features)."""
+"""Normalization layers: BatchNormalization (per channel, over the batch),
+LayerNormalization (per sample, over its features) and UnitNormalization
+(each sample scaled to length 1)."""
+
+import numpy as np
 
 from .. import ops
 from .base import Layer, as_float32
@@ -170,3 +173,47 @@ class LayerNormalization(Layer):
         return {"name": self.name, "epsilon": self.epsilon, "center": self.center,
                 "scale": self.scale, "beta_initializer": name(self.beta_initializer) or "zeros",
                 "gamma_initializer": name(self.gamma_initializer) or "ones"}
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit Euclidean length along the last axis (Keras's
+    layer; the last step of sentence-embedding models, so that a dot product
+    is a cosine similarity):
+
+        y = x / n,   n = √max(Σ x², ε),  ε = 1e-12
+        backward  dx = (dy − y·Σ(y ⊙ dy)) / n   (dx = dy / n where Σ x² ≤ ε)
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1,):
+            raise ValueError(f"UnitNormalization: only axis=-1 (the last axis) is supported, "
+                             f"got {axis!r}")
+        self.axis = -1
+
+    def forward(self, x, training=False):
+        x = as_float32(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: input must have a batch axis and features, got "
+                             f"shape {x.shape}")
+        sq = np.einsum("...i,...i->...", x, x)[..., None]
+        norm = np.sqrt(np.maximum(sq, np.float32(1e-12)))
+        y = np.divide(x, norm, out=self.buffer("y", x.shape))
+        if training:
+            self.save(y, norm, sq > np.float32(1e-12))
+        return y
+
+    def backward(self, dy):
+        y, norm, above = self.saved
+        dy = as_float32(dy, "dy")
+        if dy.shape != y.shape:
+            raise ValueError(f"{self.name}: dy must have shape {y.shape}, got {dy.shape}")
+        if not self.input_grad_needed:
+            return None
+        along = np.einsum("...i,...i->...", y, dy)[..., None] * above  # Σ y·dy where n = |x|
+        dx = np.multiply(y, along, out=self.buffer("dx", y.shape))
+        np.subtract(dy, dx, out=dx)
+        return np.divide(dx, norm, out=dx)
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis}

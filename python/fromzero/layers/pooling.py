@@ -108,3 +108,58 @@ class GlobalAveragePooling2D(Layer):
             return None
         return ops.global_avg_pool2d_backward(as_float32(dy, "dy"), input_shape,
                                               out=self.buffer("dx", input_shape))
+
+
+class GlobalAveragePooling1D(Layer):
+    """(batch, time, features) → (batch, features): the mean over time, of the
+    steps the mask keeps (Keras's layer; sentence embeddings' mean pooling).
+
+        forward   y[b] = Σ_t m[b,t]·x[b,t] / c[b],   c[b] = max(Σ_t m[b,t], 1e-9)
+        backward  dx[b,t] = m[b,t]·dy[b] / c[b]
+
+    ``mask`` (batch, time) or (batch, 1, time), nonzero = keep (padding
+    masks: 0 at the padding), or None: every step. Two GEMV-sized NumPy
+    operations: O(batch·time·features), nothing next to the encoder's GEMMs.
+    """
+
+    aliases = ("GlobalAvgPool1D",)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: input must be (batch, time, features), got shape "
+                             f"{tuple(input_shape)}")
+        return (input_shape[0], input_shape[2])
+
+    def forward(self, x, mask=None, training=False):
+        x = as_float32(x)
+        if x.ndim != 3:
+            raise ValueError(f"{self.name}: input must be (batch, time, features), got shape "
+                             f"{x.shape}")
+        B, T, _ = x.shape
+        if mask is None:
+            weights = np.ones((B, T), np.float32)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape not in ((B, T), (B, 1, T)) or mask.dtype.kind not in "biuf":
+                raise ValueError(f"{self.name}: mask must be (batch, time) = {(B, T)} or "
+                                 f"{(B, 1, T)} of numbers or booleans, got {mask.dtype} "
+                                 f"{mask.shape}")
+            weights = (mask.reshape(B, T) != 0).astype(np.float32)
+        count = np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-9))  # (B, 1)
+        y = self.buffer("y", (B, x.shape[2]))
+        np.matmul(weights[:, None, :], x, out=y[:, None, :])  # Σ_t m·x, one GEMV per sample
+        y /= count
+        if training:
+            self.save(weights / count, x.shape, mask is not None)
+        return y
+
+    def backward(self, dy):
+        scale, shape, has_mask = self.saved  # scale = m / c, (B, T)
+        dy = as_float32(dy, "dy")
+        if dy.shape != (shape[0], shape[2]):
+            raise ValueError(f"{self.name}: dy must have shape {(shape[0], shape[2])}, got "
+                             f"{dy.shape}")
+        dx = None
+        if self.input_grad_needed:
+            dx = np.multiply(scale[:, :, None], dy[:, None, :], out=self.buffer("dx", shape))
+        return (dx, None) if has_mask else dx

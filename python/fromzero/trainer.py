@@ -366,10 +366,7 @@ class Trainer:
         """Σ_k w_k · (output k's loss summed over the batch's samples), the
         per-output sums, and (with with_gradients) ∂L/∂output per output —
         L the mean over rows — written into reused buffers."""
-        if len(self.outputs) == 1:
-            outputs = [outputs]
-        elif isinstance(outputs, dict):
-            outputs = list(outputs.values())
+        outputs = self._flat_outputs(outputs)
         buffers = buffers or self._train_buffers
         total, per_output = 0.0, []
         grads = [None] * len(outputs) if with_gradients else None
@@ -469,11 +466,14 @@ class Trainer:
                           for layer in self._leaves)
         return grads_and_params, regularized
 
-    def _update_metrics(self, targets, outputs):
+    def _flat_outputs(self, outputs):
+        """What _run_forward returned, as a list in output order."""
         if len(self.outputs) == 1:
-            outputs = [outputs]
-        elif isinstance(outputs, dict):
-            outputs = list(outputs.values())
+            return [outputs]
+        return list(outputs.values()) if isinstance(outputs, dict) else outputs
+
+    def _update_metrics(self, targets, outputs):
+        outputs = self._flat_outputs(outputs)
         for o, t in zip(self._output_losses, targets):
             if not o.metrics:
                 continue
@@ -680,11 +680,7 @@ class Trainer:
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose,
                                      epochs=1, steps=batches.num_batches, model=self)
-        logs = self._evaluate_batches(batches, callbacks)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return self._batch_result(self._evaluate_batches(batches, callbacks), return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs for x: an array (or the list / dict of the
@@ -705,8 +701,7 @@ class Trainer:
         for step, (inputs, _, _) in enumerate(batches.epoch()):
             callbacks.on_predict_batch_begin(step)
             outputs = self._run_forward(inputs, False)
-            flat = [outputs] if len(self.outputs) == 1 else (
-                list(outputs.values()) if isinstance(outputs, dict) else outputs)
+            flat = self._flat_outputs(outputs)
             if results is None:  # arrays: one array per output, filled batch by batch
                 results = ([np.empty((n,) + o.shape[1:], o.dtype) for o in flat] if n is not None
                            else [[] for _ in flat])
@@ -728,16 +723,21 @@ class Trainer:
 
     # ------------------------------------------------------------ one batch
 
+    def _one_batch(self, x, y, sample_weight, class_weight, what):
+        """The *_on_batch methods' batch, checked: (inputs, targets, weights, samples)."""
+        inputs = self._input_arrays(x, what)
+        n = len(inputs[0])
+        targets = self._target_arrays(y, n, what)
+        return inputs, targets, self._sample_weights(sample_weight, class_weight, targets, n,
+                                                     what), n
+
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on the batch (x, y); returns its loss (and
         metrics) as evaluate does. Metrics cover this batch only."""
         self._check_compiled("train_on_batch")
         with self._training("train_on_batch"):
-            inputs = self._input_arrays(x, "train_on_batch")
-            n = len(inputs[0])
-            targets = self._target_arrays(y, n, "train_on_batch")
-            weights = self._sample_weights(sample_weight, class_weight, targets, n,
-                                           "train_on_batch")
+            inputs, targets, weights, n = self._one_batch(x, y, sample_weight, class_weight,
+                                                          "train_on_batch")
             grads_and_params, regularized = self._prepare_training()
             self.reset_metrics()
             total, sums, _, _ = self._train_step(inputs, targets, weights, grads_and_params,
@@ -747,10 +747,7 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The loss (and metrics) on one batch, without training."""
         self._check_compiled("test_on_batch")
-        inputs = self._input_arrays(x, "test_on_batch")
-        n = len(inputs[0])
-        targets = self._target_arrays(y, n, "test_on_batch")
-        weights = self._sample_weights(sample_weight, None, targets, n, "test_on_batch")
+        inputs, targets, weights, n = self._one_batch(x, y, sample_weight, None, "test_on_batch")
         self.reset_metrics()
         outputs = self._run_forward(inputs, False)
         total, sums, _ = self._loss_and_gradients(outputs, targets, weights, False,
@@ -769,6 +766,8 @@ class Trainer:
 
     @staticmethod
     def _batch_result(logs, return_dict):
+        """Keras's return value of evaluate and *_on_batch: the logs dict, or
+        the loss alone, or [loss, metric, ...]."""
         if return_dict:
             return logs
         values = list(logs.values())

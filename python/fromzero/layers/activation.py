@@ -48,12 +48,6 @@ class Activation(Layer):
         """The fused softmax + cross-entropy gradient is already ∂L/∂x."""
         return self._check_dy(dz, self.saved[2])
 
-    def _check_dy(self, dy, shape):
-        dy = as_float32(dy, "dy")
-        if dy.shape != shape:
-            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
-        return dy
-
     def get_config(self):
         return {"name": self.name, "activation": activations.name_of(self.activation),
                 "alpha": self.alpha}

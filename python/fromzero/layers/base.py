@@ -258,6 +258,13 @@ class Layer:
                 f"saves what backward uses")
         return saved
 
+    def _check_dy(self, dy, shape):
+        """dy as float32, checked to have the shape forward's output had."""
+        dy = as_float32(dy, "dy")
+        if dy.shape != shape:
+            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        return dy
+
     def buffer(self, name, shape, dtype=np.float32):
         """A reusable array of this call (utils.Buffers): allocated the first
         time a shape is asked for, then the same array every call."""

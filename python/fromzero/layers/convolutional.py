@@ -126,9 +126,7 @@ class Conv2D(KernelLayer):
 
     def backward(self, dy):
         x, z, y = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != y.shape:
-            raise ValueError(f"{self.name}: dy must have shape {y.shape}, got {dy.shape}")
+        dy = self._check_dy(dy, y.shape)
         # The kernel folds an epilogue activation's derivative in (dz = dy ⊙ f'(y),
         # block by block); GELU's and softmax's are applied here first.
         activation = self.activation

@@ -263,9 +263,7 @@ class Dense(KernelLayer):
         """dz = dy ⊙ f'(z); dW = xᵀ·dz, db = Σ dz (unless frozen); dx = dz·Wᵀ (if needed).
         One call: csrc/dense.cpp, dense_backward."""
         x2, z2, y2, x_shape, y_shape, h = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != y_shape:
-            raise ValueError(f"{self.name}: dy must have shape {y_shape}, got {dy.shape}")
+        dy = self._check_dy(dy, y_shape)
         train = self.trainable
         if h is not None:
             if not self.lora_enabled or h.shape[1] != self.lora_rank:
@@ -319,9 +317,7 @@ class Identity(Layer):
 
     def backward(self, dy):
         (shape,) = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != shape:
-            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        dy = self._check_dy(dy, shape)
         return dy
 
 
@@ -353,9 +349,7 @@ class Dropout(Layer):
 
     def backward(self, dy):
         shape, mask = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != shape:
-            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        dy = self._check_dy(dy, shape)
         if mask is None:  # rate 0, or an inference forward: y = x
             return dy
         return ops.dropout_backward(dy, mask, out=self.buffer("dx", dy.shape))

@@ -256,9 +256,7 @@ class PositionEmbedding(Layer):
 
     def backward(self, dy):
         shape, start = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != shape:
-            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
+        dy = self._check_dy(dy, shape)
         if self.trainable:
             B, T, C = shape
             grad = self.grads[0]

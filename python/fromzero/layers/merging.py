@@ -43,22 +43,27 @@ class _Merge(Layer):
             out = [a if a is not None else b for a, b in zip(out, shape)]
         return tuple(out)
 
-    def _inputs(self, inputs):
+    def _input_list(self, inputs):
         if not isinstance(inputs, (list, tuple)):
             raise TypeError(f"{self.name}: {type(self).__name__} is called on a list of "
                             f"tensors, e.g. {type(self).__name__}()([a, b])")
         self._check_count(len(inputs))
-        xs = [as_float32(x) for x in inputs]
+        return [as_float32(x) for x in inputs]
+
+    def _inputs(self, inputs):
+        xs = self._input_list(inputs)
         if any(x.shape != xs[0].shape for x in xs):
             raise ValueError(f"{self.name}: {type(self).__name__} needs inputs of the same "
                              f"shape, got {_describe(x.shape for x in xs)}")
         return xs
 
-    def _check_dy(self, dy, shape):
-        dy = as_float32(dy, "dy")
-        if dy.shape != shape:
-            raise ValueError(f"{self.name}: dy must have shape {shape}, got {dy.shape}")
-        return dy
+    def _sum(self, xs):
+        """x₀ + x₁ + ..., summed in order into the buffer "y"."""
+        y = self.buffer("y", xs[0].shape)
+        np.add(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            np.add(y, x, out=y)
+        return y
 
 
 def _shape_list(layer, input_shape):
@@ -74,10 +79,7 @@ class Add(_Merge):
 
     def forward(self, inputs, training=False):
         xs = self._inputs(inputs)
-        y = self.buffer("y", xs[0].shape)
-        np.add(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.add(y, x, out=y)
+        y = self._sum(xs)
         self.save(y.shape, len(xs))
         return y
 
@@ -136,10 +138,7 @@ class Average(_Merge):
 
     def forward(self, inputs, training=False):
         xs = self._inputs(inputs)
-        y = self.buffer("y", xs[0].shape)
-        np.add(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.add(y, x, out=y)
+        y = self._sum(xs)
         np.multiply(y, np.float32(1 / len(xs)), out=y)
         self.save(y.shape, len(xs))
         return y
@@ -183,11 +182,7 @@ class Concatenate(_Merge):
         return tuple(out)
 
     def forward(self, inputs, training=False):
-        if not isinstance(inputs, (list, tuple)):
-            raise TypeError(f"{self.name}: Concatenate is called on a list of tensors, "
-                            f"e.g. Concatenate()([a, b])")
-        self._check_count(len(inputs))
-        xs = [as_float32(x) for x in inputs]
+        xs = self._input_list(inputs)
         axis = self._axis(xs[0].ndim)
         shape = list(xs[0].shape)
         shape[axis] = sum(x.shape[axis] for x in xs)

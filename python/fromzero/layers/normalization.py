@@ -75,9 +75,7 @@ class BatchNormalization(Layer):
 
     def backward(self, dy):
         x, mean, inv_std, batch_stats = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != x.shape:
-            raise ValueError(f"{self.name}: dy must have shape {x.shape}, got {dy.shape}")
+        dy = self._check_dy(dy, x.shape)
         dx, _, _ = ops.batch_norm_backward(x, self.gamma, mean, inv_std, dy, batch_stats,
                                            out=self.buffer("dx", dy.shape),
                                            dgamma=self.grads[0], dbeta=self.grads[1])
@@ -154,9 +152,7 @@ class LayerNormalization(Layer):
 
     def backward(self, dy):
         x, mean, rstd = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != x.shape:
-            raise ValueError(f"{self.name}: dy must have shape {x.shape}, got {dy.shape}")
+        dy = self._check_dy(dy, x.shape)
         train = self.trainable
         grads = iter(self.grads)
         dgamma = next(grads) if self.scale and train else None
@@ -205,9 +201,7 @@ class UnitNormalization(Layer):
 
     def backward(self, dy):
         y, norm, above = self.saved
-        dy = as_float32(dy, "dy")
-        if dy.shape != y.shape:
-            raise ValueError(f"{self.name}: dy must have shape {y.shape}, got {dy.shape}")
+        dy = self._check_dy(dy, y.shape)
         if not self.input_grad_needed:
             return None
         along = np.einsum("...i,...i->...", y, dy)[..., None] * above  # Σ y·dy where n = |x|

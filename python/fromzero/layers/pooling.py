@@ -155,10 +155,7 @@ class GlobalAveragePooling1D(Layer):
 
     def backward(self, dy):
         scale, shape, has_mask = self.saved  # scale = m / c, (B, T)
-        dy = as_float32(dy, "dy")
-        if dy.shape != (shape[0], shape[2]):
-            raise ValueError(f"{self.name}: dy must have shape {(shape[0], shape[2])}, got "
-                             f"{dy.shape}")
+        dy = self._check_dy(dy, (shape[0], shape[2]))
         dx = None
         if self.input_grad_needed:
             dx = np.multiply(scale[:, :, None], dy[:, None, :], out=self.buffer("dx", shape))

@@ -5,14 +5,7 @@ import math
 
 import numpy as np
 
-from .base import Layer, as_float32
-
-
-def _check_dy(layer, dy, shape):
-    dy = as_float32(dy, "dy")
-    if dy.shape != shape:
-        raise ValueError(f"{layer.name}: dy must have shape {shape}, got {dy.shape}")
-    return dy
+from .base import Layer
 
 
 def _samples(layer, x):
@@ -40,7 +33,7 @@ class Flatten(Layer):
 
     def backward(self, dy):
         (shape,) = self.saved
-        return _check_dy(self, dy, (shape[0], math.prod(shape[1:]))).reshape(shape)
+        return self._check_dy(dy, (shape[0], math.prod(shape[1:]))).reshape(shape)
 
 
 class Reshape(Layer):
@@ -84,7 +77,7 @@ class Reshape(Layer):
 
     def backward(self, dy):
         x_shape, y_shape = self.saved
-        return _check_dy(self, dy, y_shape).reshape(x_shape)
+        return self._check_dy(dy, y_shape).reshape(x_shape)
 
     def get_config(self):
         return {"name": self.name, "target_shape": list(self.target_shape)}
@@ -127,7 +120,7 @@ class Permute(Layer):
     def backward(self, dy):
         x_shape, y_shape = self.saved
         dx = self.buffer("dx", x_shape)
-        np.copyto(dx, _check_dy(self, dy, y_shape).transpose(self._inverse))
+        np.copyto(dx, self._check_dy(dy, y_shape).transpose(self._inverse))
         return dx
 
     def get_config(self):

@@ -28,6 +28,7 @@
 #include "lanes.h"
 #include "parallel.h"
 #include "random.h"
+#include "scratch.h"
 #include "vecmath.h"
 
 namespace fz {
@@ -102,13 +103,6 @@ void transpose_head(HeadArray<const float> x, int64_t b, int64_t h, int64_t n, i
         const float* row = x.row(b, t, h);
         for (int64_t d = 0; d < dim; ++d) out[d * n + t] = row[d];
     }
-}
-
-// A per-thread scratch of at least n floats; it only grows, so a training
-// loop allocates it once.
-float* scratch(std::vector<float>& buffer, int64_t n) {
-    if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-    return buffer.data();
 }
 
 // The rows of one head of a HeadArray set to zero.

@@ -35,6 +35,7 @@
 #include "conv_window.h"
 #include "gemm_microkernel.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace fz {
@@ -61,13 +62,6 @@ constexpr int64_t kMaxGatherPatch = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t m) { return ceil_div(a, m) * m; }
-
-// v.data() with room for at least n floats. Buffers only grow, so a training
-// loop allocates them once.
-float* room(std::vector<float>& v, int64_t n) {
-    if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-    return v.data();
-}
 
 // Rows of im2col handled at a time when a row holds `width` floats: a
 // multiple of the micro-kernel's MR.
@@ -316,13 +310,13 @@ void conv2d_forward_with_plan(const GemmPlan& plan, const Window2d& g, const flo
     // [K; b]: the bias is row P, the weight of the constant 1 that im2col_rows
     // appends to every window.
     const int64_t kp = bias ? P + 1 : P;
-    float* packed = room(packed_buf, round_up(F, uk.nr) * kp);
+    float* packed = scratch(packed_buf, round_up(F, uk.nr) * kp);
     pack_b(kernel, F, 1, P, F, uk.nr, kp, packed);
     if (bias) pack_b(bias, 0, 1, 1, F, uk.nr, kp, packed + P * uk.nr);
     const int64_t rows = block_rows(uk, kp), blocks = ceil_div(R, rows);
     parallel_for(0, blocks, parallel_grain(rows * kp * F), [&](int64_t b0, int64_t b1) {
         thread_local std::vector<float> a_buf;
-        float* a = room(a_buf, rows * kp);
+        float* a = scratch(a_buf, rows * kp);
         for (int64_t b = b0; b < b1; ++b)
             forward_block(uk, plan.blocks.kc, g, x, packed, kp, F, act, alpha, b * rows,
                           std::min(R, (b + 1) * rows), a, y);
@@ -351,19 +345,19 @@ void conv2d_backward_with_plan(const GemmPlan& plan, const Window2d& g, const fl
     // The calling thread's buffers, shared by the workers: one partial
     // (dK, db) per block, and Kᵀ packed for dx.
     thread_local std::vector<float> partial_buf, packed_kt_buf;
-    float* partials = params ? room(partial_buf, blocks * partial_size) : nullptr;
-    float* packed_kt = dx ? room(packed_kt_buf, round_up(P, uk.nr) * F) : nullptr;
+    float* partials = params ? scratch(partial_buf, blocks * partial_size) : nullptr;
+    float* packed_kt = dx ? scratch(packed_kt_buf, round_up(P, uk.nr) * F) : nullptr;
     if (dx) pack_b(kernel, 1, F, F, P, uk.nr, F, packed_kt);  // Kᵀ(f, p) = K[p·F + f]
 
     const int64_t chunk = block_rows(uk, std::max(P, F));
     const int64_t macs = images * windows * P * F * ((dkernel ? 1 : 0) + (dx ? 1 : 0));
     parallel_for(0, blocks, parallel_grain(macs), [&](int64_t b0, int64_t b1) {
         thread_local std::vector<float> a_buf, dz_buf, dz_edge_buf, da_buf, edge_buf;
-        float* dz = act != Activation::identity ? room(dz_buf, chunk * F) : nullptr;
-        float* a = dkernel ? room(a_buf, chunk * P + uk.mr) : nullptr;
-        float* dz_edge = dkernel ? room(dz_edge_buf, chunk * uk.nr) : nullptr;
-        float* da = dx ? room(da_buf, chunk * P) : nullptr;
-        float* edge = dx ? room(edge_buf, uk.mr * F) : nullptr;
+        float* dz = act != Activation::identity ? scratch(dz_buf, chunk * F) : nullptr;
+        float* a = dkernel ? scratch(a_buf, chunk * P + uk.mr) : nullptr;
+        float* dz_edge = dkernel ? scratch(dz_edge_buf, chunk * uk.nr) : nullptr;
+        float* da = dx ? scratch(da_buf, chunk * P) : nullptr;
+        float* edge = dx ? scratch(edge_buf, uk.mr * F) : nullptr;
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t n0 = b * images, n1 = std::min(g.n, n0 + images);
             float* dk = dkernel ? partials + b * partial_size : nullptr;

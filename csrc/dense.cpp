@@ -109,6 +109,30 @@ void dense_lora_backward(const float* x, const float* W, const float* A, const f
     }
 }
 
+namespace {
+
+// y = f(pre) on a (batch, out) matrix with the reference kernels: softmax row
+// by row, any other activation elementwise.
+void reference_activation_forward(Activation act, const float* pre, float* y, int64_t batch,
+                                  int64_t out, float alpha) {
+    if (act == Activation::softmax)
+        reference::softmax_forward(pre, y, batch, out);
+    else
+        reference::activation_forward(act, pre, y, batch * out, alpha);
+}
+
+// dz = dy ⊙ f'(z), the same split.
+void reference_activation_backward(Activation act, const float* z, const float* y,
+                                   const float* dy, float* dz, int64_t batch, int64_t out,
+                                   float alpha) {
+    if (act == Activation::softmax)
+        reference::softmax_backward(y, dy, dz, batch, out);
+    else
+        reference::activation_backward(act, z, y, dy, dz, batch * out, alpha);
+}
+
+}  // namespace
+
 // Reference implementations: the same steps with the reference kernels, one
 // operation at a time.
 void reference::dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
@@ -118,20 +142,14 @@ void reference::dense_forward(const float* x, const float* W, const float* b, fl
     ep.bias = b;
     float* pre = z ? z : y;
     reference::gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, pre, out, ep);
-    if (act == Activation::softmax)
-        reference::softmax_forward(pre, y, batch, out);
-    else
-        reference::activation_forward(act, pre, y, batch * out, alpha);
+    reference_activation_forward(act, pre, y, batch, out, alpha);
 }
 
 void reference::dense_backward(const float* x, const float* W, const float* z, const float* y,
                                const float* dy, float* dz, float* dW, float* db, float* dx,
                                int64_t batch, int64_t in, int64_t out, Activation act,
                                float alpha) {
-    if (act == Activation::softmax)
-        reference::softmax_backward(y, dy, dz, batch, out);
-    else
-        reference::activation_backward(act, z, y, dy, dz, batch * out, alpha);
+    reference_activation_backward(act, z, y, dy, dz, batch, out, alpha);
     if (db) reference::bias_grad(dz, db, batch, out);
     if (dW) reference::gemm(true, false, in, out, batch, 1.0f, x, in, dz, out, 0.0f, dW, out);
     if (dx) reference::gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, 0.0f, dx, in);
@@ -149,10 +167,7 @@ void reference::dense_lora_forward(const float* x, const float* W, const float* 
     reference::gemm(false, false, batch, rank, in, scale, x, in, A, rank, 0.0f, h, rank);
     reference::gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, pre, out, ep);
     reference::gemm(false, false, batch, out, rank, 1.0f, h, rank, B, out, 1.0f, pre, out);
-    if (act == Activation::softmax)
-        reference::softmax_forward(pre, y, batch, out);
-    else
-        reference::activation_forward(act, pre, y, batch * out, alpha);
+    reference_activation_forward(act, pre, y, batch, out, alpha);
 }
 
 void reference::dense_lora_backward(const float* x, const float* W, const float* A,
@@ -161,10 +176,7 @@ void reference::dense_lora_backward(const float* x, const float* W, const float*
                                     float* dA, float* dB, float* dx, int64_t batch, int64_t in,
                                     int64_t out, int64_t rank, Activation act, float alpha,
                                     bool accumulate_dx) {
-    if (act == Activation::softmax)
-        reference::softmax_backward(y, dy, dz, batch, out);
-    else
-        reference::activation_backward(act, z, y, dy, dz, batch * out, alpha);
+    reference_activation_backward(act, z, y, dy, dz, batch, out, alpha);
     reference::gemm(false, true, batch, rank, out, scale, dz, out, B, out, 0.0f, dh, rank);
     if (dB) reference::gemm(true, false, rank, out, batch, 1.0f, h, rank, dz, out, 0.0f, dB, out);
     if (dA) reference::gemm(true, false, in, rank, batch, 1.0f, x, in, dh, rank, 0.0f, dA, rank);

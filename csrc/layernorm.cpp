@@ -17,6 +17,7 @@
 
 #include "lanes.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace fz {
@@ -76,12 +77,15 @@ void layernorm_backward(const float* x, const float* gamma, const float* mean, c
                         const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
                         int64_t C) {
     const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
-    // partial[b] = block b's sums: C floats for dγ, then C for dβ.
-    std::vector<float> partial((dgamma || dbeta) ? blocks * 2 * C : 0, 0.0f);
+    // partial + 2·C·b = block b's sums: C floats for dγ, then C for dβ; each
+    // block's owner zeroes them. The calling thread's buffer, reused every step.
+    thread_local std::vector<float> partial_buf;
+    float* const partial = (dgamma || dbeta) ? scratch(partial_buf, blocks * 2 * C) : nullptr;
     const int64_t grain = std::max<int64_t>(1, kGrain / (kRowBlock * std::max<int64_t>(C, 1)));
     parallel_for(0, blocks, grain, [&](int64_t lo, int64_t hi) {
         for (int64_t b = lo; b < hi; ++b) {
-            float* pg = partial.empty() ? nullptr : partial.data() + b * 2 * C;
+            float* pg = partial ? partial + b * 2 * C : nullptr;
+            if (pg) std::fill(pg, pg + 2 * C, 0.0f);
             for (int64_t i = b * kRowBlock; i < std::min(rows, (b + 1) * kRowBlock); ++i)
                 backward_row(x + i * C, gamma, mean[i], rstd[i], dy + i * C,
                              dx ? dx + i * C : nullptr, pg, pg ? pg + C : nullptr, C);
@@ -93,7 +97,7 @@ void layernorm_backward(const float* x, const float* gamma, const float* mean, c
         if (dgamma) std::fill(dgamma + lo, dgamma + hi, 0.0f);
         if (dbeta) std::fill(dbeta + lo, dbeta + hi, 0.0f);
         for (int64_t b = 0; b < blocks; ++b) {
-            const float* pg = partial.data() + b * 2 * C;
+            const float* pg = partial + b * 2 * C;
             for (int64_t j = lo; j < hi; ++j) {
                 if (dgamma) dgamma[j] += pg[j];
                 if (dbeta) dbeta[j] += pg[C + j];

@@ -265,6 +265,32 @@ std::vector<double> softmax_row_f64(std::vector<double> row) {
     return row;
 }
 
+// ∂L/∂x by central differences in double, for L(x) = Σ_ij dy_ij f(softmax(x)_ij),
+// f applied to each probability (identity for softmax, log for log-softmax).
+template <class F>
+std::vector<float> softmax_loss_gradient_f64(const std::vector<float>& x,
+                                             const std::vector<float>& dy, int64_t rows,
+                                             int64_t cols, F f) {
+    const double h = 1e-5;
+    std::vector<float> grad(x.size());
+    for (int64_t i = 0; i < rows; ++i) {
+        std::vector<double> row(x.begin() + i * cols, x.begin() + (i + 1) * cols);
+        const auto loss = [&](const std::vector<double>& r) {
+            const auto p = softmax_row_f64(r);
+            double l = 0;
+            for (int64_t j = 0; j < cols; ++j) l += dy[i * cols + j] * f(p[j]);
+            return l;
+        };
+        for (int64_t j = 0; j < cols; ++j) {
+            auto plus = row, minus = row;
+            plus[j] += h;
+            minus[j] -= h;
+            grad[i * cols + j] = static_cast<float>((loss(plus) - loss(minus)) / (2 * h));
+        }
+    }
+    return grad;
+}
+
 TEST(Softmax, ForwardMatchesReference) {
     for (auto [rows, cols] : matrix_shapes()) {
         SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
@@ -355,23 +381,8 @@ TEST(Softmax, BackwardMatchesFiniteDifferences) {
         std::vector<float> dx(x.size());
         softmax_backward(y.data(), dy.data(), dx.data(), rows, cols);
 
-        const double h = 1e-5;
-        std::vector<float> expected(x.size());
-        for (int64_t i = 0; i < rows; ++i) {
-            std::vector<double> row(x.begin() + i * cols, x.begin() + (i + 1) * cols);
-            const auto loss = [&](const std::vector<double>& r) {
-                const auto p = softmax_row_f64(r);
-                double l = 0;
-                for (int64_t j = 0; j < cols; ++j) l += dy[i * cols + j] * p[j];
-                return l;
-            };
-            for (int64_t j = 0; j < cols; ++j) {
-                auto plus = row, minus = row;
-                plus[j] += h;
-                minus[j] -= h;
-                expected[i * cols + j] = static_cast<float>((loss(plus) - loss(minus)) / (2 * h));
-            }
-        }
+        const auto expected =
+            softmax_loss_gradient_f64(x, dy, rows, cols, [](double p) { return p; });
         expect_close(dx, expected, 1e-4f, 1e-6f);
     }
 }
@@ -447,23 +458,8 @@ TEST(LogSoftmax, BackwardMatchesFiniteDifferences) {
         std::vector<float> y(x.size()), dx(x.size());
         log_softmax_forward(x.data(), y.data(), rows, cols);
         log_softmax_backward(y.data(), dy.data(), dx.data(), rows, cols);
-        const double h = 1e-5;
-        std::vector<float> expected(x.size());
-        for (int64_t i = 0; i < rows; ++i) {
-            std::vector<double> row(x.begin() + i * cols, x.begin() + (i + 1) * cols);
-            const auto loss = [&](const std::vector<double>& r) {
-                const auto p = softmax_row_f64(r);
-                double l = 0;
-                for (int64_t j = 0; j < cols; ++j) l += dy[i * cols + j] * std::log(p[j]);
-                return l;
-            };
-            for (int64_t j = 0; j < cols; ++j) {
-                auto plus = row, minus = row;
-                plus[j] += h;
-                minus[j] -= h;
-                expected[i * cols + j] = static_cast<float>((loss(plus) - loss(minus)) / (2 * h));
-            }
-        }
+        const auto expected = softmax_loss_gradient_f64(x, dy, rows, cols,
+                                                        [](double p) { return std::log(p); });
         expect_close(dx, expected, 1e-4f, 1e-5f);
     }
 }

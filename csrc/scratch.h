@@ -1,0 +1,15 @@
+// scratch.h — grow-only work buffers, so a training loop allocates once.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace fz {
+
+// buffer.data() with room for at least n floats. The buffer only grows, so a
+// thread_local one is allocated on the first step and reused on every later one.
+inline float* scratch(std::vector<float>& buffer, int64_t n) {
+    if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+    return buffer.data();
+}
+
+}  // namespace fz

@@ -167,6 +167,11 @@ def _convert(value, dtype, what):
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
         raise ValueError(f"{what} must hold whole numbers: the model's input is {dtype}")
+    if arr.dtype != np.dtype(dtype) and arr.size:  # a cast would wrap 2**32 to 0 silently
+        limits, low, high = np.iinfo(dtype), arr.min(), arr.max()
+        if low < limits.min or high > limits.max:
+            raise ValueError(f"{what} holds {(low if low < limits.min else high).item()}, outside "
+                             f"the range of the model's {dtype} input [{limits.min}, {limits.max}]")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 

@@ -438,11 +438,18 @@ def test_a_rank_that_dies_ends_the_job(tmp_path, fault, expected):
 
 @needs_mpi
 def test_a_hung_rank_is_stopped_by_the_watchdog(tmp_path):
+    # Rank 1 sleeps for an hour at step 50; the job must end with the watchdog's
+    # message about that step. The timeout is generous (a healthy step waits
+    # milliseconds, but a loaded machine can stall a rank for seconds: 3 s once
+    # fired early), and nothing is timed against the machine's speed except
+    # run()'s bound, 20 times the timeout and far below the hour of the hang.
+    timeout = 10
     code, output, seconds = run(tmp_path / "hang", "--fault", "hang", "--fault-step", "50",
-                                "--timeout", "3", limit=60)
-    assert code != 0
-    assert "rank 0 has waited more than 3 s for the other ranks in the gradient all-reduce" in output
-    assert seconds < 30
+                                "--timeout", str(timeout), limit=20 * timeout)
+    assert code != 0, output
+    assert (f"rank 0 has waited more than {timeout} s for the other ranks in the gradient "
+            f"all-reduce (after 49 steps)") in output, output
+    assert seconds > timeout
 
 
 @needs_mpi

@@ -409,6 +409,34 @@ def test_multi_input_multi_output_round_trip(tmp_path):
 
 # ---------------------------------------------------------------- bad graphs
 
+@pytest.mark.parametrize("wrap", ["tensor", "list", "tuple", "dict"])
+def test_one_output_alone_in_a_list_tuple_or_dict(tmp_path, wrap):
+    """Model(i, o), Model(i, [o]) and Model(i, (o,)) are the same one-output model
+    (Keras 3 unpacks singletons: call and predict give the array); Model(i, {"out": o})
+    keeps its dict. fit, evaluate, predict, call, backward, save/load all work."""
+    x = inputs((32, 4))
+    y = np.random.default_rng(1).integers(0, 3, 32)
+    i = fz.Input((4,))
+    o = L.Dense(3, activation="softmax", name="out")(i)
+    model = fz.Model(i, {"tensor": o, "list": [o], "tuple": (o,), "dict": {"out": o}}[wrap])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert len(model.fit(x, y, batch_size=8, epochs=2, verbose=0).history["loss"]) == 2
+    assert np.isfinite(model.evaluate(x, y, verbose=0)[0])
+    targets = {"out": y} if wrap == "dict" else [y] if wrap == "list" else y
+    model.train_on_batch(x, targets)
+    unwrap = (lambda r: r["out"]) if wrap == "dict" else (lambda r: r)
+    predicted, called = model.predict(x, verbose=0), model(x)
+    assert isinstance(predicted, dict if wrap == "dict" else np.ndarray)
+    assert isinstance(called, dict if wrap == "dict" else np.ndarray)
+    np.testing.assert_array_equal(unwrap(predicted), unwrap(called))
+    model(x, training=True)
+    model.backward({"out": np.ones((32, 3), np.float32)} if wrap == "dict"
+                   else np.ones((32, 3), np.float32))
+    model.save(tmp_path / "m.fz")
+    restored = fz.load_model(tmp_path / "m.fz")
+    np.testing.assert_array_equal(unwrap(restored.predict(x, verbose=0)), unwrap(predicted))
+
+
 def test_output_not_reachable_from_the_inputs():
     a, b = fz.Input((3,), name="first"), fz.Input((3,), name="second")
     y = L.Dense(2, name="head")(L.Dense(3, name="body")(b))

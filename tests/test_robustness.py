@@ -991,6 +991,44 @@ def token_id_beyond_int32():
     L.Embedding(7, 2)(np.array([2**32], np.int64))
 
 
+@case(ValueError, r"x holds 4294967296, outside the range of the model's int32 input")
+def token_id_beyond_int32_to_a_model():  # int32(2**32) would be token 0, silently
+    _token_model().predict(np.full((1, 4), 2**32, np.int64), verbose=0)
+
+
+@case(ValueError, r"inputs holds 9223372036854775808, outside the range of the model's int32 input")
+def uint64_token_id_to_a_called_model():
+    _token_model()(np.full((1, 4), 2**63, np.uint64))
+
+
+def _char_gpt():
+    tokenizer = fz.text.CharTokenizer.fit("abc ")
+    return fz.models.gpt(tokenizer.vocab_size, 8, 1, 2, 8), tokenizer
+
+
+@case(ValueError, r"generate: max_new_tokens must be an integer in \[0, 16777216\], got 10{18}")
+def generate_a_quintillion_tokens():  # ran for ever, its token list growing
+    model, tokenizer = _char_gpt()
+    fz.text.generate(model, tokenizer, "ab", 10**18)
+
+
+@case(TypeError, r"generate: tokenizer must be a tokenizer of fz.text .*, got NoneType")
+def generate_without_a_tokenizer():
+    fz.text.generate(_char_gpt()[0], None, "ab", 3)
+
+
+@case(ValueError, r"generate: temperature must be a number in \[0, inf\], got nan")
+def generate_at_a_nan_temperature():
+    fz.text.generate(*_char_gpt(), "ab", 3, temperature=float("nan"))
+
+
+@case()
+def generate_with_top_k_beyond_the_vocabulary():  # the whole vocabulary, as top_k=None
+    model, tokenizer = _char_gpt()
+    assert (fz.text.generate(model, tokenizer, "ab", 3, top_k=1000, seed=1)
+            == fz.text.generate(model, tokenizer, "ab", 3, seed=1))
+
+
 @case(ValueError, r"expected inputs of shape \(batch, 4\), got \(1, 9\)")
 def sequence_longer_than_the_positions():
     _token_model().predict(np.zeros((1, 9), np.int32), verbose=0)

@@ -167,6 +167,11 @@ def _convert(value, dtype, what):
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
         raise ValueError(f"{what} must hold whole numbers: the model's input is {dtype}")
+    if arr.dtype != np.dtype(dtype) and arr.size:  # a cast would wrap 2**32 to 0 silently
+        limits, low, high = np.iinfo(dtype), arr.min(), arr.max()
+        if low < limits.min or high > limits.max:
+            raise ValueError(f"{what} holds {(low if low < limits.min else high).item()}, outside "
+                             f"the range of the model's {dtype} input [{limits.min}, {limits.max}]")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -213,7 +218,11 @@ class Model(Trainer, Layer):
         self._n_tensors = len(ids)
         self._input_ids = [ids[id(t)] for t in input_list]
         self._output_ids = [ids[id(t)] for t in output_list]
-        self._single_output = graph.is_symbolic(outputs)
+        # The one place that decides whether the model has a single output: one
+        # tensor given alone or as a one-element list or tuple (Keras 3 unpacks
+        # such singletons: calls and predict return the array itself). A dict
+        # of one output stays a dict.
+        self._single_output = len(output_list) == 1 and not isinstance(outputs, dict)
         self._steps = [_Step(node, ids) for node in nodes]
         self._consumers = [0] * len(ids)
         for step in self._steps:
@@ -461,7 +470,7 @@ class Model(Trainer, Layer):
 
     def _pack_outputs(self, arrays):
         spec = self._outputs_spec
-        if graph.is_symbolic(spec):
+        if self._single_output:
             return arrays[0]
         if isinstance(spec, dict):
             return dict(zip(spec, arrays))
@@ -469,8 +478,8 @@ class Model(Trainer, Layer):
 
     def _output_list(self, grads, what="dy"):
         spec = self._outputs_spec
-        if graph.is_symbolic(spec):
-            return [grads]
+        if self._single_output:
+            return list(grads) if isinstance(grads, (list, tuple)) and len(grads) == 1 else [grads]
         if isinstance(spec, dict):
             return [grads.get(k) for k in spec] if isinstance(grads, dict) else list(grads)
         if not isinstance(grads, (list, tuple)) or len(grads) != len(self.outputs):

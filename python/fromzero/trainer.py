@@ -209,7 +209,9 @@ class Trainer:
         """y as each compiled loss's targets, one array per output with a loss,
         of shape (samples, ...): row labels (int32) or values (float32)."""
         outputs = self._losses()
-        if len(self.outputs) == 1:
+        if self._single_output:
+            if isinstance(y, (list, tuple)) and len(y) == 1 and n != 1 and np.ndim(y[0]) > 0:
+                y = y[0]  # [y], as for a model built with outputs=[o]
             per_output = [y]
         else:
             per_output = _structure(y, self.output_names, f"{what}: y")
@@ -468,7 +470,7 @@ class Trainer:
 
     def _flat_outputs(self, outputs):
         """What _run_forward returned, as a list in output order."""
-        if len(self.outputs) == 1:
+        if self._single_output:
             return [outputs]
         return list(outputs.values()) if isinstance(outputs, dict) else outputs
 

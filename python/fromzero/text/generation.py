@@ -38,6 +38,11 @@ import numpy as np
 from ..utils import check_number
 
 
+# The most tokens one call generates: 16.7 M, hours of sampling and tens of MB
+# of token ids; beyond, a typo (1e18) would run for ever with memory growing.
+MAX_NEW_TOKENS = 1 << 24
+
+
 def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=None, seed=None,
              use_cache=None):
     """The prompt followed by `max_new_tokens` tokens sampled from `model`, as text.
@@ -47,11 +52,15 @@ def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=No
     tokenizer: what encodes the prompt and decodes the result (fz.text).
     temperature: ≥ 0 (0: greedy). top_k: None, or sample among the k most
     likely tokens only. seed: an int ≥ 0 fixes the sample (None: fresh).
+    max_new_tokens: an int in [0, MAX_NEW_TOKENS].
     use_cache: None uses the key/value cache when the model's layers take
     one, True insists on it, False recomputes the whole window every token.
     """
+    if not all(hasattr(tokenizer, a) for a in ("encode", "decode", "vocab_size")):
+        raise TypeError(f"generate: tokenizer must be a tokenizer of fz.text (encode, decode, "
+                        f"vocab_size), got {type(tokenizer).__name__}")
     ids = _prompt_ids(tokenizer, prompt)
-    max_new_tokens = _check_count("max_new_tokens", max_new_tokens)
+    max_new_tokens = _check_count("max_new_tokens", max_new_tokens, high=MAX_NEW_TOKENS)
     temperature = check_number("generate", "temperature", temperature, 0)
     if top_k is not None:
         top_k = _check_count("top_k", top_k, low=1)
@@ -179,7 +188,9 @@ def _prompt_ids(tokenizer, prompt):
     return ids
 
 
-def _check_count(name, value, low=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"generate: {name} must be an integer >= {low}, got {value!r}")
+def _check_count(name, value, low=0, high=None):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+            or (high is not None and value > high)):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"generate: {name} must be an integer {bounds}, got {value!r}")
     return int(value)

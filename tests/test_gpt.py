@@ -50,6 +50,63 @@ def test_recipe_model_has_nanogpt_parameter_count_and_a_summary(capsys):
     assert "block_3_attention" in text and "token_embedding" in text
 
 
+def test_recipe_model_starts_from_nanogpts_init():
+    """nanoGPT's _init_weights: every matrix and embedding N(0, 0.02²), the two
+    projections into the residual stream (attention output, MLP c_proj)
+    N(0, (0.02/√(2·4))²), LayerNorm γ = 1 and no β (bias=False)."""
+    fz.utils.set_random_seed(0)
+    model = fz.models.gpt(65, 64, 4, 4, 128, use_bias=False, tie_embeddings=True)
+    residual = 0.02 / math.sqrt(2 * 4)
+    get = model.get_layer
+    expected = [(get("token_embedding").embeddings, 0.02),
+                (get("position_embedding").position_embeddings, 0.02)]
+    for i in range(4):
+        attention = get(f"block_{i}_attention")
+        expected += [(getattr(attention, f"{name}_kernel"), 0.02)
+                     for name in ("query", "key", "value")]
+        expected += [(attention.output_kernel, residual),
+                     (get(f"block_{i}_mlp_fc").kernel, 0.02),
+                     (get(f"block_{i}_mlp_proj").kernel, residual)]
+    for array, std in expected:  # ≥ 8,000 draws each: the std is within 3% of its value
+        assert abs(array.mean()) < 0.1 * std and array.std() == pytest.approx(std, rel=0.03)
+    drawn = {data_address(a) for a, _ in expected}
+    rest = [p for p in model.trainable_params if data_address(p) not in drawn]
+    assert len(rest) == 2 * 4 + 1 and all(p.ndim == 1 and np.all(p == 1) for p in rest)  # γ
+
+
+def test_recipe_decays_matrices_and_embeddings_but_not_layernorm():
+    """nanoGPT's AdamW groups: weight decay on every ≥ 2-D tensor (the
+    embeddings included), none on LayerNorm's γ. With zero gradients Adam
+    does not move a weight, so one step shows the decay alone: ×(1 − lr·0.1)."""
+    fz.utils.set_random_seed(0)
+    model = fz.models.gpt(65, 64, 2, 4, 32, use_bias=False, tie_embeddings=True)
+    optimizer = cli.gpt_optimizer(model, 1e-3, 2000)
+    params = model.trainable_params
+    before = [p.copy() for p in params]
+    rate = optimizer.learning_rate
+    optimizer.apply_gradients([(np.zeros_like(p), p) for p in params])
+    for p, b in zip(params, before):
+        np.testing.assert_allclose(p, b * (1 - rate * 0.1) if p.ndim >= 2 else b, rtol=1e-6)
+    assert sum(p.ndim >= 2 for p in params) == 2 + 2 * 6  # embeddings, 6 matrices per block
+
+
+def test_recipe_learning_rate_is_nanogpts_get_lr():
+    """nanoGPT's train.py get_lr(it) with warmup_iters=100, lr_decay_iters=2000:
+    lr·(it+1)/101 while warming up, then a cosine from 1e-3 at 100 to 1e-4 at
+    2000; the optimizer's step k uses get_lr(k), k = 0, 1, ..."""
+    model = fz.models.gpt(65, 64, 1, 1, 8, use_bias=False, tie_embeddings=True)
+    optimizer = cli.gpt_optimizer(model, 1e-3, 2000)
+    schedule = optimizer.learning_rate_schedule
+    cosine = 1e-4 + 0.5 * (1 + math.cos(math.pi * 1899 / 1900)) * 9e-4
+    for step, lr in [(0, 1e-3 / 101), (1, 2e-3 / 101), (99, 1e-3 * 100 / 101), (100, 1e-3),
+                     (1050, 5.5e-4), (1999, cosine), (2000, 1e-4), (2500, 1e-4)]:
+        assert schedule(step) == pytest.approx(lr, rel=1e-12), step
+    params = model.trainable_params
+    assert optimizer.learning_rate == pytest.approx(1e-3 / 101, rel=1e-12)  # the first step's
+    optimizer.apply_gradients([(np.zeros_like(p), p) for p in params])
+    assert optimizer.learning_rate == pytest.approx(2e-3 / 101, rel=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_heads=3), "num_heads=3 must divide hidden_dim=8"),
     (dict(vocab_size=0), "vocab_size"),
@@ -217,6 +274,16 @@ def test_cli_trains_saves_and_generates(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("fromzero") and "step 0: train loss" in lines[1]
     assert lines[-1].startswith("val loss: ") and float(lines[-1].split()[-1]) < 4.2
+    # the last line is the loss on the whole validation split, every token once
+    text = fz.datasets.text.load_data("tinyshakespeare")
+    val_ids = fz.text.CharTokenizer.fit(text).encode(fz.datasets.text.train_val_split(text)[1])
+    windows = (len(val_ids) - 1) // 16
+    assert lines[-2] == (f"the whole validation split ({windows} windows of 16 tokens, "
+                         f"{windows * 16} targets):")
+    model = fz.models.load_model(path)
+    model.compile(loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    whole = model.evaluate(fz.text.ConsecutiveWindows(val_ids, 16, 64), verbose=0)
+    assert lines[-1] == f"val loss: {whole:.4f}"
     assert cli.main(["generate", "--checkpoint", str(path), "--prompt", "ROMEO:",
                      "--max-new-tokens", "12", "--seed", "4"]) == 0
     text = capsys.readouterr().out

@@ -213,7 +213,7 @@ def test_recipe_optimizer_steps_are_nanogpts_adamw():
     gradients (large ones, clipped, on even steps; small ones on odd steps).
     One difference is Keras's: fromzero adds ε to √v, PyTorch to √v̂ (v
     bias-corrected), the same update unless |g| ≲ 1e-7; the recipe has such
-    gradients only in ~0.3% of its query/key weights over its first steps."""
+    gradients only in 0.2–0.6% of its query/key weights in its first steps."""
     torch = pytest.importorskip("torch")
     import torch_gpt
     model = tiny_gpt(use_bias=False, tie_embeddings=True)

@@ -105,6 +105,19 @@ class GPT(nn.Module):
             x = block(x)
         return self.lm_head(self.transformer.ln_f(x))
 
+    def nanogpt_init(self):
+        """nanoGPT's _init_weights: every Linear weight and Embedding N(0, 0.02²),
+        biases 0, then each c_proj.weight (the projections into the residual
+        stream) N(0, (0.02/√(2·n_layer))²); LayerNorm keeps γ = 1, β = 0."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config["n_layer"]))
+
     def load_numpy(self, state):
         """Copy a dict of nanoGPT-named arrays (fz.models.gpt_to_nanogpt) into the weights."""
         own = self.state_dict()
@@ -156,9 +169,10 @@ class TorchGPTTrainer:
 
 
 def nanogpt_lr(it, learning_rate=1e-3, warmup_iters=100, lr_decay_iters=2000, min_lr=1e-4):
-    """nanoGPT's get_lr: linear warm-up, then cosine decay to min_lr."""
+    """nanoGPT's get_lr (train.py today): linear warm-up from
+    learning_rate/(warmup_iters + 1) at it = 0, then cosine decay to min_lr."""
     if it < warmup_iters:
-        return learning_rate * it / warmup_iters
+        return learning_rate * (it + 1) / (warmup_iters + 1)
     if it > lr_decay_iters:
         return min_lr
     ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)

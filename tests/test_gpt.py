@@ -50,6 +50,63 @@ def test_recipe_model_has_nanogpt_parameter_count_and_a_summary(capsys):
     assert "block_3_attention" in text and "token_embedding" in text
 
 
+def test_recipe_model_starts_from_nanogpts_init():
+    """nanoGPT's _init_weights: every matrix and embedding N(0, 0.02²), the two
+    projections into the residual stream (attention output, MLP c_proj)
+    N(0, (0.02/√(2·4))²), LayerNorm γ = 1 and no β (bias=False)."""
+    fz.utils.set_random_seed(0)
+    model = fz.models.gpt(65, 64, 4, 4, 128, use_bias=False, tie_embeddings=True)
+    residual = 0.02 / math.sqrt(2 * 4)
+    get = model.get_layer
+    expected = [(get("token_embedding").embeddings, 0.02),
+                (get("position_embedding").position_embeddings, 0.02)]
+    for i in range(4):
+        attention = get(f"block_{i}_attention")
+        expected += [(getattr(attention, f"{name}_kernel"), 0.02)
+                     for name in ("query", "key", "value")]
+        expected += [(attention.output_kernel, residual),
+                     (get(f"block_{i}_mlp_fc").kernel, 0.02),
+                     (get(f"block_{i}_mlp_proj").kernel, residual)]
+    for array, std in expected:  # ≥ 8,000 draws each: the std is within 3% of its value
+        assert abs(array.mean()) < 0.1 * std and array.std() == pytest.approx(std, rel=0.03)
+    drawn = {data_address(a) for a, _ in expected}
+    rest = [p for p in model.trainable_params if data_address(p) not in drawn]
+    assert len(rest) == 2 * 4 + 1 and all(p.ndim == 1 and np.all(p == 1) for p in rest)  # γ
+
+
+def test_recipe_decays_matrices_and_embeddings_but_not_layernorm():
+    """nanoGPT's AdamW groups: weight decay on every ≥ 2-D tensor (the
+    embeddings included), none on LayerNorm's γ. With zero gradients Adam
+    does not move a weight, so one step shows the decay alone: ×(1 − lr·0.1)."""
+    fz.utils.set_random_seed(0)
+    model = fz.models.gpt(65, 64, 2, 4, 32, use_bias=False, tie_embeddings=True)
+    optimizer = cli.gpt_optimizer(model, 1e-3, 2000)
+    params = model.trainable_params
+    before = [p.copy() for p in params]
+    rate = optimizer.learning_rate
+    optimizer.apply_gradients([(np.zeros_like(p), p) for p in params])
+    for p, b in zip(params, before):
+        np.testing.assert_allclose(p, b * (1 - rate * 0.1) if p.ndim >= 2 else b, rtol=1e-6)
+    assert sum(p.ndim >= 2 for p in params) == 2 + 2 * 6  # embeddings, 6 matrices per block
+
+
+def test_recipe_learning_rate_is_nanogpts_get_lr():
+    """nanoGPT's train.py get_lr(it) with warmup_iters=100, lr_decay_iters=2000:
+    lr·(it+1)/101 while warming up, then a cosine from 1e-3 at 100 to 1e-4 at
+    2000; the optimizer's step k uses get_lr(k), k = 0, 1, ..."""
+    model = fz.models.gpt(65, 64, 1, 1, 8, use_bias=False, tie_embeddings=True)
+    optimizer = cli.gpt_optimizer(model, 1e-3, 2000)
+    schedule = optimizer.learning_rate_schedule
+    cosine = 1e-4 + 0.5 * (1 + math.cos(math.pi * 1899 / 1900)) * 9e-4
+    for step, lr in [(0, 1e-3 / 101), (1, 2e-3 / 101), (99, 1e-3 * 100 / 101), (100, 1e-3),
+                     (1050, 5.5e-4), (1999, cosine), (2000, 1e-4), (2500, 1e-4)]:
+        assert schedule(step) == pytest.approx(lr, rel=1e-12), step
+    params = model.trainable_params
+    assert optimizer.learning_rate == pytest.approx(1e-3 / 101, rel=1e-12)  # the first step's
+    optimizer.apply_gradients([(np.zeros_like(p), p) for p in params])
+    assert optimizer.learning_rate == pytest.approx(2e-3 / 101, rel=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_heads=3), "num_heads=3 must divide hidden_dim=8"),
     (dict(vocab_size=0), "vocab_size"),
@@ -149,6 +206,42 @@ def test_logits_and_every_gradient_match_pytorch(bias, tie):
                                    atol=2e-4, err_msg=name)
 
 
+def test_recipe_optimizer_steps_are_nanogpts_adamw():
+    """cli.gpt_optimizer's steps are nanoGPT's: torch.optim.AdamW (β 0.9/0.99,
+    ε 1e-8, weight decay 0.1 on the ≥ 2-D tensors only), the gradient clipped
+    by clip_grad_norm_(1.0), the rate get_lr(it) at step it — on the same
+    gradients (large ones, clipped, on even steps; small ones on odd steps).
+    One difference is Keras's: fromzero adds ε to √v, PyTorch to √v̂ (v
+    bias-corrected), the same update unless |g| ≲ 1e-7; the recipe has such
+    gradients only in 0.2–0.6% of its query/key weights in its first steps."""
+    torch = pytest.importorskip("torch")
+    import torch_gpt
+    model = tiny_gpt(use_bias=False, tie_embeddings=True)
+    optimizer = cli.gpt_optimizer(model, 0.1, 2000)
+    params = model.trainable_params
+    start = [p.copy() for p in params]
+    twins = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    groups = [{"params": [t for t in twins if t.dim() >= 2], "weight_decay": 0.1},
+              {"params": [t for t in twins if t.dim() < 2], "weight_decay": 0.0}]
+    adamw = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.99), eps=1e-8, foreach=False)
+    rng = np.random.default_rng(0)
+    for it in range(6):
+        # |g| in [0.5, 1.5]·scale, away from ε's reach; global norms ≈ 40 (clipped), ≈ 0.04
+        scale = 1.0 if it % 2 == 0 else 1e-3
+        grads = [(scale * rng.choice([-1, 1], p.shape) * rng.uniform(0.5, 1.5, p.shape)
+                  ).astype(np.float32) for p in params]
+        optimizer.apply_gradients(zip(grads, params))
+        for twin, g in zip(twins, grads):
+            twin.grad = torch.from_numpy(g.copy())
+        assert (torch.nn.utils.clip_grad_norm_(twins, 1.0) > 1.0) == (it % 2 == 0)
+        for group in adamw.param_groups:
+            group["lr"] = torch_gpt.nanogpt_lr(it, learning_rate=0.1, min_lr=0.01)
+        adamw.step()
+    for p, twin, before in zip(params, twins, start):
+        assert np.abs(p - before).max() > 1e-3  # each step moves a weight by about the rate
+        np.testing.assert_allclose(p, twin.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_gpt_attention_is_the_layers_causal_softmax():
     model = tiny_gpt()
     ids = token_ids((1, 6))
@@ -217,6 +310,16 @@ def test_cli_trains_saves_and_generates(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("fromzero") and "step 0: train loss" in lines[1]
     assert lines[-1].startswith("val loss: ") and float(lines[-1].split()[-1]) < 4.2
+    # the last line is the loss on the whole validation split, every token once
+    text = fz.datasets.text.load_data("tinyshakespeare")
+    val_ids = fz.text.CharTokenizer.fit(text).encode(fz.datasets.text.train_val_split(text)[1])
+    windows = (len(val_ids) - 1) // 16
+    assert lines[-2] == (f"the whole validation split ({windows} windows of 16 tokens, "
+                         f"{windows * 16} targets):")
+    model = fz.models.load_model(path)
+    model.compile(loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    whole = model.evaluate(fz.text.ConsecutiveWindows(val_ids, 16, 64), verbose=0)
+    assert lines[-1] == f"val loss: {whole:.4f}"
     assert cli.main(["generate", "--checkpoint", str(path), "--prompt", "ROMEO:",
                      "--max-new-tokens", "12", "--seed", "4"]) == 0
     text = capsys.readouterr().out

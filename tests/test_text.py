@@ -1,4 +1,4 @@
-"""Tests for fromzero.text: the three tokenizers and RandomWindows."""
+"""Tests for fromzero.text: the three tokenizers, RandomWindows and ConsecutiveWindows."""
 
 import json
 import sys
@@ -9,8 +9,8 @@ import pytest
 
 import fromzero as fz
 from fromzero.datasets import text as corpora
-from fromzero.text import (BPETokenizer, ByteTokenizer, CharTokenizer, RandomWindows, deserialize,
-                           serialize)
+from fromzero.text import (BPETokenizer, ByteTokenizer, CharTokenizer, ConsecutiveWindows,
+                           RandomWindows, deserialize, serialize)
 
 # nanoGPT's shakespeare_char vocabulary (data/shakespeare_char/prepare.py).
 SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -305,5 +305,54 @@ def test_a_batch_allocates_only_its_arrays():
     assert peak < returned + 16 * 1024, f"peak {peak} bytes for {returned} bytes of batch"
 
 
+# --- ConsecutiveWindows -----------------------------------------------------------
+
+def test_consecutive_windows_make_every_token_a_target_once():
+    ids = np.arange(23)  # T = 4: (23 − 1) // 4 = 5 windows, targets 1..20; 21, 22 left out
+    windows = ConsecutiveWindows(ids, sequence_length=4, batch_size=2)
+    assert windows.num_windows == 5 and len(windows) == windows.num_batches == 3
+    batches = [windows[i] for i in range(len(windows))]
+    assert [len(x) for x, _ in batches] == [2, 2, 1]  # the last batch holds the rest
+    x, y = (np.concatenate(parts) for parts in zip(*batches))
+    assert x.dtype == y.dtype == np.int32
+    np.testing.assert_array_equal(x.ravel(), np.arange(20))
+    np.testing.assert_array_equal(y, x + 1)
+    # exactly T + 1 tokens: one window
+    x, y = ConsecutiveWindows(np.arange(5), 4, 3)[0]
+    assert x.tolist() == [[0, 1, 2, 3]] and y.tolist() == [[1, 2, 3, 4]]
+    assert len(list(windows)) == 3  # the Keras protocol: iteration stops at the end
+    with pytest.raises(IndexError, match=r"batch index 3 out of range \(0..2\)"):
+        windows[3]
+    with pytest.raises(IndexError):
+        windows[-1]
+    with pytest.raises(TypeError, match="batch index must be an integer"):
+        windows[1.0]
+
+
+def test_consecutive_windows_refuse_bad_arguments():
+    with pytest.raises(ValueError, match="needs at least 9 tokens; ids has 8"):
+        ConsecutiveWindows(np.arange(8), 8, 2)
+    with pytest.raises(TypeError, match="integer token ids"):
+        ConsecutiveWindows(np.arange(20.0), 8, 2)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        ConsecutiveWindows(np.arange(20), 8, 0)
+
+
+def test_evaluate_on_consecutive_windows_is_the_mean_loss_over_every_target():
+    fz.utils.set_random_seed(0)
+    ids = np.random.default_rng(3).integers(0, 11, 203).astype(np.int32)
+    model = fz.models.gpt(11, 8, 1, 2, 8)
+    model.compile(loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
+    windows = ConsecutiveWindows(ids, 8, 7)  # 25 windows: batches of 7, 7, 7, 4
+    x = ids[:200].reshape(25, 8)
+    logits = model.predict(x, verbose=0).astype(np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    targets = ids[1:201].reshape(25, 8)
+    expected = -np.take_along_axis(log_p, targets[..., None], -1).mean()
+    assert model.evaluate(windows, verbose=0) == pytest.approx(expected, rel=1e-5)
+
+
 def test_fz_text_is_exported():
     assert fz.text.CharTokenizer is CharTokenizer and fz.text.RandomWindows is RandomWindows
+    assert fz.text.ConsecutiveWindows is ConsecutiveWindows

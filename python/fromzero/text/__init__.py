@@ -9,14 +9,15 @@
 Tokenizers (tokenizer.py): ByteTokenizer (UTF-8 bytes, any language),
 CharTokenizer (the characters of a text), BPETokenizer (byte-level BPE trained
 by Hugging Face `tokenizers`, an optional extra). Batches (windows.py):
-RandomWindows, nanoGPT's get_batch as a Keras-style dataset. Generation
+RandomWindows, nanoGPT's get_batch as a Keras-style dataset;
+ConsecutiveWindows, a whole split side by side (its loss without sampling noise). Generation
 (generation.py): generate(model, tokenizer, prompt, max_new_tokens, ...).
 """
 
 from .tokenizer import (BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, deserialize,
                         serialize)
 from .generation import generate
-from .windows import RandomWindows
+from .windows import ConsecutiveWindows, RandomWindows
 
-__all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "RandomWindows", "Tokenizer",
-           "deserialize", "generate", "serialize"]
+__all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "ConsecutiveWindows", "RandomWindows",
+           "Tokenizer", "deserialize", "generate", "serialize"]

@@ -1,8 +1,10 @@
-"""Batches of random windows of a token array, for next-token training.
+"""Batches of windows of a token array, for next-token training and scoring.
 
 nanoGPT's get_batch: pick `batch_size` random start positions i in the token
 array, and take x = ids[i : i+T] and y = ids[i+1 : i+T+1] — each target is
-the token that follows its input, so one window gives T next-token examples.
+the token that follows its input, so one window gives T next-token examples
+(RandomWindows). To score a model on a whole split, ConsecutiveWindows cuts
+it into windows side by side instead, so every token is a target once.
 """
 
 import numbers
@@ -90,6 +92,60 @@ class RandomWindows:
     def __repr__(self):
         return (f"RandomWindows({len(self.ids)} tokens, sequence_length={self.sequence_length}, "
                 f"batch_size={self.batch_size}, seed={self.seed}, steps={self.steps})")
+
+
+class ConsecutiveWindows:
+    """A whole token array as consecutive windows, every token a target once.
+
+    ids: 1-D array-like of non-negative integer token ids (copied as int32).
+    sequence_length: T, tokens per window; ids needs at least T + 1 tokens.
+    batch_size: windows per batch (the last batch may hold fewer).
+
+    Window w starts at s = w·T: x = ids[s : s+T], y = ids[s+1 : s+T+1], for
+    the n = (len(ids) − 1) // T windows that fit; the last (len(ids) − 1) mod T
+    targets are left out. evaluate() on it gives the mean loss over those
+    n·T targets: the split's loss itself, with no sampling noise. The target at
+    position t of a window sees t + 1 tokens of context, so every context
+    length from 1 to T counts equally, as in the mean over random windows.
+    A finite dataset of ceil(n / batch_size) batches, the same every epoch.
+    """
+
+    def __init__(self, ids, sequence_length, batch_size):
+        owner = "ConsecutiveWindows"
+        self.sequence_length = check_positive_int(owner, "sequence_length", sequence_length)
+        self.batch_size = check_positive_int(owner, "batch_size", batch_size)
+        self.ids = _check_ids(owner, ids)
+        T = self.sequence_length
+        if len(self.ids) < T + 1:
+            raise ValueError(f"{owner}: a window of sequence_length={T} tokens plus the next "
+                             f"token as its last target needs at least {T + 1} tokens; ids has "
+                             f"{len(self.ids)}")
+        self.num_windows = (len(self.ids) - 1) // T
+        end = self.num_windows * T
+        # views, no copy: row w of each is window w's inputs and targets
+        self._inputs = self.ids[:end].reshape(self.num_windows, T)
+        self._targets = self.ids[1:end + 1].reshape(self.num_windows, T)
+
+    @property
+    def num_batches(self):
+        return -(-self.num_windows // self.batch_size)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, index):
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"ConsecutiveWindows: batch index must be an integer, got {index!r}")
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"ConsecutiveWindows: batch index {index} out of range "
+                             f"(0..{self.num_batches - 1})")
+        rows = slice(int(index) * self.batch_size, (int(index) + 1) * self.batch_size)
+        return self._inputs[rows].copy(), self._targets[rows].copy()
+
+    def __repr__(self):
+        return (f"ConsecutiveWindows({len(self.ids)} tokens, sequence_length="
+                f"{self.sequence_length}, batch_size={self.batch_size}: {self.num_windows} "
+                f"windows)")
 
 
 def _check_ids(owner, ids):

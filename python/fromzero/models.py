@@ -207,12 +207,13 @@ class Model(Trainer, Layer):
         if len({id(t) for t in input_list}) != len(input_list):
             raise ValueError(f"{self.name}: the same Input is given twice")
         nodes = self._nodes_in_order(input_list, output_list)
-        ids = {}
-        for t in input_list:
-            ids[id(t)] = len(ids)
+        ids, tensors = {}, list(input_list)
         for node in nodes:
-            for t in node.outputs:
-                ids[id(t)] = len(ids)
+            tensors.extend(node.outputs)
+        for t in tensors:
+            ids[id(t)] = len(ids)
+        # ∂L/∂t exists for float tensors only: token ids and masks get none
+        self._differentiable = [np.dtype(t.dtype).kind == "f" for t in tensors]
         self._inputs_spec, self._outputs_spec = inputs, outputs
         self.inputs, self.outputs = input_list, output_list
         self._n_tensors = len(ids)
@@ -567,19 +568,21 @@ class Model(Trainer, Layer):
         return dx[0] if len(dx) == 1 else dx
 
     def _plan_backward(self, key):
-        """Which nodes backward runs, in reverse order. A tensor needs ∂L/∂it
-        when trainable weights lie upstream of it (or it is an input and
-        input_grad_needed); a node runs when it receives a gradient and
-        either has trainable weights or passes gradients on. The first node
-        of a layer to run writes its grads, later ones add to them."""
+        """Which nodes backward runs, in reverse order. A float tensor needs
+        ∂L/∂it when trainable weights lie upstream of it (or it is an input
+        and input_grad_needed), an integer one (ids, a mask) never; a node
+        runs when it receives a gradient and either has trainable weights or
+        passes gradients on. The first node of a layer to run writes its
+        grads, later ones add to them."""
         input_grad_needed, accumulate_all, from_logits, seeded, _ = key
         needs = [False] * self._n_tensors
         for tid in self._input_ids:
-            needs[tid] = input_grad_needed
+            needs[tid] = input_grad_needed and self._differentiable[tid]
         for step in self._steps:
             own = bool(step.layer.trainable_params)
             for tid in step.out_ids:
-                needs[tid] = own or any(needs[t] for t in step.in_ids)
+                needs[tid] = self._differentiable[tid] and (
+                    own or any(needs[t] for t in step.in_ids))
         reached = [False] * self._n_tensors
         logits = set()
         for k, (tid, given) in enumerate(zip(self._output_ids, seeded)):

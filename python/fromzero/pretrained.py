@@ -140,7 +140,9 @@ def load_bert_weights(model, tensors, num_layers):
 
 class SentenceEncoder:
     """A sentence-embedding model: ``model`` (bert_encoder's graph), ``tokenizer``
-    (a Hugging Face ``tokenizers.Tokenizer``), ``encode(sentences)``."""
+    (a Hugging Face ``tokenizers.Tokenizer``), ``encode(sentences)``; for
+    fine-tuning, ``classifier(num_classes)`` (a Model ending in a softmax
+    head) and ``inputs(sentences)`` (the arrays it takes)."""
 
     def __init__(self, model, tokenizer, max_length=_MAX_SEQUENCE):
         self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
@@ -165,14 +167,39 @@ class SentenceEncoder:
         order = np.argsort([-len(x) for x in ids], kind="stable")
         for start in range(0, len(ids), batch_size):
             batch = order[start:start + batch_size]
-            T = max(len(ids[i]) for i in batch)
-            tokens = np.zeros((len(batch), T), np.int32)
-            mask = np.zeros((len(batch), T), np.int32)
-            for row, i in enumerate(batch):
-                tokens[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1
-            out[batch] = self.model.forward([tokens, np.zeros_like(tokens), mask])
+            out[batch] = self.model.forward(_padded([ids[i] for i in batch]))
         return out
+
+    def inputs(self, sentences):
+        """The model's three inputs for `sentences`: [token_ids, segment_ids,
+        padding_mask], int32 arrays (n, longest), every sentence padded to the
+        longest — what fit, evaluate and predict take."""
+        return _padded(self.tokenize(sentences))
+
+    def classifier(self, num_classes, name="classes"):
+        """A text classifier on this encoder: the sentence vector (the mean
+        of the token states the padding mask keeps, normalized) →
+        Dense(num_classes, softmax). The encoder's layers are shared, not
+        copied: enable_lora on the classifier adapts them, fit moves them.
+        A new Model each call, with a new head (Dense named `name`)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+                num_classes < 2:
+            raise ValueError(f"classifier: num_classes must be an integer ≥ 2, got "
+                             f"{num_classes!r}")
+        head = L.Dense(int(num_classes), activation="softmax", name=name)
+        return Model(self.model.inputs, head(self.model.output), name=f"{self.model.name}_{name}")
+
+
+def _padded(ids):
+    """[token_ids, segment_ids, padding_mask] for lists of token ids: each row
+    padded with zeros to the longest, the mask 1 on real tokens."""
+    T = max((len(x) for x in ids), default=0)
+    tokens = np.zeros((len(ids), T), np.int32)
+    mask = np.zeros((len(ids), T), np.int32)
+    for row, x in enumerate(ids):
+        tokens[row, :len(x)] = x
+        mask[row, :len(x)] = 1
+    return [tokens, np.zeros_like(tokens), mask]
 
 
 def _model_zip():

@@ -9,7 +9,8 @@
 Tokenizers (tokenizer.py): ByteTokenizer (UTF-8 bytes, any language),
 CharTokenizer (the characters of a text), BPETokenizer (byte-level BPE trained
 by Hugging Face `tokenizers`, an optional extra). Batches (windows.py):
-RandomWindows, nanoGPT's get_batch as a Keras-style dataset. Generation
+RandomWindows, nanoGPT's get_batch as a Keras-style dataset. Training
+(training.py): nanoGPT's optimizer and loss estimate. Generation
 (generation.py): generate(model, tokenizer, prompt, max_new_tokens, ...).
 """
 
@@ -17,6 +18,7 @@ from .tokenizer import (BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, d
                         serialize)
 from .generation import generate
 from .windows import RandomWindows
+from . import training
 
 __all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "RandomWindows", "Tokenizer",
-           "deserialize", "generate", "serialize"]
+           "deserialize", "generate", "serialize", "training"]

@@ -9,8 +9,8 @@ adapters on a few of them.
                   each way (fz.finetuning.finetune_gpt):
                     full fine-tuning  every weight trains
                     LoRA rank 4/8/16  weights frozen, adapters A·B on the
-                                      attention projections and the MLP's
-                                      first layer train
+                                      query and value projections and the
+                                      MLP's first layer train
                     from scratch      the same model, random weights
     3. compare    validation loss on the same fixed windows of the new
                   corpus, trainable parameters, time per step; sample text

@@ -26,8 +26,8 @@ with a model that ``train --model gpt --save FILE`` wrote.
 
 ``fromzero finetune --base FILE --dataset austen --lora-rank 8`` goes on
 training such a model on another text (fz.finetuning.finetune_gpt): LoRA
-adapters of rank 8 on the attention projections and the MLP's first layer,
-everything else frozen; ``--lora-rank 0`` fine-tunes every weight. ``--save``
+adapters of rank 8 on the attention's query and value projections and the
+MLP's first layer, everything else frozen; ``--lora-rank 0`` fine-tunes every weight. ``--save``
 writes the adapters alone (LoRA) or the whole model; ``fromzero generate
 --checkpoint BASE --adapters FILE`` samples from base + adapters.
 """

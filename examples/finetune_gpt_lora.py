@@ -10,12 +10,13 @@ adapters on a few of them.
                     full fine-tuning  every weight trains
                     LoRA rank 4/8/16  weights frozen, adapters A·B on the
                                       query and value projections and the
-                                      MLP's first layer train
+                                      MLP's first layer train (rank 8 once
+                                      more with the LayerNorms trained too)
                     from scratch      the same model, random weights
     3. compare    validation loss on the same fixed windows of the new
                   corpus, trainable parameters, time per step; sample text
 
-Run:    python examples/finetune_gpt_lora.py                     (2000 + 10 × 500 steps)
+Run:    python examples/finetune_gpt_lora.py                     (2000 + 12 × 500 steps)
         python examples/finetune_gpt_lora.py --pretrain-steps 200 --steps 50   (a quick look)
         python examples/finetune_gpt_lora.py --base shakespeare.safetensors    (skip step 1)
 
@@ -31,7 +32,7 @@ import fromzero as fz
 
 # The recipe's model (fromzero train --model gpt) with the byte tokenizer.
 SHAPE = dict(sequence_length=64, num_layers=4, num_heads=4, hidden_dim=128)
-PROMPTS = {"austen": "\n", "tang300": "\n"}
+PROMPTS = {"austen": "\n", "tang300": "《"}
 
 
 def gpt(vocab_size):
@@ -57,10 +58,12 @@ def pretrain(args, path):
 
 def compare(args, base, dataset):
     """Step 2 and 3 on one corpus: one row per way of adapting the base."""
-    runs = [("full fine-tuning", 0)] + [(f"LoRA rank {r}", r) for r in args.ranks]
-    runs.append(("from scratch", None))
+    runs = [("full fine-tuning", 0, False)] + [(f"LoRA rank {r}", r, False) for r in args.ranks]
+    if 8 in args.ranks:
+        runs.append(("LoRA rank 8 + LayerNorms", 8, True))
+    runs.append(("from scratch", None, False))
     rows, models = [], {}
-    for name, rank in runs:
+    for name, rank, train_norms in runs:
         print(f"\n== {dataset}: {name}")
         options = dict(steps=args.steps, seed=args.seed, max_chars=args.max_chars,
                        eval_batches=args.eval_batches, val_batches=args.val_batches)
@@ -71,6 +74,7 @@ def compare(args, base, dataset):
         else:
             learning_rate = args.lora_learning_rate if rank else args.full_learning_rate
             result = fz.finetuning.finetune_gpt(base, dataset, lora_rank=rank,
+                                                train_norms=train_norms,
                                                 learning_rate=learning_rate, **options)
         rows.append((name, result))
         models[name] = result
@@ -121,9 +125,10 @@ def main(argv=None):
             pretrain(args, base)
         for dataset in args.datasets:
             models = compare(args, base, dataset)
-            name = "LoRA rank 8" if "LoRA rank 8" in models else "full fine-tuning"
-            print(f"\n{dataset}, sampled from {name}:")
-            show_sample(models[name], PROMPTS[dataset], args.sample_tokens, args.seed)
+            for name in ("LoRA rank 8", min(models, key=lambda n: models[n].val_loss)):
+                if name in models:
+                    print(f"\n{dataset}, sampled from {name}:")
+                    show_sample(models[name], PROMPTS[dataset], args.sample_tokens, args.seed)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,22 @@ def test_lora_trains_only_the_adapters_and_leaves_the_base_file(base, tmp_path):
     assert isinstance(tokenizer, fz.text.ByteTokenizer)
 
 
+def test_train_norms_adds_the_layernorms_to_the_adapters(base):
+    result = fz.finetuning.finetune_gpt(base, "austen", lora_rank=2, train_norms=True, **SMALL)
+    norms = [layer for layer in result.model.layers
+             if isinstance(layer, fz.layers.LayerNormalization)]
+    assert len(norms) == 2 * 2 + 1  # two per block, and the last
+    original = fz.load_model(base)
+    trained = {id(p) for p in result.model.trainable_params}
+    assert all(id(layer.gamma) in trained for layer in norms)
+    # rank 2 on query, value (16 -> 16) and mlp_fc (16 -> 64) of 2 blocks, and 5 γ of 16
+    assert fz.finetuning.LORA_TARGET == ("query", "value", "block_*_mlp_fc")
+    assert result.trainable_params == 2 * (2 * (16 + 16) + 2 * (16 + 16) + 2 * (16 + 64)) + 5 * 16
+    changed = [layer.name for layer in norms
+               if not np.array_equal(layer.gamma, original.get_layer(layer.name).gamma)]
+    assert changed == [layer.name for layer in norms]
+
+
 def test_full_fine_tuning_trains_every_weight_and_learns(base):
     result = fz.finetuning.finetune_gpt(base, "austen", lora_rank=0, learning_rate=1e-2,
                                         **{**SMALL, "steps": 20, "eval_interval": 20})

@@ -174,9 +174,9 @@ def finetune(args):
     result = fz.finetuning.finetune_gpt(
         args.base, args.dataset, steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, lora_rank=args.lora_rank, lora_target=target,
-        seed=args.seed)
+        train_norms=args.train_norms, seed=args.seed)
     if args.save:
-        if args.lora_rank:
+        if args.lora_rank and not args.train_norms:
             result.model.save_weights(args.save, lora_only=True)
             print(f"adapters saved to {args.save} (apply them to {args.base}: fromzero generate "
                   f"--checkpoint {args.base} --adapters {args.save})")
@@ -326,11 +326,14 @@ def main(argv=None):
     ft.add_argument("--lora-target", default=None, metavar="NAMES",
                     help="comma-separated layer names or globs to adapt (default: "
                          f"{','.join(fz.finetuning.LORA_TARGET)})")
+    ft.add_argument("--train-norms", action="store_true",
+                    help="with LoRA, train the LayerNorms too (--save then writes the whole model)")
     ft.add_argument("--sample-tokens", type=int, default=500)
     ft.add_argument("--seed", type=int, default=1337)
     ft.add_argument("--threads", type=int, default=None)
     ft.add_argument("--save", metavar="PATH", default=None,
-                    help="write the adapters alone (LoRA) or the whole model (--lora-rank 0) here")
+                    help="write the adapters alone (LoRA) or the whole model (--lora-rank 0 or "
+                         "--train-norms) here")
     sub.add_parser("info", help="print the version, SIMD path and threads")
     args = parser.parse_args(argv)
     try:

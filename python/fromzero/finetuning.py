@@ -8,7 +8,8 @@ cosine decay: fz.text.training):
 
     lora_rank=0   full fine-tuning: every weight moves
     lora_rank=r   LoRA: every weight frozen; rank-r adapters A·B (fz.lora)
-                  on the `lora_target` layers are all that train
+                  on the `lora_target` layers are all that train (and the
+                  LayerNorms, with train_norms=True)
 
     result = fz.finetuning.finetune_gpt("shakespeare.safetensors", "austen", steps=500)
     result.val_loss, result.trainable_params, result.seconds_per_step
@@ -23,7 +24,7 @@ import dataclasses
 import os
 import time
 
-from . import datasets, losses, models, saving, text, utils
+from . import datasets, layers, losses, models, saving, text, utils
 from .text.training import EvaluateEvery, gpt_optimizer
 
 # The layers LoRA adapts by default (globs on layer names and paths, fz.lora):
@@ -112,8 +113,9 @@ def encode_corpus(tokenizer, dataset, max_chars=None):
 
 
 def finetune_gpt(base, dataset="austen", tokenizer=None, steps=500, batch_size=12,
-                 learning_rate=None, lora_rank=8, lora_target=None, lora_alpha=None, seed=1337,
-                 max_chars=None, eval_interval=EVAL_INTERVAL, eval_batches=EVAL_BATCHES,
+                 learning_rate=None, lora_rank=8, lora_target=None, lora_alpha=None,
+                 train_norms=False, seed=1337, max_chars=None, eval_interval=EVAL_INTERVAL,
+                 eval_batches=EVAL_BATCHES,
                  val_batches=VAL_BATCHES, say=print):
     """Train the GPT `base` on corpus `dataset` for `steps` steps of
     `batch_size` windows (the base's context length) and return a
@@ -125,6 +127,11 @@ def finetune_gpt(base, dataset="austen", tokenizer=None, steps=500, batch_size=1
       lora_alpha, default r) to the `lora_target` layers (a name, glob or
       list as model.enable_lora takes; default LORA_TARGET) and trains only
       them.
+    train_norms: with LoRA, the LayerNorms' scales (and offsets) train too —
+      1,152 numbers in the recipe's GPT that let the frozen blocks re-weight
+      their features (0.016 lower Austen loss at rank 8, docs/fine-tuning.md);
+      then the adapter file (save_weights(lora_only=True)) no longer holds
+      every change: save the whole model.
     learning_rate: AdamW's peak; default LEARNING_RATE["full" or "lora"].
     seed: the adapters' initialization and the training windows; the
       validation windows depend on it alone (the same for every run of one
@@ -158,6 +165,9 @@ def finetune_gpt(base, dataset="austen", tokenizer=None, steps=500, batch_size=1
     if lora_rank:
         target = list(LORA_TARGET) if lora_target is None else lora_target
         adapted = model.enable_lora(lora_rank, target=target, lora_alpha=lora_alpha)
+        for layer in model.layers:
+            if train_norms and isinstance(layer, layers.LayerNormalization):
+                layer.trainable = True
     else:
         for layer in model.layers:
             layer.trainable = True
@@ -169,8 +179,8 @@ def finetune_gpt(base, dataset="austen", tokenizer=None, steps=500, batch_size=1
     total = sum(p.size for p in model.weights)
     train = text.RandomWindows(train_ids, T, batch_size, seed=seed)
     val = text.RandomWindows(val_ids, T, batch_size, seed=seed + 1)
-    how = (f"LoRA rank {lora_rank} on {len(adapted)} layers" if lora_rank
-           else "full fine-tuning")
+    how = (f"LoRA rank {lora_rank} on {len(adapted)} layers"
+           f"{' and the LayerNorms' if train_norms else ''}" if lora_rank else "full fine-tuning")
     say(f"fine-tuning on {dataset} ({len(train_ids):,} training tokens), {how}: "
         f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%), "
         f"learning rate {learning_rate:g}, {steps} steps of {batch_size} × {T} tokens", flush=True)

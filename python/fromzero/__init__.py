@@ -15,9 +15,9 @@ Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
 → csrc/ (the C++ that does the arithmetic).
 """
 
-from . import (_core, activations, augmentation, callbacks, datasets, distributed, initializers,
-               layers, lora, losses, metrics, models, ops, optimizers, pretrained, profiler,
-               regularizers, saving, testing, text, utils)
+from . import (_core, activations, augmentation, callbacks, datasets, distributed, finetuning,
+               initializers, layers, lora, losses, metrics, models, ops, optimizers, pretrained,
+               profiler, regularizers, saving, testing, text, utils)
 from ._core import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
 from .layers import Input
 from .models import Model, Sequential, load_model
@@ -41,7 +41,7 @@ def info():
 
 __all__ = ["Input", "Model", "Sequential", "load_model", "info", "get_num_threads",
            "set_num_threads", "get_flush_denormal", "set_flush_denormal", "activations",
-           "augmentation", "callbacks", "datasets", "distributed", "initializers", "layers",
-           "lora", "losses", "metrics", "models", "ops", "optimizers", "plot", "pretrained",
+           "augmentation", "callbacks", "datasets", "distributed", "finetuning", "initializers",
+           "layers", "lora", "losses", "metrics", "models", "ops", "optimizers", "plot", "pretrained",
            "profiler", "regularizers",
            "saving", "testing", "text", "utils"]

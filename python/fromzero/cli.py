@@ -24,6 +24,13 @@ nanoGPT's CPU recipe (train_shakespeare_char, README's laptop settings):
 
 ``fromzero generate --checkpoint FILE --prompt TEXT`` continues a prompt
 with a model that ``train --model gpt --save FILE`` wrote.
+
+``fromzero finetune --base FILE --dataset austen --lora-rank 8`` goes on
+training such a model on another text (fz.finetuning.finetune_gpt): LoRA
+adapters of rank 8 on the attention's query and value projections and the
+MLP's first layer, everything else frozen; ``--lora-rank 0`` fine-tunes every weight. ``--save``
+writes the adapters alone (LoRA) or the whole model; ``fromzero generate
+--checkpoint BASE --adapters FILE`` samples from base + adapters.
 """
 
 import argparse
@@ -33,6 +40,7 @@ import time
 import numpy as np
 
 import fromzero as fz
+from fromzero.text.training import EvaluateEvery, gpt_optimizer
 
 
 # Each model's batch size when --batch-size is not given, as in its Keras example.
@@ -67,8 +75,6 @@ def build_model(name):
 GPT_RECIPE = dict(dataset="tinyshakespeare", tokenizer="chars", num_layers=4, num_heads=4,
                   hidden_dim=128, sequence_length=64, batch_size=12, steps=2000,
                   learning_rate=1e-3, dropout=0.0)
-GPT_WARMUP_STEPS, GPT_MIN_LR_FRACTION = 100, 0.1
-GPT_WEIGHT_DECAY, GPT_BETA_2, GPT_EPSILON, GPT_CLIPNORM = 0.1, 0.99, 1e-8, 1.0
 GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, GPT_SCORE_BATCH = 250, 20, 64
 GPT_BPE_VOCAB = 512
 
@@ -79,50 +85,6 @@ def make_tokenizer(kind, text):
     if kind == "chars":
         return fz.text.CharTokenizer.fit(text)
     return fz.text.BPETokenizer.train(text, GPT_BPE_VOCAB)
-
-
-def gpt_optimizer(model, learning_rate, steps):
-    """nanoGPT's AdamW: weight decay on matrices only, and its get_lr(it) at
-    step it = 0, 1, ... with W warm-up steps and D = steps:
-
-        lr·(it + 1)/(W + 1)                               it < W
-        lr/10 + ½(1 + cos(π·(it − W)/(D − W)))·(lr − lr/10)  W ≤ it ≤ D
-
-    The warm-up is Keras's straight line from lr/(W + 1) at step 0 to lr at
-    step W: the same values, and no step wasted at rate 0."""
-    warmup = min(GPT_WARMUP_STEPS, steps // 10)
-    schedule = fz.optimizers.schedules.CosineDecay(
-        learning_rate / (warmup + 1), decay_steps=max(steps - warmup, 1),
-        alpha=GPT_MIN_LR_FRACTION, warmup_target=learning_rate, warmup_steps=warmup)
-    optimizer = fz.optimizers.AdamW(schedule, weight_decay=GPT_WEIGHT_DECAY, beta_2=GPT_BETA_2,
-                                    epsilon=GPT_EPSILON, global_clipnorm=GPT_CLIPNORM)
-    optimizer.exclude_from_weight_decay(var_list=[p for p in model.trainable_params if p.ndim < 2])
-    return optimizer
-
-
-class _EvaluateEvery(fz.callbacks.Callback):
-    """nanoGPT's estimate_loss: mean loss of a few random train and val
-    batches, printed every `interval` steps (and at the end)."""
-
-    def __init__(self, train, val, interval, batches, say=print):
-        super().__init__()
-        self.train, self.val, self.interval, self.batches = train, val, interval, batches
-        self.say = say  # print, or nothing off rank 0 of a distributed run
-        self.curve = []  # (step, train loss, val loss)
-
-    def report(self, step):
-        losses = [self.model.evaluate(data, steps=self.batches, verbose=0)
-                  for data in (self.train, self.val)]
-        self.curve.append((step, *losses))
-        self.say(f"step {step}: train loss {losses[0]:.4f}, val loss {losses[1]:.4f}", flush=True)
-
-    def on_train_begin(self, logs=None):
-        self.report(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self.model.optimizer.iterations
-        if step % self.interval == 0:
-            self.report(step)
 
 
 def train_gpt(args, say=print, chief=True):
@@ -152,7 +114,7 @@ def train_gpt(args, say=print, chief=True):
     say(f"fromzero {info['version']}: gpt on {options['dataset']} ({options['tokenizer']} "
           f"tokenizer, vocabulary {tokenizer.vocab_size}), {model.count_params() / 1e6:.2f} M "
           f"parameters, {info['threads']} thread(s)", flush=True)
-    evaluator = _EvaluateEvery(train, val, GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, say)
+    evaluator = EvaluateEvery(train, val, GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, say)
     start = time.perf_counter()
     model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[evaluator],
               distribute=args.distributed)
@@ -194,7 +156,8 @@ def write_gpt_plots(folder, curve, model, tokenizer, text):
 
 
 def generate(args):
-    """Continue --prompt with the model of --checkpoint and its tokenizer."""
+    """Continue --prompt with the model of --checkpoint and its tokenizer
+    (and the LoRA adapters of --adapters on it)."""
     if args.threads is not None:
         fz.set_num_threads(args.threads)
     extras = fz.saving.load_extras(args.checkpoint)
@@ -203,8 +166,36 @@ def generate(args):
                          f"--model gpt --save FILE")
     tokenizer = fz.text.deserialize(extras["tokenizer"])
     model = fz.models.load_model(args.checkpoint)
+    if args.adapters:
+        model.load_weights(args.adapters, lora_only=True)
     print(fz.text.generate(model, tokenizer, args.prompt, args.max_new_tokens,
                            temperature=args.temperature, top_k=args.top_k, seed=args.seed))
+    return 0
+
+
+def finetune(args):
+    """fz.finetuning.finetune_gpt with the command line's options; prints the
+    losses as it goes, a sample, and last `val loss: X`."""
+    if args.threads is not None:
+        fz.set_num_threads(args.threads)
+    target = None if args.lora_target is None else args.lora_target.split(",")
+    result = fz.finetuning.finetune_gpt(
+        args.base, args.dataset, steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, lora_rank=args.lora_rank, lora_target=target,
+        train_norms=args.train_norms, seed=args.seed)
+    if args.save:
+        if args.lora_rank and not args.train_norms:
+            result.model.save_weights(args.save, lora_only=True)
+            print(f"adapters saved to {args.save} (apply them to {args.base}: fromzero generate "
+                  f"--checkpoint {args.base} --adapters {args.save})")
+        else:
+            result.model.save(args.save,
+                              extras={"tokenizer": fz.text.serialize(result.tokenizer)})
+            print(f"saved to {args.save}")
+    print("sample:")
+    print(fz.text.generate(result.model, result.tokenizer, "\n", args.sample_tokens,
+                           temperature=0.8, top_k=200, seed=args.seed))
+    print(f"val loss: {result.val_loss:.4f}")
     return 0
 
 
@@ -320,12 +311,37 @@ def main(argv=None):
                         "holds out 10%% of the training data for the validation curves")
     gen = sub.add_parser("generate", help="continue a prompt with a saved GPT")
     gen.add_argument("--checkpoint", required=True, metavar="FILE")
+    gen.add_argument("--adapters", metavar="FILE", default=None,
+                     help="LoRA adapters (fromzero finetune --save) to apply to the checkpoint")
     gen.add_argument("--prompt", default="\n")
     gen.add_argument("--max-new-tokens", type=int, default=500)
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--top-k", type=positive_int, default=200)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--threads", type=int, default=None)
+    ft = sub.add_parser("finetune", help="go on training a saved GPT on another text (LoRA or "
+                                          "full fine-tuning)")
+    ft.add_argument("--base", required=True, metavar="FILE",
+                    help="a GPT saved by fromzero train --model gpt --save FILE (not modified)")
+    ft.add_argument("--dataset", choices=TEXT_DATASETS, default="austen")
+    ft.add_argument("--steps", type=positive_int, default=500)
+    ft.add_argument("--batch-size", type=positive_int, default=12)
+    ft.add_argument("--learning-rate", type=float, default=None,
+                    help=f"AdamW's peak (default: {fz.finetuning.LEARNING_RATE['lora']:g} with LoRA, "
+                         f"{fz.finetuning.LEARNING_RATE['full']:g} for full fine-tuning)")
+    ft.add_argument("--lora-rank", type=int, default=8,
+                    help="rank of the adapters; 0: full fine-tuning (every weight trains)")
+    ft.add_argument("--lora-target", default=None, metavar="NAMES",
+                    help="comma-separated layer names or globs to adapt (default: "
+                         f"{','.join(fz.finetuning.LORA_TARGET)})")
+    ft.add_argument("--train-norms", action="store_true",
+                    help="with LoRA, train the LayerNorms too (--save then writes the whole model)")
+    ft.add_argument("--sample-tokens", type=int, default=500)
+    ft.add_argument("--seed", type=int, default=1337)
+    ft.add_argument("--threads", type=int, default=None)
+    ft.add_argument("--save", metavar="PATH", default=None,
+                    help="write the adapters alone (LoRA) or the whole model (--lora-rank 0 or "
+                         "--train-norms) here")
     sub.add_parser("info", help="print the version, SIMD path and threads")
     args = parser.parse_args(argv)
     try:
@@ -335,6 +351,8 @@ def main(argv=None):
             return 0
         if args.command == "generate":
             return generate(args)
+        if args.command == "finetune":
+            return finetune(args)
         return train(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fromzero: error: {e}", file=sys.stderr)

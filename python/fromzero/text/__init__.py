@@ -10,7 +10,8 @@ Tokenizers (tokenizer.py): ByteTokenizer (UTF-8 bytes, any language),
 CharTokenizer (the characters of a text), BPETokenizer (byte-level BPE trained
 by Hugging Face `tokenizers`, an optional extra). Batches (windows.py):
 RandomWindows, nanoGPT's get_batch as a Keras-style dataset;
-ConsecutiveWindows, a whole split side by side (its loss without sampling noise). Generation
+ConsecutiveWindows, a whole split side by side (its loss without sampling noise). Training
+(training.py): nanoGPT's optimizer and loss estimate. Generation
 (generation.py): generate(model, tokenizer, prompt, max_new_tokens, ...).
 """
 
@@ -18,6 +19,7 @@ from .tokenizer import (BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, d
                         serialize)
 from .generation import generate
 from .windows import ConsecutiveWindows, RandomWindows
+from . import training
 
 __all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "ConsecutiveWindows", "RandomWindows",
-           "Tokenizer", "deserialize", "generate", "serialize"]
+           "Tokenizer", "deserialize", "generate", "serialize", "training"]

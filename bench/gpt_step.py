@@ -38,17 +38,21 @@ PaLM's appendix does (a causal kernel may skip the masked half; so does
 PyTorch's). LayerNorm, GELU, softmax, the loss and AdamW are O(t·C) or
 O(N): under 1 % of the FLOPs. One step: 3.96 GFLOP.
 
-The roof. fp32 GEMM on this class of machine: a Zen 4 core does one
-512-bit (or two 256-bit) FMA per cycle, 32 FLOPs, so 2 cores at ~3.3 GHz
-give ~210 GFLOP/s; fromzero's GEMM reaches ~210 at 1024² on a quiet
-machine, PyTorch's ~143 (bench/compare.py). PyTorch's step ran at 21,192
-tokens/s = 27.6 steps/s = 109 GFLOP/s on that quiet machine. Twice that,
-the issue's target, is 218 GFLOP/s sustained over the whole step: more
-than fromzero's GEMM reaches on large square matrices, with the small
-shapes of this model (K = 128, 768 rows, 64×64 attention tiles), the
-LayerNorms, the exps and the Python between the calls all inside it. So
-2× is not reachable in fp32 on 2 such cores; if every block's GEMMs ran at
-the large-GEMM rate and the rest stayed as it is, the step would be ~1.5×.
+The roof. A Zen 4 core issues 32 fp32 FLOPs per cycle (two 256-bit FMA
+pipes; a 512-bit FMA takes both): on this machine's cores an FMA loop runs
+at 118 GFLOP/s per core (3.7 GHz; build/bench/fromzero_gpt_kernels_bench
+prints it), 236 GFLOP/s on 2. fromzero's GEMM reaches ~107 GFLOP/s on one
+thread at every GEMM shape of this model (91 % of the FMA peak) and ~210 at
+1024² on two; PyTorch's ~143 (bench/compare.py). PyTorch's step ran at
+21,192 tokens/s = 27.6 steps/s = 109 GFLOP/s on a quiet machine. Twice
+that, the issue's target, is 218 GFLOP/s sustained over the whole step:
+92 % of the FMA peak, above what fromzero's GEMM reaches on large square
+matrices, with the small shapes of this model (K = 128, 768 rows, 64×64
+attention tiles), the LayerNorms, GELU's erf (0.5 ms per block on one
+thread, fwd + bwd, as in PyTorch), the softmax exps and the Python between
+the calls all inside it. So 2× is not reachable in fp32 on 2 such cores:
+the step at the FMA peak would take 16.8 ms, plus ≥ 3 ms of non-GEMM work,
+≈ 1.8× at best; with every GEMM at the large-GEMM rate ≈ 1.5×.
 
 Every engine runs on N threads (FROMZERO_BENCH_THREADS, default 2). The
 machine's other load during the run is printed: compare ratios, not times.

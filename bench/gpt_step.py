@@ -51,8 +51,14 @@ matrices, with the small shapes of this model (K = 128, 768 rows, 64×64
 attention tiles), the LayerNorms, GELU's erf (0.5 ms per block on one
 thread, fwd + bwd, as in PyTorch), the softmax exps and the Python between
 the calls all inside it. So 2× is not reachable in fp32 on 2 such cores:
-the step at the FMA peak would take 16.8 ms, plus ≥ 3 ms of non-GEMM work,
-≈ 1.8× at best; with every GEMM at the large-GEMM rate ≈ 1.5×.
+the step's 3.96 GFLOP at the FMA peak take 16.8 ms; with the 3.3 ms the
+quiet profile spends outside the GEMM-bound layers, 20.1 ms = 38,200
+tokens/s = 1.8× PyTorch at the very best; with every GEMM-bound layer at the
+large-GEMM rate (210 GFLOP/s) 22.0 ms = 1.66×. Measured on the quiet
+machine (00:20, --profile): 35.2 ms per step = 112 GFLOP/s; attention
+layers 114 GFLOP/s forward, 103 backward; mlp_fc 120 and 128 (GELU's erf
+inside); mlp_proj 179 and 138 — backward GEMMs gain least from the second
+thread.
 
 Every engine runs on N threads (FROMZERO_BENCH_THREADS, default 2). The
 machine's other load during the run is printed: compare ratios, not times.

@@ -17,7 +17,12 @@
 #include <random>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "attention.h"
+#include "cpu_features.h"
 #include "embedding.h"
 #include "layernorm.h"
 #include "parallel.h"
@@ -78,7 +83,7 @@ void bench_attention(const char* name, fz::AttentionShape s, bool causal, bool p
         return [&, f] {
             f(s, scale, heads(q.data(), s.q_len, s.key_dim), heads(k.data(), s.kv_len, s.key_dim),
               heads(v.data(), s.kv_len, s.value_dim), mask, probs.data(),
-              heads(out.data(), s.q_len, s.value_dim));
+              heads(out.data(), s.q_len, s.value_dim), fz::AttentionDropout{});
         };
     };
     auto backward_fn = [&](auto f) {
@@ -86,7 +91,8 @@ void bench_attention(const char* name, fz::AttentionShape s, bool causal, bool p
             f(s, scale, heads(q.data(), s.q_len, s.key_dim), heads(k.data(), s.kv_len, s.key_dim),
               heads(v.data(), s.kv_len, s.value_dim), probs.data(),
               heads(dout.data(), s.q_len, s.value_dim), mask, heads(dq.data(), s.q_len, s.key_dim),
-              heads(dk.data(), s.kv_len, s.key_dim), heads(dv.data(), s.kv_len, s.value_dim));
+              heads(dk.data(), s.kv_len, s.key_dim), heads(dv.data(), s.kv_len, s.value_dim),
+              fz::AttentionDropout{});
         };
     };
     char label[128];
@@ -136,10 +142,47 @@ void bench_embedding(int64_t n, int64_t vocab, int64_t dim) {
         [&] { fz::reference::embedding_backward(ids.data(), dy.data(), dW.data(), n, vocab, dim); });
 }
 
+// The roof of every fp32 kernel: one core's multiply-add throughput, measured
+// by 12 independent chains of fused multiply-adds (enough to cover the FMA
+// latency on two pipes), best of many short runs so other load drops out.
+// 2 FLOPs per lane per FMA. A Zen 4 core gives the same with 256- and
+// 512-bit vectors (two 256-bit pipes; a 512-bit FMA takes both).
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"), noinline)) float fma_chains(int64_t iters) {
+    __m256 x[12];
+    for (int i = 0; i < 12; ++i) x[i] = _mm256_set1_ps(1.0f + 1e-3f * static_cast<float>(i));
+    const __m256 m = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+    for (int64_t k = 0; k < iters; ++k)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) x[i] = _mm256_fmadd_ps(x[i], m, c);
+    float sum = 0.0f;
+    for (int i = 0; i < 12; ++i) sum += _mm256_cvtss_f32(x[i]);
+    return sum;
+}
+
+// GFLOP/s of one core with 256-bit FMAs (AVX2; 0 when the CPU has none).
+double fma_peak_gflops() {
+    if (!fz::cpu_features().avx2_fma) return 0.0;
+    constexpr int64_t iters = 20000;
+    double best = 1e30;
+    volatile float sink = 0.0f;
+    for (int r = 0; r < 2000; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        sink = sink + fma_chains(iters);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return static_cast<double>(iters) * 12 * 8 * 2 / best / 1e9;
+}
+#else
+double fma_peak_gflops() { return 0.0; }
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc > 1) fz::set_num_threads(std::atoi(argv[1]));
+    std::printf("fp32 FMA peak of one core (256-bit FMA chains, best of 2000): %.1f GFLOP/s\n",
+                fma_peak_gflops());
     std::printf("threads: %d\n%-44s %10s %12s %9s\n", fz::get_num_threads(), "kernel (median us)",
                 "fast", "reference", "speedup");
     bench_embedding(12 * 64, 65, 128);

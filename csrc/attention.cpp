@@ -3,7 +3,7 @@
 // Work is split by (batch, head): a thread owns every row of P, O, dQ, dK and
 // dV of its heads, so nothing is shared and dK, dV (sums over the queries) are
 // added in the same order whatever the thread count. Within a head, queries
-// go in blocks of kQueryBlock rows, and each block's three products are GEMMs
+// go in blocks of query_block() rows, and each block's three products are GEMMs
 // on per-head tiles read in place through the strides (lda = the time stride),
 // run serially in the head's thread (a parallel region nested in another
 // gets one thread: OpenMP's default max-active-levels is 1). The GEMM is much
@@ -17,7 +17,7 @@
 //
 // With a causal mask, query block [i0, i1) sees no key past i1 − 1 + offset,
 // so its products stop there: the tiles above the diagonal are never
-// computed (at T = 64 and blocks of 24 that is a third of the work saved).
+// computed (at T = 64, blocks of 24 skip a third of the work, blocks of 32 a quarter).
 #include "attention.h"
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "gemm_microkernel.h"
 #include "lanes.h"
 #include "parallel.h"
 #include "random.h"
@@ -35,11 +36,20 @@ namespace fz {
 namespace {
 
 // Query rows per block: small enough to skip most of the masked half of a
-// causal score matrix, large enough to keep the GEMM busy, and a multiple of
-// every micro-kernel's MR (6 and 8) so no block has a ragged edge tile.
-// Measured (callgrind, 8 to 64): 24 is best at T = 64 causal, within 2% (forward)
-// and 11% (backward) of the best (48) at T = 128 without a mask.
-constexpr int64_t kQueryBlock = 24;
+// causal score matrix, large enough to keep the GEMM busy, and four rows of
+// micro-kernel tiles (so no block has a ragged edge tile): 32 with the
+// AVX-512 kernel (MR = 8), 24 with AVX2's (MR = 6). Measured at the GPT
+// recipe's T = 64, causal, dk = 32: on AVX2 (callgrind, 8 to 64) 24 is best,
+// within 2% (forward) and 11% (backward) of the best (48) at T = 128 without
+// a mask; on AVX-512 (Zen 4, one thread, best of 400) 32 takes 408 µs
+// forward and 528 µs backward per layer against 439 and 586 µs for 24 (16:
+// 430 and 557; 64: 465 and 629). Fixed per CPU, like the GEMM's kc: the
+// thread count never changes it, so results stay bit-identical across
+// thread counts.
+int64_t query_block() {
+    static const int64_t rows = 4 * gemm_plan().kernel->mr;
+    return rows;
+}
 
 // Below this many flops a parallel region costs more than it saves.
 constexpr int64_t kMinFlopsPerThread = 1 << 17;
@@ -144,14 +154,15 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
     const int64_t flops = 2 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
     const bool drop = dropout.rate > 0.0f;
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
+        const int64_t rows = query_block();
         thread_local std::vector<float> kt_buffer, dropped_buffer;
         float* const kt = scratch(kt_buffer, s.key_dim * s.kv_len);
-        float* const dropped = drop ? scratch(dropped_buffer, kQueryBlock * s.kv_len) : nullptr;
+        float* const dropped = drop ? scratch(dropped_buffer, rows * s.kv_len) : nullptr;
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
             transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
-            for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
-                const int64_t m = std::min(kQueryBlock, s.q_len - i0);
+            for (int64_t i0 = 0; i0 < s.q_len; i0 += rows) {
+                const int64_t m = std::min(rows, s.q_len - i0);
                 const int64_t end = visible_keys(s, mask, i0 + m);
                 float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
                 // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
@@ -182,18 +193,19 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
     const int64_t flops = 4 * s.q_len * s.kv_len * (s.key_dim + s.value_dim);
     const bool drop = dropout.rate > 0.0f;
     parallel_for(0, s.batch * s.heads, unit_grain(flops), [&](int64_t lo, int64_t hi) {
+        const int64_t rows = query_block();
         thread_local std::vector<float> vt_buffer, dS_buffer, keep_buffer, dropped_buffer;
         float* const vt = scratch(vt_buffer, s.value_dim * s.kv_len);
-        float* const dS = scratch(dS_buffer, kQueryBlock * s.kv_len);  // one query block
-        float* const keep = drop ? scratch(keep_buffer, kQueryBlock * s.kv_len) : nullptr;
-        float* const dropped = drop ? scratch(dropped_buffer, kQueryBlock * s.kv_len) : nullptr;
+        float* const dS = scratch(dS_buffer, rows * s.kv_len);  // one query block
+        float* const keep = drop ? scratch(keep_buffer, rows * s.kv_len) : nullptr;
+        float* const dropped = drop ? scratch(dropped_buffer, rows * s.kv_len) : nullptr;
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
             transpose_head(v, b, h, s.kv_len, s.value_dim, vt);
             zero_head_rows(dk, b, h, s.kv_len, s.key_dim);
             zero_head_rows(dv, b, h, s.kv_len, s.value_dim);
-            for (int64_t i0 = 0; i0 < s.q_len; i0 += kQueryBlock) {
-                const int64_t m = std::min(kQueryBlock, s.q_len - i0);
+            for (int64_t i0 = 0; i0 < s.q_len; i0 += rows) {
+                const int64_t m = std::min(rows, s.q_len - i0);
                 const int64_t end = visible_keys(s, mask, i0 + m);
                 const float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
                 const float* dO = dout.row(b, i0, h);

@@ -30,6 +30,7 @@ from .core import Dense, check_lora
 # The projections, in Keras's weight order: (name, Keras's sublayer name).
 _PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"),
                 ("output", "attention_output"))
+_DENSE = {name: f"{name}_dense" for name, _ in _PROJECTIONS}  # the attribute of each
 
 
 def rows(x):
@@ -301,8 +302,10 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{self.name}: key and value must have the same length, got shapes "
                              f"{tuple(k_shape)} and {tuple(v_shape)}")
         if self.built:
-            for name, shape in (("query", q_shape), ("key", k_shape), ("value", v_shape)):
-                features = getattr(self, f"{name}_kernel").shape[0]
+            for dense, name, shape in ((self.query_dense, "query", q_shape),
+                                       (self.key_dense, "key", k_shape),
+                                       (self.value_dense, "value", v_shape)):
+                features = dense.kernel.shape[0]
                 if shape[-1] not in (None, features):
                     raise ValueError(f"{self.name}: {name} must have {features} features, got "
                                      f"shape {tuple(shape)}")
@@ -313,7 +316,7 @@ class MultiHeadAttention(Layer):
         context = self._context()
         if context.nodes is None:
             context.nodes = {n: CallContext() for n, _ in _PROJECTIONS}
-        dense = getattr(self, f"{name}_dense")
+        dense = self.__dict__[_DENSE[name]]
         dense._local.context = context.nodes[name]
         return getattr(dense, method)(*args, **kwargs)
 

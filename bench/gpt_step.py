@@ -10,13 +10,45 @@ fromzero's initial weights (fz.models.gpt_to_nanogpt). Reports:
 - training tokens/s: S steps of batch 12 × 64 tokens with nanoGPT's AdamW
   (matrices decay, global clipnorm 1.0), on the same windows of
   tiny-shakespeare; best of R repeats, the engines taking turns;
+- the arithmetic rate of each engine on that step (GFLOP/s, counted below)
+  next to its own GEMM on 1024² matrices in the same run — about as fast as
+  that engine multiplies matrices on this machine, so the roof the step can
+  at best reach;
 - generation tokens/s: G new tokens after a one-character prompt,
   fz.text.generate (KV cache when the model's attention has one) against
   nanoGPT's eager loop (the whole cropped window recomputed per token);
-- peak memory: each engine measured in a child process of its own, which
-  trains S steps and generates G tokens (ru_maxrss; the fromzero child
-  does not import torch);
-- with --profile, fz.profiler's table of one training step.
+- peak memory: each engine measured in a fresh process of its own (the
+  kernel's VmHWM of that process), which builds the model, trains S steps and
+  generates G tokens; the fromzero process does not import torch;
+- with --profile, fz.profiler's table of one training step (the attention
+  layers' rows split into their four projections and the attention kernel),
+  then the same time per kind of kernel, summed over the blocks, with its
+  FLOPs and GFLOP/s.
+
+The arithmetic of one step (step_flops below). A matrix product of an
+(m, k) by a (k, n) matrix costs 2·m·k·n FLOPs; a layer y = x·W on t tokens
+costs 2·t·|W| forward and 4·t·|W| backward (dx = dy·Wᵀ and dW = xᵀ·dy), so
+training costs 6·t·N for N weights in matrices (Kaplan et al. 2020). Here
+N = L·12·C² (per block: Wq, Wk, Wv, Wo C² each, the MLP 4C² twice) + V·C
+(the tied output layer) = 786,432 + 8,320 = 794,752, and t = 12·64 = 768
+tokens: 6·t·N = 3.662 GFLOP. Attention's own products, QKᵀ and P·V, cost
+2·T·T·C each per sequence and layer forward (all heads), twice that
+backward: 12·L·T²·C·B = 0.302 GFLOP counted over the full T×T square as
+PaLM's appendix does (a causal kernel may skip the masked half; so does
+PyTorch's). LayerNorm, GELU, softmax, the loss and AdamW are O(t·C) or
+O(N): under 1 % of the FLOPs. One step: 3.96 GFLOP.
+
+The roof. fp32 GEMM on this class of machine: a Zen 4 core does one
+512-bit (or two 256-bit) FMA per cycle, 32 FLOPs, so 2 cores at ~3.3 GHz
+give ~210 GFLOP/s; fromzero's GEMM reaches ~210 at 1024² on a quiet
+machine, PyTorch's ~143 (bench/compare.py). PyTorch's step ran at 21,192
+tokens/s = 27.6 steps/s = 109 GFLOP/s on that quiet machine. Twice that,
+the issue's target, is 218 GFLOP/s sustained over the whole step: more
+than fromzero's GEMM reaches on large square matrices, with the small
+shapes of this model (K = 128, 768 rows, 64×64 attention tiles), the
+LayerNorms, the exps and the Python between the calls all inside it. So
+2× is not reachable in fp32 on 2 such cores; if every block's GEMMs ran at
+the large-GEMM rate and the rest stayed as it is, the step would be ~1.5×.
 
 Every engine runs on N threads (FROMZERO_BENCH_THREADS, default 2). The
 machine's other load during the run is printed: compare ratios, not times.
@@ -45,9 +77,29 @@ try:
 except ImportError:  # PyTorch is optional: fromzero's figures alone
     torch = None
 
-VOCAB, T, BATCH = 65, 64, 12
-CONFIG = dict(block_size=T, vocab_size=VOCAB, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
-              bias=False)
+VOCAB, T, BATCH, LAYERS, HEADS, WIDTH = 65, 64, 12, 4, 4, 128
+CONFIG = dict(block_size=T, vocab_size=VOCAB, n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH,
+              dropout=0.0, bias=False)
+
+
+def kernel_flops(batch=BATCH, tokens=BATCH * T):
+    """{kind of kernel: FLOPs of one training step (forward + backward)}, the
+    count of the docstring split the way kernel_table groups the profile."""
+    C, L = WIDTH, LAYERS
+    dense = lambda fan_in, fan_out: 6 * tokens * fan_in * fan_out  # noqa: E731
+    return {
+        "attention q/k/v projections": L * 3 * dense(C, C),
+        "attention kernel (QKᵀ, softmax, P·V)": L * 3 * 2 * 2 * T * T * C * batch,
+        "attention output projection": L * dense(C, C),
+        "mlp_fc (Dense C→4C, GELU)": L * dense(C, 4 * C),
+        "mlp_proj (Dense 4C→C)": L * dense(4 * C, C),
+        "embeddings and tied output layer": dense(C, VOCAB),
+    }
+
+
+def step_flops():
+    """FLOPs of one training step of batch 12: 3.96 G (the docstring's count)."""
+    return sum(kernel_flops().values())
 
 
 def data():
@@ -103,6 +155,17 @@ class Engines:
                                   generator=torch.Generator().manual_seed(0))
 
 
+def gemm_1024(engine):
+    """A call multiplying two 1024² float32 matrices with the engine's own GEMM."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((1024, 1024), dtype=np.float32) for _ in range(2))
+    if engine == "fromzero":
+        out = np.empty_like(a)
+        return lambda: fz.ops.matmul(a, b, out=out)
+    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(1024, 1024)
+    return lambda: torch.mm(ta, tb, out=tout)
+
+
 def best_seconds(call, results, key):
     """Time call() and keep the fastest time seen under results[key]."""
     start = time.perf_counter()
@@ -118,8 +181,23 @@ def busy_cpu_seconds():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib():
+    """This process's peak resident memory (MiB). VmHWM, not getrusage's
+    ru_maxrss: Linux carries ru_maxrss across exec, so a child started from
+    a big parent would report the parent's peak (both engines showed the
+    same figure); VmHWM belongs to the new address space."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: ru_maxrss
+
+
 def peak_memory(engine, threads, steps, tokens):
-    """ru_maxrss (MiB) of a child process that trains and generates with one engine."""
+    """Peak RSS (MiB) of a fresh process that trains and generates with one engine."""
     env = dict(os.environ, FROMZERO_BENCH_NO_TORCH="1") if engine == "fromzero" else None
     out = subprocess.run([sys.executable, __file__, "--child", engine, "--threads", str(threads),
                           "--steps", str(steps), "--tokens", str(tokens)], env=env,
@@ -135,7 +213,45 @@ def child(engine, steps, tokens):
     else:
         engines.train_torch()
         engines.generate_torch(tokens)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_rss_mib())
+
+
+def kernel_table(profile):
+    """The profile's time per kind of kernel, summed over the blocks, with the
+    FLOPs of kernel_flops and the rate they ran at."""
+    groups = {
+        "attention q/k/v projections": ("/query ", "/key ", "/value "),
+        "attention kernel (QKᵀ, softmax, P·V)": ("/itself",),
+        "attention output projection": ("/attention_output ",),
+        "mlp_fc (Dense C→4C, GELU)": ("_mlp_fc ",),
+        "mlp_proj (Dense 4C→C)": ("_mlp_proj ",),
+        "embeddings and tied output layer": ("token_embedding ", "position_embedding "),
+        "LayerNormalization": ("(LayerNormalization)",),
+        "Add (residuals)": ("(Add)",),
+        "loss": ("loss ",),
+        "optimizer": ("optimizer ",),
+        "data and Python between the calls": ("data ", "other "),
+    }
+    flops = kernel_flops(profile.batch_size, profile.batch_size * T)
+    lines = [f"Per kernel, one step of batch {profile.batch_size} ({profile.step_ms:.2f} ms), "
+             f"summed over the {LAYERS} blocks:",
+             f"{'kernel':40}{'forward ms':>11}{'backward ms':>12}{'total ms':>10}{'share':>7}"
+             f"{'MFLOP':>9}{'GFLOP/s':>9}"]
+    for group, keys in groups.items():
+        rows = [r for r in profile.rows if any(k in r["name"] + " " for k in keys)]
+        fwd = sum(r["forward_ms"] or 0.0 for r in rows)
+        bwd = sum(r["backward_ms"] or 0.0 for r in rows)
+        total = sum(r["total_ms"] for r in rows)
+        mflop = flops.get(group, 0) / 1e6
+        number = lambda value, width: f"{value:>{width}.{1 if width == 9 else 3}f}" \
+            if value else " " * width  # noqa: E731
+        lines.append(f"{group:40}{number(fwd, 11)}{number(bwd, 12)}{total:>10.3f}"
+                     f"{total / profile.step_ms:>7.1%}{number(mflop, 9)}"
+                     f"{number(mflop / total if total else 0, 9) if mflop else ' ' * 9}")
+    total_flops = sum(flops.values()) / 1e6
+    lines.append(f"{'step':40}{'':>11}{'':>12}{profile.step_ms:>10.3f}{1:>7.1%}"
+                 f"{total_flops:>9.1f}{total_flops / profile.step_ms:>9.1f}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -160,8 +276,11 @@ def main(argv=None):
     if torch:
         engines.train_torch(), engines.generate_torch(8)
     results = {}
+    gemms = {name: gemm_1024(name) for name in names}
     for _ in range(args.repeat):
         for name in names:
+            for _ in range(3):
+                best_seconds(gemms[name], results, ("gemm", name))
             best_seconds(getattr(engines, f"train_{name}"), results, ("train", name))
             best_seconds(lambda: getattr(engines, f"generate_{name}")(args.tokens), results,
                          ("generate", name))
@@ -175,14 +294,26 @@ def main(argv=None):
     print(f"{'':28}" + "".join(f"{n:>14}" for n in names) + ("   fromzero/torch" if torch else ""))
     train_tps = {n: args.steps * BATCH * T / results[("train", n)] for n in names}
     gen_tps = {n: args.tokens / results[("generate", n)] for n in names}
-    for label, values in (("training tokens/s", train_tps), ("generation tokens/s", gen_tps)):
+    step_gflops = {n: step_flops() / 1e9 * train_tps[n] / (BATCH * T) for n in names}
+    gemm_gflops = {n: 2 * 1024 ** 3 / 1e9 / results[("gemm", n)] for n in names}
+    rows = (("training tokens/s", train_tps, "{:>14.0f}"),
+            ("  GFLOP/s on the step", step_gflops, "{:>14.1f}"),
+            ("  GFLOP/s, GEMM 1024²", gemm_gflops, "{:>14.1f}"),
+            ("generation tokens/s", gen_tps, "{:>14.0f}"))
+    for label, values, form in rows:
         ratio = f"   {values['fromzero'] / values['torch']:.2f}x" if torch else ""
-        print(f"{label:28}" + "".join(f"{values[n]:>14.0f}" for n in names) + ratio)
+        print(f"{label:28}" + "".join(form.format(values[n]) for n in names) + ratio)
     print(f"{'peak memory (MiB, RSS)':28}" + "".join(f"{memory[n]:>14.0f}" for n in names))
+    print(f"one step: {step_flops() / 1e9:.3f} GFLOP (6·tokens·weights in matrices + attention's "
+          f"QKᵀ and P·V); fromzero's step at its own GEMM-1024² rate would be "
+          f"{step_flops() / gemm_gflops['fromzero'] / 1e6:.1f} ms" +
+          (f", and 2× PyTorch needs {2 * step_gflops['torch']:.0f} GFLOP/s" if torch else ""))
     if args.profile:
         x = np.concatenate([b[0] for b in engines.batches])
         y = np.concatenate([b[1] for b in engines.batches])
-        fz.profiler.profile(engines.fz_model, x, y, steps=args.steps, batch_size=BATCH)
+        profile = fz.profiler.profile(engines.fz_model, x, y, steps=args.steps,
+                                      batch_size=BATCH)
+        print(kernel_table(profile))
     return 0
 
 

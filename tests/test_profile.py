@@ -174,3 +174,28 @@ def test_dropout_draws_are_put_back():
     plain.fit(x, y, epochs=1, verbose=0)
     for a, b in zip(profiled.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_layer_made_of_layers_gets_a_row_per_sublayer():
+    """MultiHeadAttention's four Dense projections, and its own work (the
+    attention kernel), are rows under its row; they add up to it, and the
+    top-level rows alone add up to the step."""
+    fz.utils.set_random_seed(0)
+    inputs = fz.Input(shape=(8, 16))
+    mha = fz.layers.MultiHeadAttention(num_heads=2, key_dim=8, name="mha")
+    model = fz.Model(inputs, mha(inputs, inputs, use_causal_mask=True))
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 8, 16)).astype(np.float32)
+    result = fz.profiler.profile(model, x, x, steps=5, batch_size=16, print_fn=None)
+    parts = [r for r in result.rows if r["part_of"] == "mha (MultiHeadAttention)"]
+    assert [r["name"] for r in parts] == ["mha/query (Dense)", "mha/key (Dense)",
+                                          "mha/value (Dense)", "mha/attention_output (Dense)",
+                                          "mha/itself"]
+    for part in ("forward_ms", "backward_ms"):
+        assert all(r[part] > 0 for r in parts[:4])
+        assert sum(r[part] for r in parts) == pytest.approx(result["mha"][part], rel=1e-6)
+    top = [r for r in result.rows if r["part_of"] is None]
+    assert sum(r["total_ms"] for r in top) == pytest.approx(result.step_ms, rel=1e-6)
+    assert "\n  mha/query (Dense)" in str(result)
+    assert not {"forward", "backward"} & set(vars(mha.query_dense))  # wrappers removed

@@ -27,7 +27,10 @@ Reading the table: a Dense layer's forward is one GEMM, its backward two
 except in the first layer, which skips dx (nobody needs ∂L/∂input). The
 optimizer touches every weight once per step (Adam reads and writes three
 arrays per weight). "other" is the Python between the calls: the
-interpreter's share of the step.
+interpreter's share of the step. A layer made of layers (MultiHeadAttention,
+whose projections are Dense sublayers) has indented rows under its own: one
+per sublayer and ``<layer>/itself``, the rest of its time (for attention:
+the attention kernel); they are parts of the layer's row, not added to it.
 """
 
 import time
@@ -80,7 +83,8 @@ class _Patches:
 
 class Profile:
     """The result of fz.profiler.profile: ``rows`` (one dict per part, times in
-    milliseconds per step), ``step_ms``, ``steps`` and ``batch_size``.
+    milliseconds per step; a sublayer's row names its layer's row in
+    ``part_of``, None otherwise), ``step_ms``, ``steps`` and ``batch_size``.
     ``profile["dense"]`` is the row whose name starts with "dense "; str() is the table."""
 
     def __init__(self, rows, step_ms, steps, batch_size):
@@ -96,13 +100,14 @@ class Profile:
         info = f"{ops.simd_path()} GEMM"
         lines = [f"Profile: {self.steps} steps of batch {self.batch_size} on "
                  f"{_core.get_num_threads()} thread(s), {info}: {self.step_ms:.3f} ms per step"]
-        width = max(len(r["name"]) for r in self.rows) + 2
+        width = max(len(r["name"]) for r in self.rows) + 4
         lines.append(f"{'part':<{width}}{'forward ms':>11}{'backward ms':>13}{'total ms':>10}{'share':>8}")
 
         def ms(value):
             return "" if value is None else f"{value:.3f}"
         for r in self.rows:
-            lines.append(f"{r['name']:<{width}}{ms(r['forward_ms']):>11}{ms(r['backward_ms']):>13}"
+            name = ("  " if r["part_of"] else "") + r["name"]  # a sublayer: indented under its layer
+            lines.append(f"{name:<{width}}{ms(r['forward_ms']):>11}{ms(r['backward_ms']):>13}"
                          f"{r['total_ms']:>10.3f}{r['share']:>8.1%}")
         lines.append(f"{'step':<{width}}{'':>11}{'':>13}{self.step_ms:>10.3f}{1:>8.1%}")
         return "\n".join(lines)
@@ -139,7 +144,11 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
     generator = model._generator()
     saved = _snapshot(model, generator) if restore else None
     layers = [layer for layer in model._leaves if not isinstance(layer, InputLayer)]
-    clocks = {(id(layer), part): _Stopwatch() for layer in layers for part in ("forward", "backward")}
+    # A layer made of layers (MultiHeadAttention's four Dense projections) gets
+    # a row per sublayer under its own, and one for what it does itself.
+    inner = {id(layer): list(getattr(layer, "sublayers", None) or []) for layer in layers}
+    timed = layers + [sub for layer in layers for sub in inner[id(layer)]]
+    clocks = {(id(layer), part): _Stopwatch() for layer in timed for part in ("forward", "backward")}
     loss_fwd, loss_bwd, update, data, metrics = (_Stopwatch() for _ in range(5))
     output_losses = model._losses()
     patches = _Patches()
@@ -166,7 +175,7 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
                 one_step()
             model.reset_metrics()
             data.seconds = 0.0
-            for layer in layers:
+            for layer in timed:
                 patches.time(layer, "forward", clocks[(id(layer), "forward")])
                 patches.time(layer, "backward", clocks[(id(layer), "backward")])
                 patches.time(layer, "backward_from_logits", clocks[(id(layer), "backward")])
@@ -189,16 +198,26 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
     step_ms = total * per_step
     rows = []
 
-    def add(name, forward=None, backward=None, total_ms=None):
+    def add(name, forward=None, backward=None, total_ms=None, part_of=None):
         if total_ms is None:
             total_ms = (forward or 0.0) + (backward or 0.0)
         rows.append({"name": name, "forward_ms": forward, "backward_ms": backward,
-                     "total_ms": total_ms, "share": total_ms / step_ms if step_ms else 0.0})
+                     "total_ms": total_ms, "share": total_ms / step_ms if step_ms else 0.0,
+                     "part_of": part_of})
+
+    def ms(layer, part):
+        return clocks[(id(layer), part)].seconds * per_step
 
     for layer in layers:
-        add(f"{layer.name} ({type(layer).__name__})",
-            clocks[(id(layer), "forward")].seconds * per_step,
-            clocks[(id(layer), "backward")].seconds * per_step)
+        name = f"{layer.name} ({type(layer).__name__})"
+        add(name, ms(layer, "forward"), ms(layer, "backward"))
+        subs = inner[id(layer)]
+        for sub in subs:
+            add(f"{layer.name}/{sub.name} ({type(sub).__name__})", ms(sub, "forward"),
+                ms(sub, "backward"), part_of=name)
+        if subs:  # the layer's own work: its time less its sublayers'
+            add(f"{layer.name}/itself", *(max(0.0, ms(layer, part) - sum(ms(s, part) for s in subs))
+                                          for part in ("forward", "backward")), part_of=name)
     loss_names = ", ".join(o.loss.name for o in output_losses)
     if loss_bwd.calls:  # softmax + cross-entropy: the value, then the fused gradient p − t
         add(f"loss ({loss_names})", loss_fwd.seconds * per_step, loss_bwd.seconds * per_step)
@@ -208,7 +227,8 @@ def profile(model, x, y, steps=50, batch_size=32, warmup=3, restore=True, print_
     add("data (gather the batch)", total_ms=data.seconds * per_step)
     if model.metrics:
         add(f"metrics ({', '.join(m.name for m in model.metrics)})", total_ms=metrics.seconds * per_step)
-    add("other (Python between the calls)", total_ms=max(0.0, step_ms - sum(r["total_ms"] for r in rows)))
+    add("other (Python between the calls)",
+        total_ms=max(0.0, step_ms - sum(r["total_ms"] for r in rows if r["part_of"] is None)))
     result = Profile(rows, step_ms, steps, batch_size)
     if print_fn is not None:
         print_fn(result.table())

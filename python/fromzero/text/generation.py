@@ -27,7 +27,9 @@ over T positions. Positions are absolute (a learned position embedding, told
 ``start_index``), so once the text outgrows the context and the window
 slides, every position moves: each such token then refills the cache from
 the whole window — the same arithmetic as without the cache, as nanoGPT's
-crop defines it.
+crop defines it — except where nothing reads it: only the next token's
+logits are wanted, so the layers after the last attention's keys and values
+run on the last position only (Model._run_forward's last_step).
 """
 
 import inspect

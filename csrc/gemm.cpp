@@ -106,7 +106,9 @@ void compute_tile(const MicroKernel& uk, int64_t kc, float alpha, Panel a, Panel
         return;
     }
     alignas(64) float tile[kMaxTile];
-    uk.run(kc, alpha, a.p, a.rs, a.cs, b.p, b.rs, tile, uk.nr, false);
+    // One row (a GEMM of one row: generating a token) needs one row of FMAs,
+    // not MR rows of which MR − 1 multiply zero padding.
+    (m == 1 ? uk.run_row : uk.run)(kc, alpha, a.p, a.rs, a.cs, b.p, b.rs, tile, uk.nr, false);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * uk.nr + j];
@@ -142,11 +144,15 @@ void gemm_block(const GemmPlan& plan, const GemmArgs& g, int64_t i0, int64_t i1,
     const bool pack_a = (j1 - j0 + nr - 1) / nr > kMaxReuseUnpacked;
     const bool pack_b = g.trans_b || (i1 - i0 + mr - 1) / mr > kMaxReuseUnpacked;
     // This thread's packing buffers; they only grow, so a training loop
-    // allocates them once.
+    // allocates them once. (Only grow: resize() down then up again would
+    // zero the regrown part on every GEMM of a model whose shapes alternate.)
     thread_local std::vector<float> a_buf, b_buf;
     const int64_t kc_max = std::min(KC, g.K);
-    a_buf.resize(static_cast<size_t>((std::min(MC, i1 - i0) + mr) * kc_max));
-    b_buf.resize(static_cast<size_t>((std::min(NC, j1 - j0) + nr) * kc_max));
+    const auto grow = [](std::vector<float>& buf, int64_t size) {
+        if (buf.size() < static_cast<size_t>(size)) buf.resize(static_cast<size_t>(size));
+    };
+    grow(a_buf, (std::min(MC, i1 - i0) + mr) * kc_max);
+    grow(b_buf, (std::min(NC, j1 - j0) + nr) * kc_max);
     float* const a_packed = a_buf.data();
     float* const b_packed = b_buf.data();
 

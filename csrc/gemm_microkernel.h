@@ -26,6 +26,11 @@ struct MicroKernel {
     const char* name;
     int mr, nr;  // register tile
     MicroKernelFn run;
+    // One row of the tile (1×NR: only c[0:NR] is written), for the GEMMs of
+    // one row a generated token makes, which would otherwise fill MR − 1 rows
+    // with zeros. Its sums are row 0 of run's, bit for bit: the same
+    // operations in the same order.
+    MicroKernelFn run_row;
 };
 
 // One per instruction set; each lives in its own file compiled with its flags.

@@ -54,8 +54,27 @@ void microkernel_avx2(int64_t kc, float alpha, const float* a, int64_t rs_a, int
         _mm256_storeu_ps(ci + 8, v1);
     }
 }
+// Row 0 of microkernel_avx2 alone (run_row): the same FMAs in the same order.
+void microkernel_avx2_row(int64_t kc, float alpha, const float* a, int64_t, int64_t cs_a,
+                          const float* b, int64_t rs_b, float* c, int64_t, bool accumulate) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00;
+    for (int64_t k = 0; k < kc; ++k, a += cs_a, b += rs_b) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        const __m256 ai = _mm256_broadcast_ss(a);
+        c00 = _mm256_fmadd_ps(ai, b0, c00);
+        c01 = _mm256_fmadd_ps(ai, b1, c01);
+    }
+    const __m256 scale = _mm256_set1_ps(alpha);
+    __m256 v0 = _mm256_mul_ps(c00, scale), v1 = _mm256_mul_ps(c01, scale);
+    if (accumulate) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c + 8));
+    }
+    _mm256_storeu_ps(c, v0);
+    _mm256_storeu_ps(c + 8, v1);
+}
 }  // namespace
 
-const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, microkernel_avx2};
+const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, microkernel_avx2, microkernel_avx2_row};
 
 }  // namespace fz

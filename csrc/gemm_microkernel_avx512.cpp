@@ -12,20 +12,22 @@ namespace fz {
 namespace {
 constexpr int MR = 8, NR = 32;
 
+// ROWS = MR: the micro-kernel; ROWS = 1: its first row alone (run_row).
+template <int ROWS>
 void microkernel_avx512(int64_t kc, float alpha, const float* a, int64_t rs_a, int64_t cs_a,
                         const float* b, int64_t rs_b, float* c, int64_t ldc, bool accumulate) {
-    __m512 acc[MR][2];
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    __m512 acc[ROWS][2];
+    for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k, a += cs_a, b += rs_b) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        for (int i = 0; i < MR; ++i) {
+        for (int i = 0; i < ROWS; ++i) {
             const __m512 ai = _mm512_set1_ps(a[i * rs_a]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
     }
     const __m512 scale = _mm512_set1_ps(alpha);
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
         float* ci = c + i * ldc;
         __m512 c0 = _mm512_mul_ps(acc[i][0], scale), c1 = _mm512_mul_ps(acc[i][1], scale);
         if (accumulate) {
@@ -38,6 +40,7 @@ void microkernel_avx512(int64_t kc, float alpha, const float* a, int64_t rs_a, i
 }
 }  // namespace
 
-const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, microkernel_avx512};
+const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, microkernel_avx512<MR>,
+                                        microkernel_avx512<1>};
 
 }  // namespace fz

@@ -18,6 +18,7 @@ import fromzero as fz
 from fromzero import cli
 from fromzero.gpt import _pairs
 from fromzero.layers.base import data_address
+from fromzero.text import generation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -264,6 +265,41 @@ def test_generation_with_the_cache_gives_the_tokens_of_recomputing_the_window():
     cached = fz.text.generate(model, tokenizer, "ab", 20, seed=3)
     recomputed = fz.text.generate(model, tokenizer, "ab", 20, seed=3, use_cache=False)
     assert cached == recomputed and len(cached) == 22
+
+
+@pytest.mark.parametrize("prompt", [3, 8, 11])  # shorter than, as long as, longer than the context
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cached_logits_are_the_recomputed_windows_bit_for_bit_before_and_after_sliding(
+        prompt, threads, restore_threads):
+    """Every next-token logit vector of the cached path, while the window
+    grows (cache) and once it slides (the whole window again, the last block
+    on the last position only), equals the full window's forward bit for bit."""
+    fz.set_num_threads(threads)
+    model = tiny_gpt(vocab_size=7, sequence_length=8, num_layers=3, hidden_dim=16,
+                     use_bias=True)
+    ids = token_ids((1, 30), vocab=7, seed=4)
+    cache = generation.KeyValueCache.for_model(model, 8)
+    for n in range(prompt, 30):
+        window = ids[:, max(0, n - 8):n]
+        cached = cache.next_token_logits(window, slid=n > 8, vocab_size=7).copy()
+        full = generation.next_token_logits(model, window, 7)
+        assert np.array_equal(cached, full), n
+
+
+def test_only_the_last_block_after_its_keys_and_values_runs_on_the_last_position():
+    model = tiny_gpt(num_layers=3)
+    cut = [s.layer.name for s, c in zip(model._steps, model._last_step_plan()) if c]
+    assert cut == ["block_2_attention", "block_2_add_1", "block_2_ln_2", "block_2_mlp_fc",
+                   "block_2_mlp_proj", "block_2_add_2", "ln_f", "lm_head"]
+
+
+def test_the_last_step_plan_stops_at_layers_without_a_time_axis():
+    ids = fz.Input(shape=(6,), dtype="int32")
+    x = fz.layers.Embedding(11, 4)(ids)
+    per_step = fz.Model(ids, fz.layers.Dense(3)(fz.layers.Dense(5)(x)))
+    assert per_step._last_step_plan() == [True, True, True]
+    flat = fz.Model(ids, fz.layers.Dense(3)(fz.layers.Flatten()(x)))
+    assert not any(flat._last_step_plan())
 
 
 # ---------------------------------------------------------------- training

@@ -553,6 +553,21 @@ def test_cached_attention_equals_the_full_window_bit_for_bit():
     assert np.all(cache[:, :, 12:] == 0)
 
 
+def test_cached_attention_of_the_last_query_only_is_the_full_windows_last_row():
+    fz.utils.set_random_seed(0)
+    mha = L.MultiHeadAttention(2, 4)
+    x = rng(3).standard_normal((1, 7, 8)).astype(np.float32)
+    full = mha(x, x, use_causal_mask=True)
+    for start in (0, 2):  # the keys and values of positions [start, 7) are new
+        cache = mha.init_cache(1, 9)
+        if start:
+            mha(x[:, :start], x[:, :start], use_causal_mask=True, cache=cache,
+                cache_update_index=0)
+        y, _ = mha(x[:, -1:], x[:, start:], use_causal_mask=True, cache=cache,
+                   cache_update_index=start)
+        assert np.array_equal(y, full[:, -1:])
+
+
 def test_cache_misuse_is_refused():
     mha = L.MultiHeadAttention(2, 4)
     x = np.ones((2, 1, 8), np.float32)
@@ -566,6 +581,9 @@ def test_cache_misuse_is_refused():
             cache_update_index=0)
     with pytest.raises(ValueError, match="cache must be a writable C-contiguous float32"):
         mha(x, x, use_causal_mask=True, cache=cache.astype(np.float64), cache_update_index=0)
+    with pytest.raises(ValueError, match="2 queries for 1 new keys"):
+        mha(np.ones((2, 2, 8), np.float32), x, use_causal_mask=True, cache=cache,
+            cache_update_index=0)
     with pytest.raises(ValueError, match="for inference"):
         mha.forward(x, x, use_causal_mask=True, cache=cache, cache_update_index=0, training=True)
 

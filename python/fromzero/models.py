@@ -53,6 +53,17 @@ def _fill(template, values):
     return template
 
 
+def _slots(template):
+    """The tensor numbers in an argument template."""
+    if isinstance(template, _Slot):
+        return {template.tid}
+    if isinstance(template, (list, tuple)):
+        return set().union(*map(_slots, template)) if template else set()
+    if isinstance(template, dict):
+        return _slots(list(template.values()))
+    return set()
+
+
 class _Step:
     """One node, ready to run: how to call its layer with the values of the
     tensors (by number), and the numbers of its input and output tensors.
@@ -101,13 +112,31 @@ class _Step:
         else:
             out = layer.forward(*_fill(self.args, values), training=training,
                                 **_fill(kwargs, values))
+        self._store(values, out, extra)
+
+    def run_last_step(self, values, extra=None):
+        """run, in inference, on the last time step of the inputs (all of
+        them for a layer whose time_steps is "each", the query for "query"):
+        the output's last time step (Model._last_step_plan)."""
+        layer = self.layer
+        kwargs = self.kwargs if not extra else {**self.kwargs, **extra}
+        if self.kind == 0:
+            out = layer.forward(values[self.arg][:, -1:], training=False, **kwargs)
+        elif self.kind == 1:
+            out = layer.forward([values[i][:, -1:] for i in self.arg], training=False, **kwargs)
+        else:  # "query": the first argument
+            query, *others = _fill(self.args, values)
+            out = layer.forward(query[:, -1:], *others, training=False, **_fill(kwargs, values))
+        self._store(values, out, extra)
+
+    def _store(self, values, out, extra):
         if extra and "cache" in extra:
             out = out[0]  # a layer given a key/value cache returns (outputs, cache), as Keras-hub's
         if self.single:
             values[self.out_ids[0]] = out
         else:
             if len(out) != len(self.out_ids):
-                raise ValueError(f"{layer.name}: forward returned {len(out)} outputs, its "
+                raise ValueError(f"{self.layer.name}: forward returned {len(out)} outputs, its "
                                  f"node has {len(self.out_ids)}")
             for tid, value in zip(self.out_ids, out):
                 values[tid] = value
@@ -249,6 +278,7 @@ class Model(Trainer, Layer):
                     leaves.append(leaf)
         self._leaves = leaves  # every layer that is not a model, nested models opened up
         self._backward_plans = {}
+        self._last_step_cuts = None  # _last_step_plan's, made on first use
         self.built = True
 
     def _nodes_in_order(self, inputs, outputs):
@@ -447,10 +477,13 @@ class Model(Trainer, Layer):
         the layers' buffers (see layers.base)."""
         return self._run_forward(self._check_inputs(inputs, f"{self.name}: inputs"), training)
 
-    def _run_forward(self, arrays, training, extra=None):
+    def _run_forward(self, arrays, training, extra=None, last_step=False):
         """forward on arrays already checked (the training loop's own batches).
         extra: {id(layer): keyword arguments} added to those layers' calls
-        (generation passes the attention layers their key/value caches)."""
+        (generation passes the attention layers their key/value caches).
+        last_step: inference of the outputs' last time step only (generation:
+        the next token's logits): the steps _last_step_plan cuts run on their
+        inputs' last step."""
         context = self._context()
         if context.nodes is None:
             context.nodes = ([], [])
@@ -460,14 +493,67 @@ class Model(Trainer, Layer):
         values = [None] * self._n_tensors
         for tid, arr in zip(self._input_ids, arrays):
             values[tid] = arr
-        for step, ctx in zip(self._steps, contexts):
+        cuts = self._last_step_plan() if last_step and not training else None
+        for k, (step, ctx) in enumerate(zip(self._steps, contexts)):
             step.layer._local.context = ctx
-            step.run(values, training, extra.get(id(step.layer)) if extra else None)
+            more = extra.get(id(step.layer)) if extra else None
+            if cuts is not None and cuts[k]:
+                step.run_last_step(values, more)
+            else:
+                step.run(values, training, more)
         if training:
             context.saved = True  # backward may follow
         if self._single_output:
             return values[self._output_ids[0]]
         return self._pack_outputs([values[tid] for tid in self._output_ids])
+
+    def _last_step_plan(self):
+        """Which steps may run on their inputs' last time step only when only
+        the outputs' last step is wanted: for each step, True or False.
+
+        In a causal language model, the next token's logits are a function of
+        the last position of every row-wise layer after the last attention —
+        but of every position of the keys and values the attention reads. So,
+        from the outputs back (as backward visits the graph): a tensor is
+        needed at every step when a consumer needs it so (a layer of
+        time_steps None, the key/value arguments of a "query" layer, a step
+        not cut); a step is cut when none of its outputs is needed whole and
+        its inputs have a time axis (axis 1 from the model's inputs, kept by
+        "each" and "all" layers and by the query of "query" layers)."""
+        if self._last_step_cuts is not None:
+            return self._last_step_cuts
+        timed = [False] * self._n_tensors  # axis 1 is time
+        for tid in self._input_ids:
+            timed[tid] = True
+        sliced = []  # per step, the input tensors it would read at their last step
+        for step in self._steps:
+            mode = step.layer.time_steps
+            if mode == "each" and step.kind in (0, 1):
+                cut_ins = list(step.in_ids)
+            elif mode == "query" and step.kind == 2 and isinstance(step.args[0], _Slot):
+                cut_ins = [step.args[0].tid]
+            else:
+                cut_ins = None
+            ok = cut_ins is not None and all(timed[t] for t in cut_ins)
+            sliced.append(cut_ins if ok else None)
+            for tid in step.out_ids:
+                timed[tid] = ok or (mode == "all" and all(timed[t] for t in step.in_ids))
+        whole = [not timed[tid] for tid in range(self._n_tensors)]  # needed at every step
+        cuts = [False] * len(self._steps)
+        for k in range(len(self._steps) - 1, -1, -1):
+            step, cut_ins = self._steps[k], sliced[k]
+            cuts[k] = cut_ins is not None and not any(whole[t] for t in step.out_ids)
+            # An input is read whole unless the step is cut and reads it only at
+            # its last step (self-attention's query is also its value: whole).
+            read_whole = set(step.in_ids)
+            if cuts[k]:
+                read_whole -= set(cut_ins)
+                if step.kind == 2:
+                    read_whole |= _slots(step.args[1:]) | _slots(step.kwargs)
+            for tid in read_whole:
+                whole[tid] = True
+        self._last_step_cuts = cuts
+        return cuts
 
     def _pack_outputs(self, arrays):
         spec = self._outputs_spec

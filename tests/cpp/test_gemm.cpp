@@ -214,6 +214,46 @@ TEST(Gemm, BetaZeroIgnoresNaNInC) {
     testing::expect_close(C, expected, 1e-5f, 1e-5f);
 }
 
+// A GEMM of one row of A (run_row: a generated token's Dense) gives that row of
+// the GEMM of all the rows (run: the whole window) bit for bit — what makes
+// generation with a key/value cache equal to recomputing the window. With the
+// epilogue, accumulation into C, both transposes, every kernel and plan (K
+// across a KC block), 1 and 2 threads.
+TEST(Gemm, OneRowIsThatRowOfTheWholeProduct) {
+    for (const GemmPlan& p : plans())
+        for (int threads : testing::kThreadCounts)
+            for (int t = 0; t < 4; ++t)
+                for (int64_t K : {int64_t{7}, int64_t{130}, p.blocks.kc + 9}) {
+                    const bool ta = t & 1, tb = t & 2;
+                    const int64_t M = 13, N = 75;
+                    SCOPED_TRACE(describe(p) + " threads=" + std::to_string(threads) + " ta=" +
+                                 std::to_string(ta) + " tb=" + std::to_string(tb) + " K=" +
+                                 std::to_string(K));
+                    ThreadCountGuard guard(threads);
+                    const auto A = testing::random_vector(M * K, 1);
+                    const auto B = testing::random_vector(K * N, 2), bias = testing::random_vector(N, 3);
+                    const auto C0 = testing::random_vector(M * N, 4);
+                    GemmEpilogue ep;
+                    ep.bias = bias.data();
+                    ep.activation = Activation::gelu;
+                    for (float beta : {0.0f, 1.0f}) {
+                        auto whole = C0;
+                        gemm_with_plan(p, ta, tb, M, N, K, 1.0f, A.data(), ta ? M : K, B.data(),
+                                       tb ? K : N, beta, whole.data(), N, ep);
+                        for (int64_t r : {int64_t{0}, int64_t{5}, M - 1}) {
+                            std::vector<float> a_row(K);  // row r of op(A), as a 1×K matrix
+                            for (int64_t k = 0; k < K; ++k) a_row[k] = ta ? A[k * M + r] : A[r * K + k];
+                            std::vector<float> row(C0.begin() + r * N, C0.begin() + (r + 1) * N);
+                            gemm_with_plan(p, false, tb, 1, N, K, 1.0f, a_row.data(), K, B.data(),
+                                           tb ? K : N, beta, row.data(), N, ep);
+                            for (int64_t j = 0; j < N; ++j)
+                                ASSERT_EQ(row[j], whole[r * N + j]) << "beta=" << beta << " r=" << r
+                                                                    << " j=" << j;
+                        }
+                    }
+                }
+}
+
 TEST(Gemm, BitIdenticalWithOneAndTwoThreads) {
     const int64_t M = 64, N = 200, K = 700;
     const auto A = testing::random_vector(M * K, 1), B = testing::random_vector(K * N, 2);

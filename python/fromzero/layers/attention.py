@@ -30,6 +30,7 @@ from .core import Dense, check_lora
 # The projections, in Keras's weight order: (name, Keras's sublayer name).
 _PROJECTIONS = (("query", "query"), ("key", "key"), ("value", "value"),
                 ("output", "attention_output"))
+_DENSE = {name: f"{name}_dense" for name, _ in _PROJECTIONS}  # the attribute of each
 
 
 def rows(x):
@@ -71,11 +72,15 @@ class MultiHeadAttention(Layer):
     heads, key_dim): keys then values; ``init_cache`` makes one) and attends
     over positions [0, t + new) only, so a step costs O(t) and gives the same
     numbers, bit for bit, as running the whole window. The cache is updated
-    in place and returned.
+    in place and returned. The query may be the last of the new tokens only
+    (fewer steps than the key and value): generation of the next token needs
+    only its output.
 
     When query is value (the same array: self-attention in a graph), backward
     returns the whole gradient as the query's and None for value.
     """
+
+    time_steps = "query"  # with a key/value cache (Layer.time_steps)
 
     #: model.enable_lora's default target (issue 13): the query and value projections
     lora_default_target = True
@@ -297,8 +302,10 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{self.name}: key and value must have the same length, got shapes "
                              f"{tuple(k_shape)} and {tuple(v_shape)}")
         if self.built:
-            for name, shape in (("query", q_shape), ("key", k_shape), ("value", v_shape)):
-                features = getattr(self, f"{name}_kernel").shape[0]
+            for dense, name, shape in ((self.query_dense, "query", q_shape),
+                                       (self.key_dense, "key", k_shape),
+                                       (self.value_dense, "value", v_shape)):
+                features = dense.kernel.shape[0]
                 if shape[-1] not in (None, features):
                     raise ValueError(f"{self.name}: {name} must have {features} features, got "
                                      f"shape {tuple(shape)}")
@@ -309,7 +316,7 @@ class MultiHeadAttention(Layer):
         context = self._context()
         if context.nodes is None:
             context.nodes = {n: CallContext() for n, _ in _PROJECTIONS}
-        dense = getattr(self, f"{name}_dense")
+        dense = self.__dict__[_DENSE[name]]
         dense._local.context = context.nodes[name]
         return getattr(dense, method)(*args, **kwargs)
 
@@ -359,9 +366,11 @@ class MultiHeadAttention(Layer):
         return y if cache is None else (y, cache)
 
     def _update_cache(self, cache, index, k_in, v_in, causal, B, Tq):
-        """Writes the new tokens' keys and values at positions [index, index + Tq)
+        """Writes the new tokens' keys and values at positions [index, index + Tk)
         of the cache; returns its key and value arrays (B, L, H, d) and the
-        causal offset of the queries (their first position)."""
+        causal offset of the queries: the last Tq ≤ Tk of the new positions
+        (all of them, or only the last when a model needs only the next
+        token's logits: Model._last_step_plan)."""
         if not isinstance(cache, np.ndarray) or cache.dtype != np.float32 \
                 or not cache.flags.c_contiguous or not cache.flags.writeable:
             raise ValueError(f"{self.name}: cache must be a writable C-contiguous float32 array "
@@ -374,17 +383,20 @@ class MultiHeadAttention(Layer):
         if not causal:
             raise ValueError(f"{self.name}: a key/value cache needs use_causal_mask=True (each "
                              f"new token attends to the ones before it)")
-        L = cache.shape[2]
+        L, Tk = cache.shape[2], k_in.shape[1]
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
-                not 0 <= index <= L - Tq or k_in.shape[1] != Tq:
+                not 0 <= index <= L - Tk:
             raise ValueError(f"{self.name}: cache_update_index must be an integer in [0, "
-                             f"{L - Tq}] for {Tq} new tokens (query, key and value all new) in a "
-                             f"cache of {L} positions, got {index!r}")
+                             f"{L - Tk}] for {Tk} new tokens in a cache of {L} positions, got "
+                             f"{index!r}")
+        if Tq > Tk:
+            raise ValueError(f"{self.name}: with a cache, the queries are the last of the new "
+                             f"tokens: {Tq} queries for {Tk} new keys and values")
         index = int(index)
         for slot, name, x in ((0, "key", k_in), (1, "value", v_in)):
             new = self._dense(name, "forward", x)
-            cache[slot, :, index:index + Tq] = new.reshape(B, Tq, H, d)
-        return cache[0], cache[1], index
+            cache[slot, :, index:index + Tk] = new.reshape(B, Tk, H, d)
+        return cache[0], cache[1], index + Tk - Tq
 
     # ------------------------------------------------------------ backward
 

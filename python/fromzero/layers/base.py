@@ -167,6 +167,17 @@ class Layer:
     aliases = ()
     #: the dtype of the outputs; None: that of the first input (shape layers)
     output_dtype = "float32"
+    #: How the output at time step t (axis 1 of (batch, time, ...)) depends on
+    #: the inputs, which lets generation compute only the last time step where
+    #: that is all it needs (Model's last-step inference, models.py):
+    #: "each" — on step t of each input only (Dense, LayerNormalization, Add):
+    #: given the inputs' last steps, forward gives the output's last step;
+    #: "query" — on step t of the first input (the query) and on every step of
+    #: the others (attention with a key/value cache); "all" — the output keeps
+    #: the time axis but its step t may read any step of the inputs or t itself
+    #: (PositionEmbedding); None — not known to keep a time axis (Flatten).
+    #: "all" and None layers always run on whole sequences.
+    time_steps = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

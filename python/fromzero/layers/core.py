@@ -122,6 +122,8 @@ class Dense(KernelLayer):
     W + (α/rank)·A·B. ``Dense(..., lora_rank=r)`` enables it at build.
     """
 
+    time_steps = "each"  # (Layer.time_steps)
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, lora_rank=None,
                  lora_alpha=None, **kwargs):
@@ -308,6 +310,8 @@ def check_lora(owner, rank, lora_alpha):
 class Identity(Layer):
     """y = x, dx = dy: a placeholder, or a name for a tensor in a graph."""
 
+    time_steps = "each"  # (Layer.time_steps)
+
     output_dtype = None
 
     def forward(self, x, training=False):
@@ -331,6 +335,8 @@ class Dropout(Layer):
     comes from the C++ counter-based generator, seeded from fz.utils, so it
     does not depend on the number of threads.
     """
+
+    time_steps = "each"  # (Layer.time_steps)
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)

@@ -39,6 +39,8 @@ class Embedding(Layer):
         backward   dW[v, :] = Σ_{i : ids[i] = v} dy[i, :]
     """
 
+    time_steps = "each"  # (Layer.time_steps)
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
@@ -199,6 +201,8 @@ class PositionEmbedding(Layer):
     ValueError. ``start_index`` is the position of the first time step (a
     key/value-cached generation step passes the position of its new token).
     """
+
+    time_steps = "all"  # step t reads position t (Layer.time_steps)
 
     def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)

@@ -77,6 +77,8 @@ def _shape_list(layer, input_shape):
 class Add(_Merge):
     """y = x₀ + x₁ + ...; each input's gradient is dy itself."""
 
+    time_steps = "each"  # (Layer.time_steps)
+
     def forward(self, inputs, training=False):
         xs = self._inputs(inputs)
         y = self._sum(xs)
@@ -91,6 +93,8 @@ class Add(_Merge):
 
 class Subtract(_Merge):
     """y = x₀ − x₁; dx₀ = dy, dx₁ = −dy."""
+
+    time_steps = "each"  # (Layer.time_steps)
 
     max_inputs = 2
 
@@ -108,6 +112,8 @@ class Subtract(_Merge):
 
 class Multiply(_Merge):
     """y = x₀ ⊙ x₁ ⊙ ...; dxᵢ = dy ⊙ (the product of the other inputs)."""
+
+    time_steps = "each"  # (Layer.time_steps)
 
     def forward(self, inputs, training=False):
         xs = self._inputs(inputs)
@@ -135,6 +141,8 @@ class Multiply(_Merge):
 
 class Average(_Merge):
     """y = (x₀ + x₁ + ...) / n; each input's gradient is dy / n."""
+
+    time_steps = "each"  # (Layer.time_steps)
 
     def forward(self, inputs, training=False):
         xs = self._inputs(inputs)

@@ -101,6 +101,8 @@ class LayerNormalization(Layer):
     kernel each way (csrc/layernorm.h) saves μ and r per row for the backward.
     """
 
+    time_steps = "each"  # (Layer.time_steps)
+
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", rms_scaling=False, **kwargs):
         super().__init__(**kwargs)

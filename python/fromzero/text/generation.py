@@ -27,7 +27,9 @@ over T positions. Positions are absolute (a learned position embedding, told
 ``start_index``), so once the text outgrows the context and the window
 slides, every position moves: each such token then refills the cache from
 the whole window — the same arithmetic as without the cache, as nanoGPT's
-crop defines it.
+crop defines it — except where nothing reads it: only the next token's
+logits are wanted, so the layers after the last attention's keys and values
+run on the last position only (Model._run_forward's last_step).
 """
 
 import inspect
@@ -72,16 +74,17 @@ def generate(model, tokenizer, prompt, max_new_tokens, temperature=1.0, top_k=No
         raise ValueError("generate: use_cache=True, but no layer of the model takes a key/value "
                          "cache (a forward argument `cache`)")
     rng = np.random.default_rng(seed)
-    tokens = list(ids)
-    for _ in range(max_new_tokens):
-        window = np.asarray(tokens[-context:], dtype=np.int32)[None]  # nanoGPT's crop
+    tokens = np.empty((1, len(ids) + max_new_tokens), dtype=np.int32)  # the text so far
+    tokens[0, :len(ids)] = ids
+    for n in range(len(ids), tokens.shape[1]):
+        window = tokens[:, max(0, n - context):n]  # nanoGPT's crop
         if cache is None:
             logits = next_token_logits(model, window, tokenizer.vocab_size)
         else:
-            logits = cache.next_token_logits(window, slid=len(tokens) > context,
+            logits = cache.next_token_logits(window, slid=n > context,
                                              vocab_size=tokenizer.vocab_size)
-        tokens.append(sample(logits, temperature, top_k, rng))
-    return tokenizer.decode(np.asarray(tokens, dtype=np.int64))
+        tokens[0, n] = sample(logits, temperature, top_k, rng)
+    return tokenizer.decode(tokens[0].astype(np.int64))
 
 
 def _takes(layer, argument):
@@ -118,7 +121,7 @@ class KeyValueCache:
         extra = {key: {"cache": array, "cache_update_index": start}
                  for key, array in self.arrays.items()}
         extra.update({id(layer): {"start_index": start} for layer in self.position_layers})
-        logits = self.model._run_forward([window[:, start:]], False, extra)
+        logits = self.model._run_forward([window[:, start:]], False, extra, last_step=True)
         self.length = window.shape[1]
         if logits.shape[-1] != vocab_size:
             raise ValueError(f"generate: the model's vocabulary has {logits.shape[-1]} tokens, "

@@ -32,6 +32,7 @@
 #include "cpu_features.h"
 #include "gemm_microkernel.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace fz {
 
@@ -143,18 +144,12 @@ void gemm_block(const GemmPlan& plan, const GemmArgs& g, int64_t i0, int64_t i1,
     // trans_b has its columns strided, so it is always packed.
     const bool pack_a = (j1 - j0 + nr - 1) / nr > kMaxReuseUnpacked;
     const bool pack_b = g.trans_b || (i1 - i0 + mr - 1) / mr > kMaxReuseUnpacked;
-    // This thread's packing buffers; they only grow, so a training loop
-    // allocates them once. (Only grow: resize() down then up again would
-    // zero the regrown part on every GEMM of a model whose shapes alternate.)
+    // This thread's packing buffers; they only grow (scratch.h), so a training
+    // loop allocates and fills them once, whatever sizes its GEMMs alternate.
     thread_local std::vector<float> a_buf, b_buf;
     const int64_t kc_max = std::min(KC, g.K);
-    const auto grow = [](std::vector<float>& buf, int64_t size) {
-        if (buf.size() < static_cast<size_t>(size)) buf.resize(static_cast<size_t>(size));
-    };
-    grow(a_buf, (std::min(MC, i1 - i0) + mr) * kc_max);
-    grow(b_buf, (std::min(NC, j1 - j0) + nr) * kc_max);
-    float* const a_packed = a_buf.data();
-    float* const b_packed = b_buf.data();
+    float* const a_packed = scratch(a_buf, (std::min(MC, i1 - i0) + mr) * kc_max);
+    float* const b_packed = scratch(b_buf, (std::min(NC, j1 - j0) + nr) * kc_max);
 
     for (int64_t jc = j0; jc < j1; jc += NC) {
         const int64_t nc = std::min(NC, j1 - jc);

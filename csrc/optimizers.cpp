@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "parallel.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace fz {
@@ -171,13 +172,17 @@ void rmsprop_update_many(const ParamList& list, float lr, float rho, float momen
 
 // One parallel pass over every block of every array; then, serially, each
 // array's blocks are added in index order.
+// The block tables live in grow-only buffers of the calling thread: a
+// training loop that clips allocates them on its first step only.
 void grad_sum_of_squares(const ParamList& list, double* sum_sq) {
-    std::vector<int64_t> first_block(static_cast<size_t>(list.count) + 1, 0);
+    thread_local std::vector<int64_t> first_blocks;
+    thread_local std::vector<double> block_sums;
+    int64_t* first_block = scratch(first_blocks, list.count + 1);
+    first_block[0] = 0;
     for (int64_t t = 0; t < list.count; ++t)
         first_block[t + 1] = first_block[t] + (list.n[t] + kNormBlock - 1) / kNormBlock;
-    std::vector<double> block_sum(static_cast<size_t>(first_block[list.count]));
-    const int64_t* first = first_block.data();
-    double* partial = block_sum.data();
+    const int64_t* first = first_block;
+    double* partial = scratch(block_sums, first_block[list.count]);
     parallel_for(0, first_block[list.count], kGrain / kNormBlock, [=](int64_t lo, int64_t hi) {
         // the array holding block lo: the last t with first[t] <= lo
         int64_t t = std::upper_bound(first, first + list.count + 1, lo) - first - 1;
@@ -196,8 +201,9 @@ void grad_sum_of_squares(const ParamList& list, double* sum_sq) {
 }
 
 void clip_scales(const ParamList& list, float clipnorm, float global_clipnorm, float* scale) {
-    std::vector<double> sum_sq(static_cast<size_t>(list.count));
-    grad_sum_of_squares(list, sum_sq.data());
+    thread_local std::vector<double> sums;
+    double* sum_sq = scratch(sums, list.count);
+    grad_sum_of_squares(list, sum_sq);
     const double nan = std::numeric_limits<double>::quiet_NaN();
     if (clipnorm > 0.0f) {
         for (int64_t t = 0; t < list.count; ++t) {

@@ -615,3 +615,22 @@ def test_lambda_callback_in_fit():
     model.fit(x, y, epochs=3, verbose=0, callbacks=[
         callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))])
     assert len(losses) == 3 and losses[2] < losses[0]
+
+
+def test_batch_end_logs_are_built_only_when_a_callback_reads_them():
+    plain = fz.callbacks.CallbackList([], add_history=True)
+    assert not plain.uses_train_batch_end()
+    seen = []
+    hook = fz.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(logs))
+
+    class OldName(fz.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(logs)
+
+    assert fz.callbacks.CallbackList([hook]).uses_train_batch_end()
+    assert fz.callbacks.CallbackList([OldName()]).uses_train_batch_end()
+    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[hook, OldName()])
+    assert len(seen) == 4 and all("loss" in logs for logs in seen)

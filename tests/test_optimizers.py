@@ -596,3 +596,21 @@ def test_set_state_checks_before_changing_anything():
         with pytest.raises(ValueError, match=message):
             opt.set_state(bad, [p])
     assert opt.iterations == 0
+
+
+def test_a_step_reuses_the_last_steps_lists_only_for_the_very_same_arrays():
+    # apply_gradients keeps the last step's (grads, params, slots) lists; a
+    # different parameter array must get its own moments, not the last one's.
+    g = np.full(3, 0.5, np.float32)
+    opt = fz.optimizers.Adam(learning_rate=0.1)
+    p1, p2 = np.ones(3, np.float32), np.ones(3, np.float32)
+    opt.apply_gradients([(g, p1)])
+    opt.apply_gradients([(g, p1)])
+    before = p1.copy()
+    opt.apply_gradients([(g, p2)])  # step 3, p2's first: zero moments
+    ref = fz.optimizers.Adam(learning_rate=0.1)
+    q = np.ones(3, np.float32)
+    ref.iterations = 2
+    ref.apply_gradients([(g, q)])
+    np.testing.assert_array_equal(p1, before)
+    np.testing.assert_array_equal(p2, q)

@@ -224,6 +224,16 @@ class CallbackList(Callback):
             for callback in self.callbacks:
                 callback.set_params(params)
 
+    def uses_train_batch_end(self):
+        """Whether a callback does anything at the end of a training batch
+        (on_train_batch_end, or its older name on_batch_end, other than
+        Callback's). When none does, fit neither builds the batch's logs nor
+        calls the hook: the step costs less, and nothing can tell."""
+        if type(self) is not CallbackList:  # a subclass may do it itself
+            return True
+        return any(getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
+                   for callback in self.callbacks for hook in ("on_train_batch_end", "on_batch_end"))
+
     def __iter__(self):
         return iter(self.callbacks)
 

@@ -565,6 +565,9 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callbacks.on_epoch_begin(epoch)
+                # the batch's logs, unless no callback reads them; with dp always, as
+                # they are summed over the ranks, which must all take part
+                batch_end = dp is not None or callbacks.uses_train_batch_end()
                 loss_sum, per_output, seen, steps = 0.0, [0.0] * len(self._losses()), 0, 0
                 for step, (inputs, targets, weights) in enumerate(batches.epoch()):
                     callbacks.on_train_batch_begin(step)
@@ -583,7 +586,9 @@ class Trainer:
                     for k, value in enumerate(sums):
                         per_output[k] += value
                     seen += count
-                    callbacks.on_train_batch_end(step, self._logs(loss_sum, per_output, seen, dp))
+                    if batch_end:
+                        callbacks.on_train_batch_end(step, self._logs(loss_sum, per_output, seen,
+                                                                      dp))
                     if self._stop(dp):
                         break
                 batches.end_epoch()

@@ -65,6 +65,7 @@ class Optimizer:
         self._exempt_ids = {}  # data address -> param: exempt from weight decay (kept alive)
         self._exempt_pattern = None  # weight paths matching it are exempt too
         self._decays = {}  # id(param) -> (param, decays or not), decided on first use
+        self._last_step = None  # (_slots, pairs, grads, params, slots) of the last step
 
     # ------------------------------------------------------------ learning rate
 
@@ -152,11 +153,7 @@ class Optimizer:
         changes any. The step uses ``self.learning_rate`` (with a schedule, its
         value at step ``iterations``), then ``iterations`` grows by 1."""
         pairs = list(grads_and_vars)
-        grads = [g for g, _ in pairs]
-        params = [p for _, p in pairs]
-        states = [self._state(p) for p in params]
-        # slots[s] lists state array s of every parameter, as the kernels take them
-        slots = [[state[s] for state in states] for s in range(self.num_slots)]
+        grads, params, slots = self._step_lists(pairs)
         # the kernels' optional arguments, only those in use (their defaults are off)
         options = {name: value for name, value in (("clipnorm", self.clipnorm),
                                                    ("global_clipnorm", self.global_clipnorm),
@@ -165,6 +162,25 @@ class Optimizer:
             options["decays"] = [self._decays_param(p) for p in params]
         self._update(params, grads, slots, self.iterations + 1, self.learning_rate, options)
         self.iterations += 1
+
+    def _step_lists(self, pairs):
+        """(grads, params, slots) for the kernels, slots[s] listing state array s
+        of every parameter. A training loop passes the same arrays every step,
+        so the lists of the last step are kept and reused while every pair is
+        the very same two arrays and the state table is the same (finding a
+        parameter's state by its memory, utils.array_key, cost more than the
+        rest of the update's Python)."""
+        last = self._last_step
+        if (last is not None and last[0] is self._slots and len(last[1]) == len(pairs)
+                and len(last[4]) == self.num_slots
+                and all(g is g0 and p is p0 for (g, p), (g0, p0) in zip(pairs, last[1]))):
+            return last[2:]
+        grads = [g for g, _ in pairs]
+        params = [p for _, p in pairs]
+        states = [self._state(p) for p in params]
+        slots = [[state[s] for state in states] for s in range(self.num_slots)]
+        self._last_step = (self._slots, pairs, grads, params, slots)
+        return grads, params, slots
 
     def _state(self, p):
         # keyed by p's memory, not id(p): a layer may give a new view of the same

@@ -935,6 +935,40 @@ PYBIND11_MODULE(_core, m) {
                return py::make_tuple(dq, dk, dv);
            });
 
+    kernel(Spec("attention_forward_packed(q, k, v, starts, scale=None, out=None)",
+                "out = softmax(scale·q·kᵀ)·v per head within each sequence: the sequences' tokens lie back to "
+                "back, sequence s at rows starts[s]:starts[s + 1], and attend to their own keys only (no padding, "
+                "no mask, nothing kept for a backward)")
+               .in("q", "tokens, heads, key_dim").in("k", "tokens, heads, key_dim")
+               .in("v", "tokens, heads, value_dim").in("starts", "bounds").dtype(DType::i64)
+               .out("out", "tokens, heads, value_dim").param("scale", kAttentionScale)
+               .example("tokens=7 heads=2 key_dim=3 value_dim=2", "starts=[0, 3, 3, 7]"),
+           [](Call& c) {
+               FloatArray q = c.in("q"), k = c.in("k"), v = c.in("v");
+               const auto starts = c.ints<int64_t>("starts");
+               const int64_t tokens = c.dim("tokens"), key_dim = c.dim("key_dim");
+               c.check(key_dim >= 1, "q and k must have key_dim >= 1, got q of shape ", ShapeOf{q});
+               const int64_t n = starts.size();
+               const int64_t* at = starts.data();
+               c.check(n >= 1 && at[0] == 0 && at[n - 1] == tokens, "starts must run from 0 to the number of "
+                       "tokens, ", tokens, " (one offset per sequence, then the end), got ", Repr{c["starts"]});
+               for (int64_t i = 1; i < n; ++i)
+                   c.check(at[i] >= at[i - 1], "starts must not decrease, got ", at[i - 1], " then ", at[i],
+                           " at index ", i);
+               const float scale = c.given("scale") ? c.param("scale")
+                                                    : 1.0f / std::sqrt(static_cast<float>(key_dim));
+               auto out = c.out("out");
+               const auto rows = [](auto* data, const auto& x) {
+                   return fz::contiguous_heads(data, x.shape(0), x.shape(1), x.shape(2));
+               };
+               c.run([&] {
+                   fz::attention_forward_packed(n - 1, at, c.dim("heads"), key_dim, c.dim("value_dim"), scale,
+                                                rows(q.data(), q), rows(k.data(), k), rows(v.data(), v),
+                                                rows(out.mutable_data(), out));
+               });
+               return out;
+           });
+
     // ------------------------------------------------------------ convolution, pooling, batch norm
     kernel(Spec("conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding='valid', "
                 "activation=Activation.identity, alpha=0.0, out=None)",

@@ -430,8 +430,8 @@ PYBIND11_MODULE(_core, m) {
                return y;
            });
     kernel(Spec("dense_forward(x, kernel, bias, activation, alpha=0.0, out=None, z_out=None)",
-                "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b when f's backward needs it "
-                "(GELU)")
+                "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b, which GELU's backward needs "
+                "(without it, for inference, GELU is applied in the GEMM's epilogue)")
                .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").out("out", "batch, units")
                .out("z_out", "batch, units").param("alpha", kSlope)
                .example("batch=3 in=4 units=5", "activation=Activation.gelu")
@@ -442,9 +442,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x"), w = c.in("kernel");
                const auto b = c.maybe_in("bias");
                auto y = c.out("out");
-               const bool keep_z = fz::activation_backward_needs_input(act);
-               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
-               auto z = c.out_if("z_out", keep_z);
+               auto z = c.out_if("z_out", fz::activation_backward_needs_input(act) && c.given("z_out"));
                c.run([&] {
                    fz::dense_forward(x.data(), w.data(), ptr(b), y.mutable_data(), mut(z), x.shape(0), x.shape(1),
                                      w.shape(1), act, alpha);
@@ -480,7 +478,8 @@ PYBIND11_MODULE(_core, m) {
     kernel(Spec("dense_lora_forward(x, kernel, bias, lora_a, lora_b, scale, activation, alpha=0.0, h_out=None, "
                 "out=None, z_out=None)",
                 "(y, h): y = f(x·W + b + h·B), h = scale·x·A, the kernel and bias frozen (csrc/dense.h); h_out is "
-                "what dense_lora_backward needs, z_out receives the pre-activation when f's backward needs it (GELU)")
+                "what dense_lora_backward needs, z_out receives the pre-activation, which GELU's backward needs "
+                "(without it, for inference, GELU is applied in the epilogue)")
                .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").in("lora_a", "in, rank")
                .in("lora_b", "rank, units").out("h_out", "batch, rank").out("out", "batch, units")
                .out("z_out", "batch, units").param("scale", kLoraScale).param("alpha", kSlope)
@@ -492,10 +491,8 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x"), w = c.in("kernel"), a = c.in("lora_a"), b = c.in("lora_b");
                const auto bias = c.maybe_in("bias");
                c.check(a.shape(1) >= 1, "lora_a must have at least one column (rank >= 1), got shape ", ShapeOf{a});
-               const bool keep_z = fz::activation_backward_needs_input(act);
-               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
                auto h = c.out("h_out"), y = c.out("out");
-               auto z = c.out_if("z_out", keep_z);
+               auto z = c.out_if("z_out", fz::activation_backward_needs_input(act) && c.given("z_out"));
                c.run([&] {
                    fz::dense_lora_forward(x.data(), w.data(), ptr(bias), a.data(), b.data(), scale, h.mutable_data(),
                                           y.mutable_data(), mut(z), x.shape(0), x.shape(1), w.shape(1), a.shape(1),

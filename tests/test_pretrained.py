@@ -345,6 +345,21 @@ def test_unit_normalization():
         fz.layers.UnitNormalization(axis=0)
 
 
+def test_pooling_layers_allocate_nothing_per_call():
+    """After the first call, their temporaries are buffers: a call allocates less
+    than one (batch, time) float array (NumPy's own casting buffer, 32 KiB)."""
+    import tracemalloc
+    x = np.random.default_rng(0).standard_normal((64, 256, 8)).astype(np.float32)
+    mask = (np.random.default_rng(1).random((64, 256)) > 0.3).astype(np.int32)
+    pool, norm = fz.layers.GlobalAveragePooling1D(), fz.layers.UnitNormalization()
+    for call in range(2):
+        tracemalloc.start()
+        norm.forward(pool.forward(x, mask=mask, training=True), training=True)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < mask.size * 4, peak
+
+
 def test_pooling_layers_against_pytorch():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(2).standard_normal((3, 5, 4)).astype(np.float32)

@@ -145,6 +145,40 @@ void draw_dropout(const AttentionShape& s, const AttentionDropout& d, int64_t b,
         }
 }
 
+// The forward pass of one (b, h): for each block of queries, S = scale·Q·Kᵀ
+// over the keys the block may see, the mask and softmax row by row, then
+// O = P·V (P̃·V with dropout). Row i of P goes to P_head + i·Tk (this head's
+// part of the caller's probs) or, when P_head is null, into `block`, one
+// query block at a time (inference: nothing is kept). Scratch: kt (dk·Tk
+// floats) and, with dropout, dropped (query_block()·Tk).
+void forward_head(const AttentionShape& s, float scale, HeadArray<const float> q,
+                  HeadArray<const float> k, HeadArray<const float> v, const AttentionMask& mask,
+                  const AttentionDropout& dropout, int64_t b, int64_t h, float* P_head,
+                  float* block, float* kt, float* dropped, HeadArray<float> out) {
+    const int64_t rows = query_block();
+    transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
+    for (int64_t i0 = 0; i0 < s.q_len; i0 += rows) {
+        const int64_t m = std::min(rows, s.q_len - i0);
+        const int64_t end = visible_keys(s, mask, i0 + m);
+        float* P = P_head ? P_head + i0 * s.kv_len : block;
+        // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
+        gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt, s.kv_len, 0.0f,
+             P, s.kv_len);
+        for (int64_t i = i0; i < i0 + m; ++i)
+            mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
+        // O = P·V, or P̃·V with dropout (zero rows when no key is visible: a
+        // GEMM with K = 0).
+        const float* PV = P;
+        int64_t ldp = s.kv_len;
+        if (dropout.rate > 0.0f) {
+            draw_dropout(s, dropout, b, h, i0, m, end, P, nullptr, dropped);
+            PV = dropped, ldp = end;
+        }
+        gemm(false, false, m, s.value_dim, end, 1.0f, PV, ldp, v.row(b, 0, h), v.time, 0.0f,
+             out.row(b, i0, h), out.time);
+    }
+}
+
 }  // namespace
 
 void attention_forward(const AttentionShape& s, float scale, HeadArray<const float> q,
@@ -160,27 +194,46 @@ void attention_forward(const AttentionShape& s, float scale, HeadArray<const flo
         float* const dropped = drop ? scratch(dropped_buffer, rows * s.kv_len) : nullptr;
         for (int64_t u = lo; u < hi; ++u) {
             const int64_t b = u / s.heads, h = u % s.heads;
-            transpose_head(k, b, h, s.kv_len, s.key_dim, kt);
-            for (int64_t i0 = 0; i0 < s.q_len; i0 += rows) {
-                const int64_t m = std::min(rows, s.q_len - i0);
-                const int64_t end = visible_keys(s, mask, i0 + m);
-                float* P = probs + ((b * s.heads + h) * s.q_len + i0) * s.kv_len;
-                // S = scale·Q·Kᵀ for the block's rows and the keys it may see.
-                gemm(false, false, m, end, s.key_dim, scale, q.row(b, i0, h), q.time, kt,
-                     s.kv_len, 0.0f, P, s.kv_len);
-                for (int64_t i = i0; i < i0 + m; ++i)
-                    mask_and_softmax(s, mask, b, h, i, end, P + (i - i0) * s.kv_len);
-                // O = P·V, or P̃·V with dropout (zero rows when no key is
-                // visible: a GEMM with K = 0).
-                const float* PV = P;
-                int64_t ldp = s.kv_len;
-                if (drop) {
-                    draw_dropout(s, dropout, b, h, i0, m, end, P, nullptr, dropped);
-                    PV = dropped, ldp = end;
-                }
-                gemm(false, false, m, s.value_dim, end, 1.0f, PV, ldp, v.row(b, 0, h), v.time,
-                     0.0f, out.row(b, i0, h), out.time);
-            }
+            forward_head(s, scale, q, k, v, mask, dropout, b, h,
+                         probs + (b * s.heads + h) * s.q_len * s.kv_len, nullptr, kt, dropped, out);
+        }
+    });
+}
+
+namespace {
+
+// Sequence s of a packed array: its rows as batch 0 of a HeadArray.
+template <class T>
+HeadArray<T> sequence(HeadArray<T> x, const int64_t* starts, int64_t s) {
+    return {x.data + starts[s] * x.time, 0, x.time, x.head};
+}
+
+}  // namespace
+
+// Units are (sequence, head) pairs, each one forward_head on its own length;
+// parallel_for's chunks are claimed dynamically, which evens out the lengths.
+void attention_forward_packed(int64_t sequences, const int64_t* starts, int64_t heads,
+                              int64_t key_dim, int64_t value_dim, float scale,
+                              HeadArray<const float> q, HeadArray<const float> k,
+                              HeadArray<const float> v, HeadArray<float> out) {
+    if (sequences <= 0 || heads <= 0) return;
+    int64_t longest = 0, flops = 0;
+    for (int64_t n = 0; n < sequences; ++n) {
+        const int64_t T = starts[n + 1] - starts[n];
+        longest = std::max(longest, T);
+        flops += 2 * T * T * (key_dim + value_dim);
+    }
+    parallel_for(0, sequences * heads, unit_grain(flops / sequences), [&](int64_t lo, int64_t hi) {
+        thread_local std::vector<float> kt_buffer, block_buffer;
+        float* const kt = scratch(kt_buffer, key_dim * longest);
+        float* const block = scratch(block_buffer, query_block() * longest);
+        for (int64_t u = lo; u < hi; ++u) {
+            const int64_t n = u / heads, h = u % heads, T = starts[n + 1] - starts[n];
+            if (T == 0) continue;
+            const AttentionShape one{1, heads, T, T, key_dim, value_dim};
+            forward_head(one, scale, sequence(q, starts, n), sequence(k, starts, n),
+                         sequence(v, starts, n), AttentionMask{}, AttentionDropout{}, 0, h,
+                         nullptr, block, kt, nullptr, sequence(out, starts, n));
         }
     });
 }
@@ -336,6 +389,20 @@ void attention_backward(const AttentionShape& s, float scale, HeadArray<const fl
                 }
             }
         }
+}
+
+void attention_forward_packed(int64_t sequences, const int64_t* starts, int64_t heads,
+                              int64_t key_dim, int64_t value_dim, float scale,
+                              HeadArray<const float> q, HeadArray<const float> k,
+                              HeadArray<const float> v, HeadArray<float> out) {
+    for (int64_t n = 0; n < sequences; ++n) {
+        const int64_t T = starts[n + 1] - starts[n];
+        std::vector<float> probs(heads * T * T);
+        reference::attention_forward({1, heads, T, T, key_dim, value_dim}, scale,
+                                     sequence(q, starts, n), sequence(k, starts, n),
+                                     sequence(v, starts, n), AttentionMask{}, probs.data(),
+                                     sequence(out, starts, n));
+    }
 }
 
 }  // namespace reference

@@ -124,6 +124,27 @@ void attention_backward(const AttentionShape& shape, float scale, HeadArray<cons
                         HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv,
                         const AttentionDropout& dropout = {});
 
+// ---------------------------------------------------------------- packed sequences
+//
+// Inference on sequences of different lengths without padding (the sentence
+// encoder, python/fromzero/pretrained.py): the n sequences' tokens lie back to
+// back along the time axis, sequence s at the rows [starts[s], starts[s+1]),
+// and each query attends to the keys of its own sequence only:
+//
+//   O_s = softmax(scale·Q_s·K_sᵀ)·V_s      for each sequence s and head h
+//
+// So no work goes to padding, and each sequence's O is bit for bit what
+// attention_forward gives for that sequence alone (batch 1, no mask). Nothing
+// is saved for a backward: P lives one query block at a time in a per-thread
+// scratch. starts: n + 1 non-decreasing offsets from 0 (the caller's checks).
+// q, k (tokens, heads, key_dim), v, out (tokens, heads, value_dim) are read
+// and written through their time and head strides (the batch stride is not
+// used); out must not overlap q, k or v.
+void attention_forward_packed(int64_t sequences, const int64_t* starts, int64_t heads,
+                              int64_t key_dim, int64_t value_dim, float scale,
+                              HeadArray<const float> q, HeadArray<const float> k,
+                              HeadArray<const float> v, HeadArray<float> out);
+
 namespace reference {
 void attention_forward(const AttentionShape& shape, float scale, HeadArray<const float> q,
                        HeadArray<const float> k, HeadArray<const float> v,
@@ -134,6 +155,11 @@ void attention_backward(const AttentionShape& shape, float scale, HeadArray<cons
                         HeadArray<const float> dout, const AttentionMask& mask,
                         HeadArray<float> dq, HeadArray<float> dk, HeadArray<float> dv,
                         const AttentionDropout& dropout = {});
+// Each sequence through reference::attention_forward on its own.
+void attention_forward_packed(int64_t sequences, const int64_t* starts, int64_t heads,
+                              int64_t key_dim, int64_t value_dim, float scale,
+                              HeadArray<const float> q, HeadArray<const float> k,
+                              HeadArray<const float> v, HeadArray<float> out);
 }  // namespace reference
 
 }  // namespace fz

@@ -430,8 +430,8 @@ PYBIND11_MODULE(_core, m) {
                return y;
            });
     kernel(Spec("dense_forward(x, kernel, bias, activation, alpha=0.0, out=None, z_out=None)",
-                "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b when f's backward needs it "
-                "(GELU)")
+                "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b, which GELU's backward needs "
+                "(without it, for inference, GELU is applied in the GEMM's epilogue)")
                .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").out("out", "batch, units")
                .out("z_out", "batch, units").param("alpha", kSlope)
                .example("batch=3 in=4 units=5", "activation=Activation.gelu")
@@ -442,9 +442,7 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x"), w = c.in("kernel");
                const auto b = c.maybe_in("bias");
                auto y = c.out("out");
-               const bool keep_z = fz::activation_backward_needs_input(act);
-               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
-               auto z = c.out_if("z_out", keep_z);
+               auto z = c.out_if("z_out", fz::activation_backward_needs_input(act) && c.given("z_out"));
                c.run([&] {
                    fz::dense_forward(x.data(), w.data(), ptr(b), y.mutable_data(), mut(z), x.shape(0), x.shape(1),
                                      w.shape(1), act, alpha);
@@ -480,7 +478,8 @@ PYBIND11_MODULE(_core, m) {
     kernel(Spec("dense_lora_forward(x, kernel, bias, lora_a, lora_b, scale, activation, alpha=0.0, h_out=None, "
                 "out=None, z_out=None)",
                 "(y, h): y = f(x·W + b + h·B), h = scale·x·A, the kernel and bias frozen (csrc/dense.h); h_out is "
-                "what dense_lora_backward needs, z_out receives the pre-activation when f's backward needs it (GELU)")
+                "what dense_lora_backward needs, z_out receives the pre-activation, which GELU's backward needs "
+                "(without it, for inference, GELU is applied in the epilogue)")
                .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").in("lora_a", "in, rank")
                .in("lora_b", "rank, units").out("h_out", "batch, rank").out("out", "batch, units")
                .out("z_out", "batch, units").param("scale", kLoraScale).param("alpha", kSlope)
@@ -492,10 +491,8 @@ PYBIND11_MODULE(_core, m) {
                FloatArray x = c.in("x"), w = c.in("kernel"), a = c.in("lora_a"), b = c.in("lora_b");
                const auto bias = c.maybe_in("bias");
                c.check(a.shape(1) >= 1, "lora_a must have at least one column (rank >= 1), got shape ", ShapeOf{a});
-               const bool keep_z = fz::activation_backward_needs_input(act);
-               c.check(!keep_z || c.given("z_out"), "this activation needs z_out for its backward pass");
                auto h = c.out("h_out"), y = c.out("out");
-               auto z = c.out_if("z_out", keep_z);
+               auto z = c.out_if("z_out", fz::activation_backward_needs_input(act) && c.given("z_out"));
                c.run([&] {
                    fz::dense_lora_forward(x.data(), w.data(), ptr(bias), a.data(), b.data(), scale, h.mutable_data(),
                                           y.mutable_data(), mut(z), x.shape(0), x.shape(1), w.shape(1), a.shape(1),
@@ -933,6 +930,40 @@ PYBIND11_MODULE(_core, m) {
                                           a.mask, heads(dq), heads(dk), heads(dv), a.dropout);
                });
                return py::make_tuple(dq, dk, dv);
+           });
+
+    kernel(Spec("attention_forward_packed(q, k, v, starts, scale=None, out=None)",
+                "out = softmax(scale·q·kᵀ)·v per head within each sequence: the sequences' tokens lie back to "
+                "back, sequence s at rows starts[s]:starts[s + 1], and attend to their own keys only (no padding, "
+                "no mask, nothing kept for a backward)")
+               .in("q", "tokens, heads, key_dim").in("k", "tokens, heads, key_dim")
+               .in("v", "tokens, heads, value_dim").in("starts", "bounds").dtype(DType::i64)
+               .out("out", "tokens, heads, value_dim").param("scale", kAttentionScale)
+               .example("tokens=7 heads=2 key_dim=3 value_dim=2", "starts=[0, 3, 3, 7]"),
+           [](Call& c) {
+               FloatArray q = c.in("q"), k = c.in("k"), v = c.in("v");
+               const auto starts = c.ints<int64_t>("starts");
+               const int64_t tokens = c.dim("tokens"), key_dim = c.dim("key_dim");
+               c.check(key_dim >= 1, "q and k must have key_dim >= 1, got q of shape ", ShapeOf{q});
+               const int64_t n = starts.size();
+               const int64_t* at = starts.data();
+               c.check(n >= 1 && at[0] == 0 && at[n - 1] == tokens, "starts must run from 0 to the number of "
+                       "tokens, ", tokens, " (one offset per sequence, then the end), got ", Repr{c["starts"]});
+               for (int64_t i = 1; i < n; ++i)
+                   c.check(at[i] >= at[i - 1], "starts must not decrease, got ", at[i - 1], " then ", at[i],
+                           " at index ", i);
+               const float scale = c.given("scale") ? c.param("scale")
+                                                    : 1.0f / std::sqrt(static_cast<float>(key_dim));
+               auto out = c.out("out");
+               const auto rows = [](auto* data, const auto& x) {
+                   return fz::contiguous_heads(data, x.shape(0), x.shape(1), x.shape(2));
+               };
+               c.run([&] {
+                   fz::attention_forward_packed(n - 1, at, c.dim("heads"), key_dim, c.dim("value_dim"), scale,
+                                                rows(q.data(), q), rows(k.data(), k), rows(v.data(), v),
+                                                rows(out.mutable_data(), out));
+               });
+               return out;
            });
 
     // ------------------------------------------------------------ convolution, pooling, batch norm

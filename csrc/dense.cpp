@@ -12,10 +12,11 @@ namespace fz {
 
 namespace {
 
-// The activation the GEMM epilogue can apply (elementwise, and not GELU, whose
-// backward needs z, which the epilogue overwrites).
-bool epilogue_can_apply(Activation act) {
-    return act != Activation::softmax && act != Activation::gelu;
+// The activation the GEMM epilogue can apply: an elementwise one, and GELU
+// only when z is not wanted (inference): its backward needs z, which the
+// epilogue would overwrite.
+bool epilogue_can_apply(Activation act, const float* z = nullptr) {
+    return act != Activation::softmax && (act != Activation::gelu || z == nullptr);
 }
 
 // dz = dy ⊙ f'(z) and db = Σ_rows dz in one pass over dy. Threads split the
@@ -43,14 +44,14 @@ void dense_forward(const float* x, const float* W, const float* b, float* y, flo
                    int64_t batch, int64_t in, int64_t out, Activation act, float alpha) {
     GemmEpilogue ep;
     ep.bias = b;
-    if (epilogue_can_apply(act)) {
+    if (epilogue_can_apply(act, z)) {
         ep.activation = act;
         ep.alpha = alpha;
         gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, y, out, ep);
     } else if (act == Activation::softmax) {
         gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, y, out, ep);
         softmax_forward(y, y, batch, out);
-    } else {  // GELU: keep z for the backward pass
+    } else {  // GELU with z: keep z for the backward pass
         gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, z, out, ep);
         activation_forward(act, z, y, batch * out, alpha);
     }
@@ -79,13 +80,14 @@ void dense_lora_forward(const float* x, const float* W, const float* b, const fl
     gemm(false, false, batch, rank, in, scale, x, in, A, rank, 0.0f, h, rank);  // h = s·x·A
     GemmEpilogue base, adapter;
     base.bias = b;
-    float* pre = act == Activation::gelu ? z : y;  // GELU's backward needs z
+    const bool keep_z = act == Activation::gelu && z;  // GELU's backward needs z
+    float* pre = keep_z ? z : y;
     gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, pre, out, base);
-    if (epilogue_can_apply(act)) adapter.activation = act, adapter.alpha = alpha;
+    if (epilogue_can_apply(act, z)) adapter.activation = act, adapter.alpha = alpha;
     gemm(false, false, batch, out, rank, 1.0f, h, rank, B, out, 1.0f, pre, out, adapter);
     if (act == Activation::softmax)
         softmax_forward(y, y, batch, out);
-    else if (act == Activation::gelu)
+    else if (keep_z)
         activation_forward(act, z, y, batch * out, alpha);
 }
 

@@ -17,9 +17,10 @@
 
 namespace fz {
 
-// y = f(x·W + b). b may be null (no bias). z receives x·W + b only when f's
-// derivative needs it (activation_backward_needs_input, i.e. GELU); it may be
-// null otherwise. alpha is LeakyReLU's slope.
+// y = f(x·W + b). b may be null (no bias). z receives x·W + b when f's
+// derivative needs it (activation_backward_needs_input, i.e. GELU) and z is
+// given; with z null (inference: no backward follows) GELU too is applied in
+// the GEMM's epilogue, while each tile is in cache. alpha is LeakyReLU's slope.
 void dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
                    int64_t batch, int64_t in, int64_t out, Activation act, float alpha);
 
@@ -47,6 +48,8 @@ void dense_backward(const float* x, const float* W, const float* z, const float*
 //   backward   dz = dy ⊙ f'(z)
 //              dB = hᵀ·dz,   dh = s·(dz·Bᵀ),   dA = xᵀ·dh
 //              dx = dz·Wᵀ + dh·Aᵀ
+// z is written when given and f is GELU (its backward needs it); z null
+// (inference) applies GELU in the last GEMM's epilogue, as dense_forward.
 // No dW and no db: the base layer is frozen. h is saved by the forward pass
 // for dB; dh is a workspace the caller owns (so a step allocates nothing).
 // With B = 0 (its initial value) y is exactly the base layer's output.

@@ -17,7 +17,8 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._core import (Activation, argmax, attention_backward, attention_forward, batch_norm_backward,
+from ._core import (Activation, argmax, attention_backward, attention_forward,
+                    attention_forward_packed, batch_norm_backward,
                     batch_norm_forward, bias_grad, count_correct, dense_backward, dense_forward,
                     dense_lora_backward, dense_lora_forward, dropout_backward, dropout_forward,
                     embedding_backward, embedding_forward, gather_rows, kernel_specs,
@@ -290,8 +291,11 @@ def global_avg_pool2d(x):
 #                                                 → (out, probs)
 #   attention_backward(q, k, v, probs, dout, <the forward's mask, causal, scale, dropout>)
 #                                                 → (dq, dk, dv)
+#   attention_forward_packed(q, k, v, starts, scale=) → out: sequences of different
+#       lengths back to back, (tokens, heads, dim), sequence s at rows
+#       starts[s]:starts[s + 1] attending to itself only (inference, no padding)
 #
 # q, k, v and out are (batch, time, heads, dim); probs (batch, heads, Tq, Tk).
 
 __all__ += ["embedding_forward", "embedding_backward", "layer_norm_forward", "layer_norm_backward",
-            "attention_forward", "attention_backward"]
+            "attention_forward", "attention_backward", "attention_forward_packed"]

@@ -152,6 +152,32 @@ class Buffers:
         return sum(a.nbytes for a in self._arrays.values())
 
 
+class Workspace:
+    """Reusable arrays that grow rather than multiply: one array per (name,
+    dtype), as large as the largest shape asked for so far; ``get`` returns
+    a view of its start in the shape asked for. For loops whose shapes change
+    at every call (the sentence encoder's batches, each with its own number
+    of tokens), where Buffers would allocate — and the OS zero new pages —
+    every time: after the largest shape, nothing is allocated. The views of
+    one name share memory, so an array is valid until the next ``get`` of its
+    name. A drop-in for Buffers in a layer's CallContext.
+    """
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype=np.float32):
+        size = math.prod(shape)
+        key = (name, np.dtype(dtype))
+        arr = self._arrays.get(key)
+        if arr is None or arr.size < size:
+            arr = self._arrays[key] = np.empty(size, dtype)
+        return arr[:size].reshape(shape)
+
+    def nbytes(self):
+        return sum(a.nbytes for a in self._arrays.values())
+
+
 class PyDataset:
     """Batches for fit, evaluate and predict, computed on demand (Keras 3's
     ``keras.utils.PyDataset``). Subclass it and define

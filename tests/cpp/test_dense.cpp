@@ -1,7 +1,7 @@
 // Dense forward/backward: the fused one-call kernels against the reference
 // composition, for every activation, with and without bias / dW / dx, on
 // awkward shapes and 1 and 2 threads; and the backward against finite
-// differences of the forward.
+// differences of the forward. Inference (z null): GELU in the GEMM epilogue.
 #include <algorithm>
 #include <string>
 
@@ -162,6 +162,38 @@ TEST(DenseLora, MatchesReferenceForEveryActivation) {
                 testing::expect_close(fast.dB, ref.dB, tol, tol);
                 testing::expect_close(fast.dx, ref.dx, tol, tol);
             }
+}
+
+// Inference passes z = null: GELU then runs in the GEMM's epilogue instead of
+// after it, for the plain and the adapted layer; y matches the reference (and
+// the forward that keeps z) and nothing is written through z.
+TEST(Dense, InferenceWithoutZAppliesGeluInTheEpilogue) {
+    for (int threads : testing::kThreadCounts)
+        for (auto [batch, in, out, rank] :
+             {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 1, 1, 1}, {3, 7, 5, 2},
+              {32, 97, 131, 8}, {45, 384, 1536, 4}, {64, 31, 300, 3}}) {
+            SCOPED_TRACE("batch=" + std::to_string(batch) + " in=" + std::to_string(in) +
+                         " out=" + std::to_string(out) + " threads=" + std::to_string(threads));
+            ThreadCountGuard guard(threads);
+            const LoraCase c(batch, in, out, rank);
+            const float tol = 1e-5f * static_cast<float>(in + batch + rank + 4);
+            LoraBuffers with_z(batch, in, out, rank), ref(batch, in, out, rank);
+            std::vector<float> y(batch * out, NAN);
+            dense_forward(c.x.data(), c.W.data(), c.b.data(), y.data(), nullptr, batch, in, out,
+                          Activation::gelu, 0.0f);
+            reference::dense_forward(c.x.data(), c.W.data(), c.b.data(), ref.y.data(), nullptr,
+                                     batch, in, out, Activation::gelu, 0.0f);
+            dense_forward(c.x.data(), c.W.data(), c.b.data(), with_z.y.data(), with_z.z.data(),
+                          batch, in, out, Activation::gelu, 0.0f);
+            testing::expect_close(y, ref.y, tol, tol);
+            testing::expect_close(y, with_z.y, 1e-6f, 1e-7f);
+            std::vector<float> h(batch * rank), y_lora(batch * out, NAN);
+            dense_lora_forward(c.x.data(), c.W.data(), c.b.data(), c.A.data(), c.B.data(), 0.75f,
+                               h.data(), y_lora.data(), nullptr, batch, in, out, rank,
+                               Activation::gelu, 0.0f);
+            c.forward(reference::dense_lora_forward, ref, 0.75f, Activation::gelu);
+            testing::expect_close(y_lora, ref.y, tol, tol);
+        }
 }
 
 TEST(DenseLora, OptionalOutputsAreSkipped) {

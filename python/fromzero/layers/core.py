@@ -240,7 +240,8 @@ class Dense(KernelLayer):
                              f"{x.shape}")
         y = self.buffer("y", x.shape[:-1] + (self.units,))
         x2, y2 = (x, y) if x.ndim == 2 else (x.reshape(-1, n_in), y.reshape(-1, self.units))
-        z2 = self.buffer("z", y2.shape) if self.activation == Act.gelu else None
+        # GELU's backward needs z = x·W + b; without training, GELU runs in the GEMM's epilogue
+        z2 = self.buffer("z", y2.shape) if self.activation == Act.gelu and training else None
         h = None
         if self.lora_enabled:
             h = self.buffer("h", (x2.shape[0], self.lora_rank))

@@ -194,11 +194,14 @@ class UnitNormalization(Layer):
         if x.ndim < 2:
             raise ValueError(f"{self.name}: input must have a batch axis and features, got "
                              f"shape {x.shape}")
-        sq = np.einsum("...i,...i->...", x, x)[..., None]
-        norm = np.sqrt(np.maximum(sq, np.float32(1e-12)))
+        rows = x.shape[:-1]
+        sq = np.einsum("...i,...i->...", x, x, out=self.buffer("sq", rows))[..., None]
+        norm = np.maximum(sq, np.float32(1e-12), out=self.buffer("norm", rows)[..., None])
+        np.sqrt(norm, out=norm)
         y = np.divide(x, norm, out=self.buffer("y", x.shape))
         if training:
-            self.save(y, norm, sq > np.float32(1e-12))
+            self.save(y, norm, np.greater(sq, np.float32(1e-12),
+                                          out=self.buffer("above", rows, np.bool_)[..., None]))
         return y
 
     def backward(self, dy):

@@ -136,21 +136,24 @@ class GlobalAveragePooling1D(Layer):
             raise ValueError(f"{self.name}: input must be (batch, time, features), got shape "
                              f"{x.shape}")
         B, T, _ = x.shape
+        weights = self.buffer("weights", (B, T))
         if mask is None:
-            weights = np.ones((B, T), np.float32)
+            weights.fill(1.0)
         else:
             mask = np.asarray(mask)
             if mask.shape not in ((B, T), (B, 1, T)) or mask.dtype.kind not in "biuf":
                 raise ValueError(f"{self.name}: mask must be (batch, time) = {(B, T)} or "
                                  f"{(B, 1, T)} of numbers or booleans, got {mask.dtype} "
                                  f"{mask.shape}")
-            weights = (mask.reshape(B, T) != 0).astype(np.float32)
-        count = np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-9))  # (B, 1)
+            np.not_equal(mask.reshape(B, T), 0, out=weights, casting="unsafe")  # 1.0 or 0.0
+        count = np.sum(weights, axis=1, keepdims=True, out=self.buffer("count", (B, 1)))
+        np.maximum(count, np.float32(1e-9), out=count)
         y = self.buffer("y", (B, x.shape[2]))
         np.matmul(weights[:, None, :], x, out=y[:, None, :])  # Σ_t m·x, one GEMV per sample
         y /= count
         if training:
-            self.save(weights / count, x.shape, mask is not None)
+            self.save(np.divide(weights, count, out=self.buffer("scale", (B, T))), x.shape,
+                      mask is not None)
         return y
 
     def backward(self, dy):

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 import fromzero as fz
-from fromzero.text.training import EvaluateEvery, gpt_optimizer
+from fromzero.text.training import fit_on_windows, gpt_optimizer  # noqa: F401 (cli.gpt_optimizer)
 
 
 # Each model's batch size when --batch-size is not given, as in its Keras example.
@@ -106,21 +106,13 @@ def train_gpt(args, say=print, chief=True):
     model = fz.models.gpt(tokenizer.vocab_size, T, options["num_layers"], options["num_heads"],
                           options["hidden_dim"], dropout=options["dropout"], use_bias=False,
                           tie_embeddings=True)
-    model.compile(optimizer=gpt_optimizer(model, options["learning_rate"], steps),
-                  loss=fz.losses.SparseCategoricalCrossentropy(from_logits=True))
-    train = fz.text.RandomWindows(train_ids, T, B, seed=seed)
-    val = fz.text.RandomWindows(val_ids, T, B, seed=seed + 1)
     info = fz.info()
     say(f"fromzero {info['version']}: gpt on {options['dataset']} ({options['tokenizer']} "
           f"tokenizer, vocabulary {tokenizer.vocab_size}), {model.count_params() / 1e6:.2f} M "
           f"parameters, {info['threads']} thread(s)", flush=True)
-    evaluator = EvaluateEvery(train, val, GPT_EVAL_INTERVAL, GPT_EVAL_BATCHES, say)
-    start = time.perf_counter()
-    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[evaluator],
-              distribute=args.distributed)
-    seconds = time.perf_counter() - start
-    if steps % GPT_EVAL_INTERVAL:
-        evaluator.report(steps)
+    evaluator, seconds = fit_on_windows(model, train_ids, val_ids, T, B, steps,
+                                        options["learning_rate"], seed, GPT_EVAL_INTERVAL,
+                                        GPT_EVAL_BATCHES, say, distribute=args.distributed)
     say(f"trained {steps} steps in {seconds:.1f} s ({B * T * steps / seconds:.0f} tokens/s)")
     if args.save and chief:
         model.save(args.save, extras={"tokenizer": fz.text.serialize(tokenizer)})

@@ -22,10 +22,9 @@ fine-tuning, LoRA ranks and training from scratch with it.
 
 import dataclasses
 import os
-import time
 
-from . import datasets, layers, losses, models, saving, text, utils
-from .text.training import EvaluateEvery, gpt_optimizer
+from . import datasets, layers, models, saving, text, utils
+from .text.training import fit_on_windows
 
 # The layers LoRA adapts by default (globs on layer names and paths, fz.lora):
 # the query and value projections of every attention layer (the LoRA paper's
@@ -173,23 +172,16 @@ def finetune_gpt(base, dataset="austen", tokenizer=None, steps=500, batch_size=1
             layer.trainable = True
     if learning_rate is None:
         learning_rate = LEARNING_RATE["lora" if lora_rank else "full"]
-    model.compile(optimizer=gpt_optimizer(model, learning_rate, steps),
-                  loss=losses.SparseCategoricalCrossentropy(from_logits=True))
     trainable = sum(p.size for p in model.trainable_params)
     total = sum(p.size for p in model.weights)
-    train = text.RandomWindows(train_ids, T, batch_size, seed=seed)
-    val = text.RandomWindows(val_ids, T, batch_size, seed=seed + 1)
     how = (f"LoRA rank {lora_rank} on {len(adapted)} layers"
            f"{' and the LayerNorms' if train_norms else ''}" if lora_rank else "full fine-tuning")
     say(f"fine-tuning on {dataset} ({len(train_ids):,} training tokens), {how}: "
         f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%), "
         f"learning rate {learning_rate:g}, {steps} steps of {batch_size} × {T} tokens", flush=True)
-    evaluator = EvaluateEvery(train, val, eval_interval, eval_batches, say)
-    start = time.perf_counter()
-    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[evaluator])
-    seconds = time.perf_counter() - start - evaluator.seconds
-    if steps % eval_interval:
-        evaluator.report(steps)
+    evaluator, seconds = fit_on_windows(model, train_ids, val_ids, T, batch_size, steps,
+                                        learning_rate, seed, eval_interval, eval_batches, say)
+    seconds -= evaluator.seconds
     say(f"trained {steps} steps in {seconds:.1f} s ({seconds / steps * 1000:.1f} ms/step)")
     # A fresh dataset of the same seed: its first val_batches batches, the
     # same windows for every model fine-tuned with this seed.

@@ -4,7 +4,8 @@ optimizer and its loss estimate, shared by ``fromzero train --model gpt``
 
 import time
 
-from .. import callbacks, optimizers
+from .. import callbacks, losses, optimizers
+from .windows import RandomWindows
 
 WARMUP_STEPS, MIN_LR_FRACTION = 100, 0.1
 WEIGHT_DECAY, BETA_2, EPSILON, CLIPNORM = 0.1, 0.99, 1e-8, 1.0
@@ -28,6 +29,27 @@ def gpt_optimizer(model, learning_rate, steps):
                                  epsilon=EPSILON, global_clipnorm=CLIPNORM)
     optimizer.exclude_from_weight_decay(var_list=[p for p in model.trainable_params if p.ndim < 2])
     return optimizer
+
+
+def fit_on_windows(model, train_ids, val_ids, sequence_length, batch_size, steps,
+                   learning_rate, seed, eval_interval, eval_batches, say=print, distribute=False):
+    """Compile `model` with nanoGPT's optimizer and the token-mean cross-entropy
+    and fit it for `steps` batches of random windows of train_ids (seed), the
+    train and val estimates printed every eval_interval steps and at the end.
+    Returns (the EvaluateEvery callback, seconds of the whole fit — its
+    ``seconds`` of evaluation included)."""
+    model.compile(optimizer=gpt_optimizer(model, learning_rate, steps),
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = RandomWindows(train_ids, sequence_length, batch_size, seed=seed)
+    val = RandomWindows(val_ids, sequence_length, batch_size, seed=seed + 1)
+    evaluator = EvaluateEvery(train, val, eval_interval, eval_batches, say)
+    start = time.perf_counter()
+    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[evaluator],
+              distribute=distribute)
+    seconds = time.perf_counter() - start
+    if steps % eval_interval:
+        evaluator.report(steps)
+    return evaluator, seconds
 
 
 class EvaluateEvery(callbacks.Callback):

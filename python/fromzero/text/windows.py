@@ -54,12 +54,8 @@ class RandomWindows:
             raise ValueError(f"{owner}: seed must be an integer >= 0 or None, got {seed!r}")
         self.seed = int(seed)
         self.epoch = 0
-        self.ids = _check_ids(owner, ids)
+        self.ids = _check_ids(owner, ids, self.sequence_length)
         T = self.sequence_length
-        if len(self.ids) < T + 1:
-            raise ValueError(f"{owner}: a window of sequence_length={T} tokens plus the next "
-                             f"token as its last target needs at least {T + 1} tokens; ids has "
-                             f"{len(self.ids)}")
         # Row s of each view is a window starting at s: inputs ids[s:s+T],
         # targets ids[s+1:s+T+1]; both have the len(ids) - T valid starts.
         self._inputs = sliding_window_view(self.ids[:-1], T)
@@ -114,12 +110,8 @@ class ConsecutiveWindows:
         owner = "ConsecutiveWindows"
         self.sequence_length = check_positive_int(owner, "sequence_length", sequence_length)
         self.batch_size = check_positive_int(owner, "batch_size", batch_size)
-        self.ids = _check_ids(owner, ids)
+        self.ids = _check_ids(owner, ids, self.sequence_length)
         T = self.sequence_length
-        if len(self.ids) < T + 1:
-            raise ValueError(f"{owner}: a window of sequence_length={T} tokens plus the next "
-                             f"token as its last target needs at least {T + 1} tokens; ids has "
-                             f"{len(self.ids)}")
         self.num_windows = (len(self.ids) - 1) // T
         end = self.num_windows * T
         # views, no copy: row w of each is window w's inputs and targets
@@ -148,8 +140,9 @@ class ConsecutiveWindows:
                 f"windows)")
 
 
-def _check_ids(owner, ids):
-    """ids as a read-only 1-D int32 copy, after checking they are token ids."""
+def _check_ids(owner, ids, sequence_length):
+    """ids as a read-only 1-D int32 copy, after checking they are token ids,
+    enough for one window of sequence_length tokens and its last target."""
     array = np.asarray(ids)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{owner}: ids must be an array of integer token ids, "
@@ -160,6 +153,10 @@ def _check_ids(owner, ids):
     if array.size and (array.min() < 0 or array.max() > np.iinfo(np.int32).max):
         raise ValueError(f"{owner}: token ids must be in [0, 2**31), got values from "
                          f"{array.min()} to {array.max()}")
+    if len(array) < sequence_length + 1:
+        raise ValueError(f"{owner}: a window of sequence_length={sequence_length} tokens plus "
+                         f"the next token as its last target needs at least "
+                         f"{sequence_length + 1} tokens; ids has {len(array)}")
     copy = array.astype(np.int32)  # always a copy: later changes to `ids` do not leak in
     copy.flags.writeable = False
     return copy

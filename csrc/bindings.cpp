@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +77,22 @@ const Limit kLoraScale{"lora_scale", -inf, inf, true, true, "lora_alpha / rank: 
 const Limit* const kLimits[] = {&kLearningRate, &kMomentum, &kBeta, &kRho, &kEpsilon, &kWeightDecay,
                                 &kBatchNormMomentum, &kBatchNormEpsilon, &kLayerNormEpsilon, &kAttentionScale,
                                 &kDropoutRate, &kSlope, &kGradScale, &kClip, &kLoraScale};
+
+// A Dense layer's zero-skipping state (fz::DenseZeroSkip) as a Python object
+// the layer owns and passes to dense_forward and dense_backward.
+struct ZeroSkipState {
+    fz::DenseZeroSkip skip;
+    std::mutex lock;  // two threads passing one state take turns
+    py::object x;     // the forward's x, kept alive: no other array takes its address
+};
+
+// The state given as zero_skip=, locked for the kernel's run (unlocked: none given).
+ZeroSkipState* zero_skip_state(Call& c) {
+    return c.given("zero_skip") ? c.get<ZeroSkipState*>("zero_skip") : nullptr;
+}
+std::unique_lock<std::mutex> lock(ZeroSkipState* s) {
+    return s ? std::unique_lock<std::mutex>(s->lock) : std::unique_lock<std::mutex>();
+}
 
 // py::enum_ makes an Activation from any int (Activation(99)); such a value
 // would reach a kernel's switch, whose fallback throws inside an OpenMP region
@@ -372,6 +389,20 @@ PYBIND11_MODULE(_core, m) {
             throw py::type_error("set_flush_denormal: on must be True or False, got " + std::string(py::repr(on)));
         fz::set_flush_denormal(on.ptr() == Py_True);
     }, py::arg("on"));
+    // Skipping a Dense input's zeros (csrc/dense.h): the state a layer keeps,
+    // and the threshold, private (both paths give the same bits; the tests
+    // force each path).
+    py::class_<ZeroSkipState>(m, "DenseZeroSkip",
+                              "What a Dense layer keeps between forward and backward to skip its "
+                              "input's zeros (csrc/dense.h)")
+        .def(py::init<>())
+        .def_property_readonly("skipped", [](const ZeroSkipState& s) { return s.skip.x != nullptr; },
+                               "Whether the last forward skipped its input's zeros");
+    m.def("_zero_skip_threshold", &fz::zero_skip_threshold);
+    m.def("_set_zero_skip_threshold", [](float fraction) {
+        if (!(fraction >= 0.0f)) throw py::value_error("_set_zero_skip_threshold: fraction must be >= 0");
+        fz::set_zero_skip_threshold(fraction);
+    }, py::arg("fraction"));
     m.def("gemm_info", [] {
         const fz::GemmInfo g = fz::gemm_info();
         return py::dict(py::arg("kernel") = g.kernel, py::arg("mr") = g.mr, py::arg("nr") = g.nr,
@@ -429,9 +460,10 @@ PYBIND11_MODULE(_core, m) {
                });
                return y;
            });
-    kernel(Spec("dense_forward(x, kernel, bias, activation, alpha=0.0, out=None, z_out=None)",
+    kernel(Spec("dense_forward(x, kernel, bias, activation, alpha=0.0, out=None, z_out=None, zero_skip=None)",
                 "y = f(x·W + b) in one call (csrc/dense.h); z_out receives x·W + b, which GELU's backward needs "
-                "(without it, for inference, GELU is applied in the GEMM's epilogue)")
+                "(without it, for inference, GELU is applied in the GEMM's epilogue); zero_skip (a DenseZeroSkip) "
+                "lets it skip x's zeros, same bits, and remembers them for dense_backward")
                .in("x", "batch, in").in("kernel", "in, units").in("bias", "units").out("out", "batch, units")
                .out("z_out", "batch, units").param("alpha", kSlope)
                .example("batch=3 in=4 units=5", "activation=Activation.gelu")
@@ -443,16 +475,19 @@ PYBIND11_MODULE(_core, m) {
                const auto b = c.maybe_in("bias");
                auto y = c.out("out");
                auto z = c.out_if("z_out", fz::activation_backward_needs_input(act) && c.given("z_out"));
+               ZeroSkipState* skip = zero_skip_state(c);
+               if (skip) skip->x = x;
                c.run([&] {
+                   const auto locked = lock(skip);
                    fz::dense_forward(x.data(), w.data(), ptr(b), y.mutable_data(), mut(z), x.shape(0), x.shape(1),
-                                     w.shape(1), act, alpha);
+                                     w.shape(1), act, alpha, skip ? &skip->skip : nullptr);
                });
                return y;
            });
     kernel(Spec("dense_backward(x, kernel, z, y, dy, activation, alpha, dz_out, dw_out=None, db_out=None, "
-                "dx_out=None)",
+                "dx_out=None, zero_skip=None)",
                 "dz = dy ⊙ f'(z), then db = Σ dz, dW = xᵀ·dz and dx = dz·Wᵀ into the outputs given; returns dx "
-                "(or None)")
+                "(or None); zero_skip: the DenseZeroSkip dense_forward was given with this same, unchanged x")
                .in("x", "batch, in").in("kernel", "in, units").in("z", "batch, units").in("y", "batch, units")
                .in("dy", "batch, units").out("dz_out", "batch, units").in_place("dy").out("dw_out", "in, units")
                .out("db_out", "units").out("dx_out", "batch, in").param("alpha", kSlope)
@@ -468,9 +503,12 @@ PYBIND11_MODULE(_core, m) {
                auto dz = c.out("dz_out");
                auto dw = c.out_if("dw_out", c.given("dw_out")), db = c.out_if("db_out", c.given("db_out")),
                     dx = c.out_if("dx_out", c.given("dx_out"));
+               ZeroSkipState* skip = zero_skip_state(c);
                c.run([&] {
+                   const auto locked = lock(skip);
                    fz::dense_backward(x.data(), w.data(), ptr(z), y.data(), dy.data(), dz.mutable_data(), mut(dw),
-                                      mut(db), mut(dx), x.shape(0), x.shape(1), w.shape(1), act, alpha);
+                                      mut(db), mut(dx), x.shape(0), x.shape(1), w.shape(1), act, alpha,
+                                      skip ? &skip->skip : nullptr);
                });
                return or_none(dx);
            });

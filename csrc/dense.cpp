@@ -3,6 +3,7 @@
 #include "dense.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "gemm.h"
 #include "parallel.h"
@@ -38,35 +39,72 @@ void activation_and_bias_grad(const float* z, const float* y, const float* dy, f
     });
 }
 
+std::atomic<float>& zero_skip_threshold_setting() {
+    static std::atomic<float> fraction{kDefaultZeroSkipThreshold};
+    return fraction;
+}
+
+// Whether to skip x's zeros: the zero fraction of its first 4096 entries
+// (a fraction of a microsecond to count) against the threshold.
+bool worth_skipping_zeros(const float* x, int64_t batch, int64_t in) {
+    const float threshold = zero_skip_threshold();
+    if (threshold > 1.0f || batch * in == 0 || in > INT32_MAX || batch > INT32_MAX) return false;
+    const int64_t sample = std::min<int64_t>(batch * in, 4096);
+    return count_zeros(x, batch, in, in, sample) >= threshold * static_cast<float>(sample);
+}
+
 }  // namespace
 
+float zero_skip_threshold() { return zero_skip_threshold_setting().load(std::memory_order_relaxed); }
+void set_zero_skip_threshold(float fraction) {
+    zero_skip_threshold_setting().store(fraction, std::memory_order_relaxed);
+}
+
 void dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
-                   int64_t batch, int64_t in, int64_t out, Activation act, float alpha) {
+                   int64_t batch, int64_t in, int64_t out, Activation act, float alpha,
+                   DenseZeroSkip* skip) {
+    const bool skipping = skip && worth_skipping_zeros(x, batch, in);
+    if (skip) skip->x = skipping ? x : nullptr;
+    if (skipping) nonzero_rows(x, batch, in, in, skip->x_rows);
+    // C = x·W (+ the epilogue), with or without x's zeros: the same bits.
+    const auto product = [&](float* C, const GemmEpilogue& ep) {
+        if (skipping)
+            gemm_nonzero(skip->x_rows, W, out, out, C, out, ep);
+        else
+            gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, C, out, ep);
+    };
     GemmEpilogue ep;
     ep.bias = b;
     if (epilogue_can_apply(act, z)) {
         ep.activation = act;
         ep.alpha = alpha;
-        gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, y, out, ep);
+        product(y, ep);
     } else if (act == Activation::softmax) {
-        gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, y, out, ep);
+        product(y, ep);
         softmax_forward(y, y, batch, out);
     } else {  // GELU with z: keep z for the backward pass
-        gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, z, out, ep);
+        product(z, ep);
         activation_forward(act, z, y, batch * out, alpha);
     }
 }
 
 void dense_backward(const float* x, const float* W, const float* z, const float* y,
                     const float* dy, float* dz, float* dW, float* db, float* dx, int64_t batch,
-                    int64_t in, int64_t out, Activation act, float alpha) {
+                    int64_t in, int64_t out, Activation act, float alpha, DenseZeroSkip* skip) {
     if (act == Activation::softmax) {  // row-wise: needs whole rows, so two passes
         softmax_backward(y, dy, dz, batch, out);
         if (db) bias_grad(dz, db, batch, out);
     } else {
         activation_and_bias_grad(z, y, dy, dz, db, batch, out, act, alpha);
     }
-    if (dW) gemm(true, false, in, out, batch, 1.0f, x, in, dz, out, 0.0f, dW, out);  // xᵀ·dz
+    const bool skipping = skip && skip->x == x && skip->x_rows.rows == batch &&
+                          skip->x_rows.cols == in;
+    if (dW && skipping) {  // xᵀ·dz over the non-zero x[i, k]: row k of dW from x's column k
+        transpose(skip->x_rows, skip->x_cols);
+        gemm_nonzero(skip->x_cols, dz, out, out, dW, out);
+    } else if (dW) {
+        gemm(true, false, in, out, batch, 1.0f, x, in, dz, out, 0.0f, dW, out);  // xᵀ·dz
+    }
     if (dx) gemm(false, true, batch, in, out, 1.0f, dz, out, W, out, 0.0f, dx, in);  // dz·Wᵀ
 }
 

@@ -14,25 +14,51 @@
 #include <cstdint>
 
 #include "activations.h"
+#include "gemm.h"
 
 namespace fz {
+
+// Skipping x's zeros. When most of x is exactly zero (MNIST's pixels: 81%;
+// the output of a ReLU layer: about half), the forward GEMM x·W and the
+// backward xᵀ·dz leave out the zero entries of x (gemm_nonzero, gemm.h), with
+// the same bits as the full products. The forward builds x's non-zero entries
+// (by rows) once; the backward turns them into columns for xᵀ·dz. This is
+// what a layer keeps between the two, in buffers that only grow.
+struct DenseZeroSkip {
+    NonzeroRows x_rows;        // x without its zeros, when the forward skipped them
+    NonzeroRows x_cols;        // xᵀ without its zeros (the backward's)
+    const float* x = nullptr;  // the x x_rows holds; null when the forward did not skip
+};
+
+// The forward skips x's zeros when at least this fraction of x (estimated
+// on its first 4096 entries) is zero. Both paths give the same bits, so the
+// threshold only decides speed; it was measured (docs/09-making-it-fast.md).
+// > 1 never skips, 0 always does (the tests force each path this way).
+constexpr float kDefaultZeroSkipThreshold = 0.5f;
+float zero_skip_threshold();
+void set_zero_skip_threshold(float fraction);
 
 // y = f(x·W + b). b may be null (no bias). z receives x·W + b when f's
 // derivative needs it (activation_backward_needs_input, i.e. GELU) and z is
 // given; with z null (inference: no backward follows) GELU too is applied in
 // the GEMM's epilogue, while each tile is in cache. alpha is LeakyReLU's slope.
+// With `skip` (a layer's DenseZeroSkip) x's zeros are skipped when they are
+// many; skip then remembers x for dense_backward.
 void dense_forward(const float* x, const float* W, const float* b, float* y, float* z,
-                   int64_t batch, int64_t in, int64_t out, Activation act, float alpha);
+                   int64_t batch, int64_t in, int64_t out, Activation act, float alpha,
+                   DenseZeroSkip* skip = nullptr);
 
 // From dy = ∂L/∂y: writes dz = ∂L/∂z, db, dW and dx. dz may alias dy. dW and
 // db may be null (a frozen layer: no gradient work), b's gradient db is
 // skipped when null, and dx is skipped when null (the first layer: nobody
 // needs ∂L/∂input). z may be null unless the activation needs it. Pass
 // act = identity with dy = ∂L/∂z to start from the pre-activation gradient
-// (the fused softmax + cross-entropy path).
+// (the fused softmax + cross-entropy path). With the `skip` the forward of
+// this same x filled, dW = xᵀ·dz skips x's zeros too (x must be unchanged).
 void dense_backward(const float* x, const float* W, const float* z, const float* y,
                     const float* dy, float* dz, float* dW, float* db, float* dx, int64_t batch,
-                    int64_t in, int64_t out, Activation act, float alpha);
+                    int64_t in, int64_t out, Activation act, float alpha,
+                    DenseZeroSkip* skip = nullptr);
 
 // ---------------------------------------------------------------- LoRA
 //

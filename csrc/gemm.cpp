@@ -115,19 +115,6 @@ void compute_tile(const MicroKernel& uk, int64_t kc, float alpha, Panel a, Panel
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * uk.nr + j];
 }
 
-// C[0:m, 0:n] ← act(C + bias[j0:j0+n]) row by row.
-void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t m, int64_t n,
-                    int64_t j0) {
-    if (!ep.bias && ep.activation == Activation::identity) return;
-    for (int64_t i = 0; i < m; ++i) {
-        float* row = c + i * ldc;
-        if (ep.bias)
-            for (int64_t j = 0; j < n; ++j) row[j] += ep.bias[j0 + j];
-        if (ep.activation != Activation::identity)
-            activation_forward(ep.activation, row, row, n, ep.alpha);
-    }
-}
-
 void scale_tile(float* c, int64_t ldc, int64_t m, int64_t n, float beta) {
     for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
@@ -194,6 +181,18 @@ void gemm_block(const GemmPlan& plan, const GemmArgs& g, int64_t i0, int64_t i1,
 int64_t round_down(int64_t x, int64_t multiple) { return x / multiple * multiple; }
 
 }  // namespace
+
+void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t m, int64_t n,
+                    int64_t j0) {
+    if (!ep.bias && ep.activation == Activation::identity) return;
+    for (int64_t i = 0; i < m; ++i) {
+        float* row = c + i * ldc;
+        if (ep.bias)
+            for (int64_t j = 0; j < n; ++j) row[j] += ep.bias[j0 + j];
+        if (ep.activation != Activation::identity)
+            activation_forward(ep.activation, row, row, n, ep.alpha);
+    }
+}
 
 // ---------------------------------------------------------------- block sizes
 //

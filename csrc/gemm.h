@@ -13,6 +13,7 @@
 // the block is still in cache: C ← act(C + bias) with bias broadcast over rows.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "activations.h"
 #include "cpu_features.h"
@@ -31,6 +32,48 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc, const GemmEpilogue& epilogue = {});
 
+// ---------------------------------------------------------------- skipping zeros
+//
+// A matrix with its zero entries left out: row r's non-zero entries are
+// index[first[r] + t] (their columns, increasing in t) and value[...], for
+// t < count[r]. The vectors only grow, so a training loop that rebuilds one
+// every step allocates on its first step only.
+struct NonzeroRows {
+    int64_t rows = 0, cols = 0, nnz = 0;
+    std::vector<int64_t> first;  // (rows,)
+    std::vector<int32_t> count;  // (rows,)
+    std::vector<int32_t> index;
+    std::vector<float> value;
+};
+
+// The non-zero entries of X (rows, cols), row-major with leading dimension
+// ld: every entry that is not ±0, NaN included; rows and cols < 2³¹. The
+// rows are stored one after the other (at most twice their size is kept).
+void nonzero_rows(const float* X, int64_t rows, int64_t cols, int64_t ld, NonzeroRows& out);
+
+// out = the entries of Aᵀ: a's columns become rows, each one's entries in
+// increasing order of a's row. Each row of out has room for a.rows entries
+// (a.rows · a.cols in all), so one pass places every entry.
+void transpose(const NonzeroRows& a, NonzeroRows& out);
+
+// Zeros among the first `limit` entries of X (row by row): an estimate of
+// the zero fraction that costs little however large X is.
+int64_t count_zeros(const float* X, int64_t rows, int64_t cols, int64_t ld, int64_t limit);
+
+// C = act(A·B + bias) for A (M, K) given by its non-zero entries (M = a.rows,
+// K = a.cols), B (K, N) row-major with leading dimension ldb, C (M, N) with
+// ldc: the product gemm(false, false, M, N, K, 1, A, ..., 0, C, ldc, ep)
+// computes, with the same bits (each sum over k is the micro-kernel's, cut
+// into the same kc-slices, with the zero terms left out; the epilogue runs on
+// the same column tiles), and less work in proportion to A's zeros. Exact
+// because 0·b = ±0 and s + ±0 = s for any finite b and s ≠ −0; two cases
+// differ: B holding inf or NaN where A is 0 (gemm gives NaN, this the sum
+// of the other terms), and a sum that only underflows to −0 (gemm may give
+// +0). Rows are split between threads, each row summed in the same order
+// for any thread count.
+void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,
+                  int64_t ldc, const GemmEpilogue& epilogue = {});
+
 // The name of the micro-kernel gemm() runs on this CPU: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
 
@@ -46,6 +89,9 @@ struct GemmInfo {
 GemmInfo gemm_info();
 
 namespace reference {
+// The definition: C = act(A·B + bias) summed in double, A from its entries.
+void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,
+                  int64_t ldc, const GemmEpilogue& epilogue = {});
 // Three plain loops, the definition the fast path is tested against.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,

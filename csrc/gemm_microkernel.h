@@ -22,6 +22,25 @@ using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t 
                                int64_t cs_a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                                bool accumulate);
 
+// Part of one row of C from the non-zero entries of one row of A
+// (gemm_nonzero), continuing the sums c[0:n] hold (from +0 when start):
+//
+//   c[0:n] = (start ? 0 : c) + Σ_{t<nnz} value[t] · b[index[t]·ldb + 0:n]
+//
+// Each c[j] is summed in the micro-kernel's own way — a chain of fused
+// multiply-adds over t in order on AVX2/AVX-512, a multiply then an add in
+// the generic kernel — so when index[] lists the k where A(i, k) ≠ 0, the
+// chain is run's bit for bit: a skipped term is 0·B(k, j) = ±0, and
+// s + ±0 = s for any s ≠ −0. (A float stored and reloaded between calls is
+// the same float, so a chain may be cut into calls anywhere.)
+using NonzeroRowFn = void (*)(int64_t nnz, const float* value, const int32_t* index,
+                              const float* b, int64_t ldb, int64_t n, float* c, bool start);
+
+// The entries of x[0:n] that are not ±0, in order: their positions go to
+// index[], their values to value[] (both with room for n + 16: a kernel may
+// write whole vectors past the last entry kept); returns how many.
+using NonzeroEntriesFn = int64_t (*)(const float* x, int64_t n, int32_t* index, float* value);
+
 struct MicroKernel {
     const char* name;
     int mr, nr;  // register tile
@@ -31,6 +50,9 @@ struct MicroKernel {
     // with zeros. Its sums are row 0 of run's, bit for bit: the same
     // operations in the same order.
     MicroKernelFn run_row;
+    // Any n (no tile): the zero-skipping product (gemm.h, gemm_nonzero).
+    NonzeroRowFn run_nonzero_row;
+    NonzeroEntriesFn nonzero_entries;  // builds the rows run_nonzero_row reads
 };
 
 // One per instruction set; each lives in its own file compiled with its flags.
@@ -68,5 +90,16 @@ struct GemmEpilogue;
 void gemm_with_plan(const GemmPlan& plan, bool trans_a, bool trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                     int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& epilogue);
+
+// gemm_nonzero() with a given plan (gemm.h).
+struct NonzeroRows;
+void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const float* B,
+                            int64_t ldb, int64_t N, float* C, int64_t ldc,
+                            const GemmEpilogue& epilogue);
+
+// C[0:m, 0:n] ← act(C + bias[j0:j0+n]) row by row: gemm's epilogue on one
+// tile (gemm_nonzero runs it on the same tiles, so on the same bits).
+void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t m, int64_t n,
+                    int64_t j0);
 
 }  // namespace fz

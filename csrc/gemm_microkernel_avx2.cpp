@@ -73,8 +73,80 @@ void microkernel_avx2_row(int64_t kc, float alpha, const float* a, int64_t, int6
     _mm256_storeu_ps(c, v0);
     _mm256_storeu_ps(c + 8, v1);
 }
+// run_nonzero_row on 64 columns: 8 accumulators, named variables (see above).
+void nonzero_64_avx2(int64_t nnz, const float* value, const int32_t* index, const float* b,
+                     int64_t ldb, float* c, bool start) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    if (!start) {
+        c0 = _mm256_loadu_ps(c), c1 = _mm256_loadu_ps(c + 8), c2 = _mm256_loadu_ps(c + 16);
+        c3 = _mm256_loadu_ps(c + 24), c4 = _mm256_loadu_ps(c + 32), c5 = _mm256_loadu_ps(c + 40);
+        c6 = _mm256_loadu_ps(c + 48), c7 = _mm256_loadu_ps(c + 56);
+    }
+    for (int64_t t = 0; t < nnz; ++t) {
+        const __m256 a = _mm256_broadcast_ss(value + t);
+        const float* row = b + index[t] * ldb;
+        c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row), c0);
+        c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 8), c1);
+        c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 16), c2);
+        c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 24), c3);
+        c4 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 32), c4);
+        c5 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 40), c5);
+        c6 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 48), c6);
+        c7 = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 56), c7);
+    }
+    _mm256_storeu_ps(c, c0), _mm256_storeu_ps(c + 8, c1), _mm256_storeu_ps(c + 16, c2);
+    _mm256_storeu_ps(c + 24, c3), _mm256_storeu_ps(c + 32, c4), _mm256_storeu_ps(c + 40, c5);
+    _mm256_storeu_ps(c + 48, c6), _mm256_storeu_ps(c + 56, c7);
+}
+
+// run_nonzero_row on the lanes of 8 columns whose `mask` lane has the sign bit set.
+void nonzero_8_avx2(int64_t nnz, const float* value, const int32_t* index, const float* b,
+                    int64_t ldb, float* c, bool start, __m256i mask) {
+    __m256 acc = start ? _mm256_setzero_ps() : _mm256_maskload_ps(c, mask);
+    for (int64_t t = 0; t < nnz; ++t)
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(value + t),
+                              _mm256_maskload_ps(b + index[t] * ldb, mask), acc);
+    _mm256_maskstore_ps(c, mask, acc);
+}
+
+// 64 columns (8 registers) per pass over the entries, then 8 at a time.
+void nonzero_row_avx2(int64_t nnz, const float* value, const int32_t* index, const float* b,
+                      int64_t ldb, int64_t n, float* c, bool start) {
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) nonzero_64_avx2(nnz, value, index, b + j, ldb, c + j, start);
+    for (; j < n; j += 8) {
+        const int w = static_cast<int>(n - j < 8 ? n - j : 8);  // not std::min: its copy compiled with
+        // AVX here could be the one the linker keeps for the plain-x86 files
+        const __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(w),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        nonzero_8_avx2(nnz, value, index, b + j, ldb, c + j, start, last);
+    }
+}
+
+// Eight entries at a time: all zero (MNIST's borders) costs one test;
+// otherwise they are kept branch-free, every one written, a non-zero one kept.
+int64_t nonzero_entries_avx2(const float* x, int64_t n, int32_t* index, float* value) {
+    int64_t count = 0, k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 v = _mm256_loadu_ps(x + k);
+        const int zero = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ));
+        if (zero == 0xFF) continue;
+        for (int64_t l = k; l < k + 8; ++l) {
+            index[count] = static_cast<int32_t>(l);
+            value[count] = x[l];
+            count += x[l] != 0.0f;
+        }
+    }
+    for (; k < n; ++k) {
+        index[count] = static_cast<int32_t>(k);
+        value[count] = x[k];
+        count += x[k] != 0.0f;
+    }
+    return count;
+}
 }  // namespace
 
-const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, microkernel_avx2, microkernel_avx2_row};
+const MicroKernel kMicroKernelAvx2 = {"avx2", MR, NR, microkernel_avx2, microkernel_avx2_row,
+                                      nonzero_row_avx2, nonzero_entries_avx2};
 
 }  // namespace fz

@@ -35,7 +35,7 @@ Act = fz.ops.Activation
 SPECS = _core.kernel_specs()
 NOT_KERNELS = {"has_openmp", "get_num_threads", "set_num_threads", "gemm_kernel_name", "get_flush_denormal",
                "set_flush_denormal", "gemm_info", "late_regions", "kernel_specs",
-               "limits", "Activation", "vecmath_isa"}
+               "limits", "Activation", "vecmath_isa", "DenseZeroSkip"}
 DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
 HUGE = 2**48  # a size no allocation can satisfy: any attempt fails at once
 

@@ -117,13 +117,16 @@ class BackwardBeforeForwardError(RuntimeError, AttributeError):
 class CallContext:
     """What one call site of a layer keeps between its forward and its
     backward: the arrays forward saved (``saved``), its reusable buffers,
-    and, for a model used as a layer, the contexts of its own nodes."""
+    a kernel's own state (``kernel_state``: Dense's index of its input's
+    non-zero entries), and, for a model used as a layer, the contexts of its
+    own nodes."""
 
-    __slots__ = ("saved", "buffers", "nodes")
+    __slots__ = ("saved", "buffers", "kernel_state", "nodes")
 
     def __init__(self):
         self.saved = None
         self.buffers = utils.Buffers()
+        self.kernel_state = None
         self.nodes = None
 
 
@@ -345,7 +348,8 @@ class Layer:
         if values.shape != shape:
             raise ValueError(f"{self.name}: initializer for weight {name or ''} returned shape "
                              f"{values.shape}, expected {shape}")
-        weight = as_float32(values, f"{self.name}: initial {name or 'weight'}").copy()
+        weight = utils.aligned_empty(shape)  # (64-byte aligned: see utils.aligned_empty)
+        weight[...] = as_float32(values, f"{self.name}: initial {name or 'weight'}")
         # its name in saved files: <layer name>/<name> (saving.named_weights)
         index = len(self.weights)
         self.__dict__.setdefault("_weight_names", []).append((weight, name or f"weight_{index}"))
@@ -354,7 +358,7 @@ class Layer:
                               f"{self.name}/{name or f'weight_{index}'}")
         if trainable:
             self.params.append(weight)
-            self.grads.append(np.zeros_like(weight))
+            self.grads.append(utils.aligned_zeros(shape))
         else:
             self.non_trainable_weights.append(weight)
         return weight

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import activations, graph, initializers, ops, regularizers, utils
+from .. import _core, activations, graph, initializers, ops, regularizers, utils
 from .._core import Activation as Act
 from .base import Layer, as_float32
 
@@ -115,7 +115,10 @@ class Dense(KernelLayer):
 
     Forward is a single GEMM whose epilogue adds b and applies f while each
     tile of y is still in cache; backward is one call that computes dz and db
-    in one pass and then the two GEMMs (csrc/dense.cpp).
+    in one pass and then the two GEMMs (csrc/dense.cpp). When most of x is
+    exactly zero (MNIST's pixels, a ReLU's outputs), both x·W and xᵀ·dz skip
+    x's zero entries, with the same bits as the full products: the forward
+    keeps an index of x's non-zero entries (``_zero_skip``) for the backward.
 
     LoRA (``enable_lora``, Keras 3's interface): W and b freeze and two small
     matrices A (in, rank) and B (rank, out) train, the effective kernel being
@@ -250,7 +253,7 @@ class Dense(KernelLayer):
                                    self.alpha, h_out=h, out=y2, z_out=z2)
         else:
             ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y2,
-                              z_out=z2)
+                              z_out=z2, zero_skip=self._zero_skip())
         if training:
             self.save(x2, z2, y2, x.shape, y.shape, h)
         return y
@@ -288,9 +291,18 @@ class Dense(KernelLayer):
             self.alpha, dz_out=self.buffer("dz", y2.shape),
             dw_out=self.grads[0] if train else None,
             db_out=self.grads[1] if train and self.use_bias else None,
-            dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None)
+            dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None,
+            zero_skip=self._zero_skip())
         self._add_penalty_gradient()
         return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
+
+    def _zero_skip(self):
+        """This call's index of x's non-zero entries (csrc/dense.h, DenseZeroSkip):
+        the forward fills it when x has many zeros, the backward reads it."""
+        context = self._context()
+        if context.kernel_state is None:
+            context.kernel_state = _core.DenseZeroSkip()
+        return context.kernel_state
 
     def get_config(self):
         config = {"name": self.name, "units": self.units, **self._kernel_config()}

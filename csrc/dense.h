@@ -34,7 +34,7 @@ struct DenseZeroSkip {
 // on its first 4096 entries) is zero. Both paths give the same bits, so the
 // threshold only decides speed; it was measured (docs/09-making-it-fast.md).
 // > 1 never skips, 0 always does (the tests force each path this way).
-constexpr float kDefaultZeroSkipThreshold = 0.5f;
+constexpr float kDefaultZeroSkipThreshold = 0.7f;
 float zero_skip_threshold();
 void set_zero_skip_threshold(float fraction);
 

@@ -52,8 +52,7 @@ struct NonzeroRows {
 void nonzero_rows(const float* X, int64_t rows, int64_t cols, int64_t ld, NonzeroRows& out);
 
 // out = the entries of Aᵀ: a's columns become rows, each one's entries in
-// increasing order of a's row. Each row of out has room for a.rows entries
-// (a.rows · a.cols in all), so one pass places every entry.
+// increasing order of a's row.
 void transpose(const NonzeroRows& a, NonzeroRows& out);
 
 // Zeros among the first `limit` entries of X (row by row): an estimate of

@@ -24,7 +24,7 @@
 //      thread idle for most of a region, longer than a core of its own ever
 //      makes it wait (team_was_late), means the team did not run in parallel.
 //      Then, for a while (16 ms; while it keeps happening, doubling up to
-//      4 s), kernels run on the calling thread alone, with no parallel
+//      1 s), kernels run on the calling thread alone, with no parallel
 //      region; afterwards a region tries the team again.
 // Each thread also runs its part with the flush-to-zero setting in force
 // (set_flush_denormal), and restores its own state on the way out.
@@ -136,7 +136,7 @@ constexpr int64_t kChunksPerThread = 4;
 constexpr int kSmallTeam = 16;  // teams up to this size keep their chunk counters on the stack
 constexpr int64_t kLateWaitNs = 200'000;       // idle time in a region that can count as late
 constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
-constexpr int64_t kMaxBackoffNs = 4'000'000'000;  // ... up to 4 s
+constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
 
 inline int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -181,10 +181,12 @@ inline bool team_was_late(int64_t idle_ns, int64_t region_ns) {
     return idle_ns > kLateWaitNs && 4 * idle_ns > 3 * region_ns;
 }
 
-// After a region where the team was late, the next regions run serially for the back-off time. While
-// lateness repeats the back-off doubles, so on a machine that stays busy the
-// late regions that try the team again (each costs about one time slice of
-// the scheduler, a few ms) become rare. It resets only when the team has then
+// After a region where the team was late, the next regions run serially for
+// the back-off time. While lateness repeats the back-off doubles, so on a
+// machine that stays busy the late regions that try the team again become
+// rare: each costs a few ms at most (a scheduler tick, or libgomp's spin),
+// under 1 % of the 1 s it ends up at, and a machine that becomes quiet again
+// gets its second core back within a second. It resets only when the team has then
 // run a whole back-off time without lateness: one good region proves little
 // (after a serial stretch the worker is asleep, and its first region is often
 // fine), and resetting on it made a loaded machine pay a late region every

@@ -17,9 +17,11 @@ thread. The target: with one core busy, the 2-thread epoch takes at most
 after the epoch must be bit-identical to the unloaded 1-thread run's, whatever
 the thread count and the load.
 
-Each repeat runs every (condition, threads) pair once, in turn, and the best
-time of the repeats is reported (the least disturbed by the other processes
-this script did not start; /proc/loadavg is printed before and after).
+Each repeat runs every (condition, threads) pair once, in turn. The best time
+of the repeats is reported (the least disturbed by the other processes this
+script did not start; /proc/loadavg is printed before and after), and the
+ratio of each repeat's two runs, side by side: 2 threads must stay close to
+1 in every repeat, not only in the best one.
 """
 
 import argparse
@@ -89,7 +91,7 @@ def main(argv=None):
 
     train_one_epoch(x[:2048], y[:2048], 2, args.batch_size)  # warm: threads started, pages touched
     _, reference = train_one_epoch(x, y, 1, args.batch_size)
-    best, identical = {}, {}
+    times, identical = {}, {}
     for _ in range(args.repeat):
         for condition in CONDITIONS:
             child = start_load(condition)
@@ -97,16 +99,19 @@ def main(argv=None):
                 for threads in (1, 2):
                     seconds, weights = train_one_epoch(x, y, threads, args.batch_size)
                     key = (condition, threads)
-                    best[key] = min(best.get(key, float("inf")), seconds)
+                    times.setdefault(key, []).append(seconds)
                     identical[key] = identical.get(key, True) and same_bits(weights, reference)
             finally:
                 stop_load(child)
 
-    print(f"\n{'condition':<16} {'1 thread':>9} {'2 threads':>10} {'2 / 1':>7}  weights = unloaded 1-thread")
+    print(f"\n{'condition':<16} {'1 thread':>9} {'2 threads':>10} {'2 / 1':>7}  "
+          f"{'2 / 1 in each repeat':<24} weights = unloaded 1-thread")
     for condition in CONDITIONS:
-        one, two = best[(condition, 1)], best[(condition, 2)]
+        one, two = times[(condition, 1)], times[(condition, 2)]
         same = identical[(condition, 1)] and identical[(condition, 2)]
-        print(f"{condition:<16} {one:>8.3f}s {two:>9.3f}s {two / one:>6.2f}×  {'yes' if same else 'NO'}")
+        each = " ".join(f"{b / a:.2f}" for a, b in zip(one, two))
+        print(f"{condition:<16} {min(one):>8.3f}s {min(two):>9.3f}s {min(two) / min(one):>6.2f}×  "
+              f"{each:<24} {'yes' if same else 'NO'}")
     print(f"\nload average after: {open('/proc/loadavg').read().split()[:3]}")
     fz.set_num_threads(os.cpu_count())
     if not all(identical.values()):

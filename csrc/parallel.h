@@ -12,19 +12,20 @@
 // bit-identical for any thread count and any load.
 //
 // A machine shared with other programs is the hard case. A parallel region
-// ends when its last thread ends, and a thread whose core is taken by another
-// program may start its share milliseconds late: split into one fixed share
-// per thread, every region would wait for it (an epoch ran 3× slower on 2
-// threads than on 1 with one core busy). So parallel_for
+// ends when its last thread ends, and when two threads of the team share one
+// core (another program took the other one, or the scheduler put them
+// together) one of them runs only when the other's time slice of a few
+// milliseconds ends: every region waits for it, and an epoch of 0.44 s on one
+// thread took 1 to 18 s on two. So parallel_for
 //   1. cuts the range into up to kChunksPerThread chunks per thread; each
 //      thread works through its own share of them, then claims chunks left in
-//      the others' shares: a late or slowed thread simply does fewer chunks;
-//   2. watches for workers that arrive after every chunk was taken while the
-//      calling thread waited for them at the end of the region — a worker that
-//      cannot get a core. Then, for a while (16 ms; while it keeps happening,
-//      doubling and at least 50 times the wait, up to 4 s), kernels run on the
-//      calling thread alone, with no parallel region; afterwards a region
-//      tries the team again.
+//      the others' shares: a slowed thread simply does fewer chunks;
+//   2. times each thread's arrival in the region and the end of its work: a
+//      thread idle for most of a region, longer than a core of its own ever
+//      makes it wait (team_was_late), means the team did not run in parallel.
+//      Then, for a while (16 ms; while it keeps happening, doubling up to
+//      1 s), kernels run on the calling thread alone, with no parallel
+//      region; afterwards a region tries the team again.
 // Each thread also runs its part with the flush-to-zero setting in force
 // (set_flush_denormal), and restores its own state on the way out.
 #pragma once
@@ -133,9 +134,9 @@ namespace detail {
 
 constexpr int64_t kChunksPerThread = 4;
 constexpr int kSmallTeam = 16;  // teams up to this size keep their chunk counters on the stack
-constexpr int64_t kLateWaitNs = 50'000;        // a wait at the end of a region that counts as late
+constexpr int64_t kLateWaitNs = 200'000;       // idle time in a region that can count as late
 constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
-constexpr int64_t kMaxBackoffNs = 4'000'000'000;  // ... up to 4 s
+constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
 
 inline int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -143,10 +144,13 @@ inline int64_t now_ns() {
         .count();
 }
 
-// The next unclaimed chunk of one thread's share, and the end of that share.
+// The next unclaimed chunk of one thread's share and the end of that share;
+// when its thread arrived in the region and when it found no chunk left.
 struct alignas(64) ChunkCounter {
     std::atomic<int64_t> next{0};
     int64_t end = 0;
+    int64_t arrived_ns = 0;
+    int64_t done_ns = 0;
 };
 
 // What the regions have seen of the workers, shared by all calling threads.
@@ -161,21 +165,41 @@ inline TeamHealth& team_health() {
     return health;
 }
 
-// After a region: a worker that found no chunk left while the caller waited
-// for it (wait_ns) longer than kLateWaitNs was late, so the next regions run
-// serially for the back-off time. While lateness repeats, the back-off doubles
-// and is at least 50 waits, so that trying the team again costs at most ~2 %
-// of the time however long workers make it wait; it resets once a region
-// goes well.
-inline void record_region(bool worker_was_late, int64_t end_ns, int64_t wait_ns = 0) {
+// A region whose threads each have a core of their own keeps every thread
+// busy but for a few microseconds: waking a sleeping worker takes ~50 µs, and
+// the chunks claimed dynamically leave at most about one chunk's time of
+// waiting at the end. When two of its threads share one core — another
+// program took the other, or the scheduler put them together — one of them
+// runs only when the other's time slice ends: it arrives, or finishes the
+// chunk it holds, milliseconds late while the others wait. So a thread idle
+// in the region (arriving after its start, or waiting at its end) longer than
+// kLateWaitNs and longer than 3/4 of the whole region means the team did not
+// run in parallel. (A region cut so unevenly that a thread with a core of its
+// own idles for 3/4 of it gained less than 1.25× from the team: running the
+// next ones serially costs it little.)
+inline bool team_was_late(int64_t idle_ns, int64_t region_ns) {
+    return idle_ns > kLateWaitNs && 4 * idle_ns > 3 * region_ns;
+}
+
+// After a region where the team was late, the next regions run serially for
+// the back-off time. While lateness repeats the back-off doubles, so on a
+// machine that stays busy the late regions that try the team again become
+// rare: each costs a few ms at most (a scheduler tick, or libgomp's spin),
+// under 1 % of the 1 s it ends up at, and a machine that becomes quiet again
+// gets its second core back within a second. It resets only when the team has then
+// run a whole back-off time without lateness: one good region proves little
+// (after a serial stretch the worker is asleep, and its first region is often
+// fine), and resetting on it made a loaded machine pay a late region every
+// 16 ms.
+inline void record_region(bool late, int64_t end_ns) {
     TeamHealth& h = team_health();
-    if (worker_was_late) {
-        const int64_t backoff = h.backoff_ns.load(std::memory_order_relaxed);
+    const int64_t backoff = h.backoff_ns.load(std::memory_order_relaxed);
+    if (late) {
         h.serial_until_ns.store(end_ns + backoff, std::memory_order_relaxed);
-        h.backoff_ns.store(std::min(std::max(2 * backoff, 50 * wait_ns), kMaxBackoffNs),
-                           std::memory_order_relaxed);
+        h.backoff_ns.store(std::min(2 * backoff, kMaxBackoffNs), std::memory_order_relaxed);
         h.late_regions.fetch_add(1, std::memory_order_relaxed);
-    } else {
+    } else if (backoff != kFirstBackoffNs &&
+               end_ns > h.serial_until_ns.load(std::memory_order_relaxed) + backoff) {
         h.backoff_ns.store(kFirstBackoffNs, std::memory_order_relaxed);
     }
 }
@@ -223,25 +247,24 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
         share[t].next.store(chunks * t / team, std::memory_order_relaxed);
         share[t].end = chunks * (t + 1) / team;
     }
-    std::atomic<int> idle_workers{0};
-    int64_t caller_done_ns = 0;
+    const int64_t start_ns = detail::now_ns();
 #pragma omp parallel num_threads(team)
     {
         DenormalScope denormals;
         const int me = omp_get_thread_num();
-        int64_t claimed = 0;
+        share[me].arrived_ns = detail::now_ns();
         for (int v = 0; v < team; ++v) {  // my share first, then the next ones round the team
             detail::ChunkCounter& from = share[(me + v) % team];
-            for (int64_t c; (c = from.next.fetch_add(1, std::memory_order_relaxed)) < from.end; ++claimed)
+            for (int64_t c; (c = from.next.fetch_add(1, std::memory_order_relaxed)) < from.end;)
                 f(begin + n * c / chunks, begin + n * (c + 1) / chunks);
         }
-        if (me == 0)
-            caller_done_ns = detail::now_ns();
-        else if (claimed == 0)
-            idle_workers.fetch_add(1, std::memory_order_relaxed);
+        share[me].done_ns = detail::now_ns();
     }
-    const int64_t end_ns = detail::now_ns(), wait_ns = end_ns - caller_done_ns;
-    detail::record_region(idle_workers.load() > 0 && wait_ns > detail::kLateWaitNs, end_ns, wait_ns);
+    const int64_t end_ns = detail::now_ns();
+    int64_t idle_ns = 0;  // the longest a thread of the team was there without working
+    for (int t = 0; t < team; ++t)
+        idle_ns = std::max(idle_ns, (share[t].arrived_ns - start_ns) + (end_ns - share[t].done_ns));
+    detail::record_region(detail::team_was_late(idle_ns, end_ns - start_ns), end_ns);
 #endif
 }
 

@@ -15,6 +15,28 @@ Reading order: trainer.py (fit) → models.py (the graph, forward and backward)
 → csrc/ (the C++ that does the arithmetic).
 """
 
+import os as _os
+
+# OpenMP's worker threads wait for the next parallel region by spinning, then
+# sleeping. GCC's libgomp, which loads with _core, spins 300,000 times (about
+# 9 ms) before it sleeps, and reads that count once, from GOMP_SPINCOUNT, as it
+# loads. A worker spinning 9 ms after every burst of kernels takes that time
+# from whatever shares its core — on a busy machine, often fromzero's own
+# calling thread (docs/09-making-it-fast.md). 20,000 spins (~0.6 ms) still
+# outlast the Python between the kernels of a training step, so the workers stay
+# awake through training; after a longer pause a region pays one wake-up
+# (~50 µs). A GOMP_SPINCOUNT or OMP_WAIT_POLICY of the user's wins, and the
+# variable is removed again once libgomp has read it.
+_SPIN_COUNT = "20000"
+_set_spin = "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ
+if _set_spin:
+    _os.environ["GOMP_SPINCOUNT"] = _SPIN_COUNT
+try:
+    from . import _core
+finally:
+    if _set_spin:
+        del _os.environ["GOMP_SPINCOUNT"]
+    del _set_spin
 from . import (_core, activations, augmentation, callbacks, datasets, distributed, finetuning,
                initializers, layers, lora, losses, metrics, models, ops, optimizers, pretrained,
                profiler, regularizers, saving, testing, text, utils)

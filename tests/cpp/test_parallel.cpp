@@ -1,5 +1,5 @@
 // parallel_for: every index exactly once whatever the thread count, the
-// serial fallback after late workers, and the flush-to-zero setting applied
+// serial fallback after a late team (a thread that stalls), and the flush-to-zero setting applied
 // in every kernel thread and restored on the calling thread.
 #include <gtest/gtest.h>
 
@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <chrono>
 #include <vector>
 
 #include "gemm.h"
@@ -61,7 +63,7 @@ TEST(ParallelFor, SmallRangesAndEmptyRangesRunInline) {
 #ifdef _OPENMP
 TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
     ThreadCountGuard guard(2);
-    // A worker that found no chunk left while the caller waited: the next
+    // After a late region (recorded here by hand) the next
     // regions run as one call on the calling thread ... (the region "ended" a
     // minute from now, so that a loaded machine pausing this test cannot end
     // the back-off before the check)
@@ -79,7 +81,6 @@ TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
     EXPECT_GE(late_regions(), 1);
     // ... until the back-off has passed; then the team is tried again.
     detail::team_health().serial_until_ns.store(0);
-    detail::record_region(false, detail::now_ns());
     std::atomic<bool> on_a_team{false};
     parallel_for(0, 1000, 1, [&](int64_t, int64_t) {
         if (omp_in_parallel()) on_a_team = true;
@@ -88,19 +89,57 @@ TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
     detail::team_health().serial_until_ns.store(0);
 }
 
-TEST(ParallelFor, BackOffDoublesWhileLatenessRepeatsUpToItsLimit) {
+TEST(ParallelFor, BackOffDoublesWhileLatenessRepeatsAndResetsAfterAGoodStretch) {
     const int64_t now = detail::now_ns();
-    detail::record_region(false, now);
+    detail::team_health().backoff_ns.store(detail::kFirstBackoffNs);
     for (int i = 0; i < 40; ++i) detail::record_region(true, now);
     EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kMaxBackoffNs);
-    EXPECT_GT(detail::team_health().serial_until_ns.load(), now);
-    detail::record_region(false, now);
+    EXPECT_EQ(detail::team_health().serial_until_ns.load(), now + detail::kMaxBackoffNs);
+    // One good region right after the serial stretch does not reset it ...
+    const int64_t retry = now + detail::kMaxBackoffNs + 1;
+    detail::record_region(false, retry);
+    EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kMaxBackoffNs);
+    // ... a whole back-off time of good regions does.
+    detail::record_region(false, retry + detail::kMaxBackoffNs);
     EXPECT_EQ(detail::team_health().backoff_ns.load(), detail::kFirstBackoffNs);
-    // A long wait makes the back-off at least 50 waits at once.
-    detail::record_region(true, now, 10'000'000);
-    EXPECT_EQ(detail::team_health().backoff_ns.load(), 500'000'000);
-    detail::record_region(false, now);
     detail::team_health().serial_until_ns.store(0);
+}
+
+TEST(ParallelFor, LateMeansAThreadIdleForMostOfALongEnoughRegion) {
+    constexpr int64_t us = 1000;
+    EXPECT_FALSE(detail::team_was_late(5 * us, 6 * us));        // a slow wake-up in a short region
+    EXPECT_FALSE(detail::team_was_late(150 * us, 160 * us));    // still shorter than kLateWaitNs
+    EXPECT_FALSE(detail::team_was_late(1000 * us, 2000 * us));  // one chunk of waiting at the end
+    EXPECT_TRUE(detail::team_was_late(3000 * us, 3100 * us));   // a time slice spent waiting
+    EXPECT_TRUE(detail::team_was_late(300 * us, 350 * us));
+}
+
+// A thread of the team that stops for 30 ms in the middle of the region (as a
+// thread does whose core another program holds): the other finishes every
+// other chunk and waits, the region counts as late, and the next regions run
+// on the calling thread alone — with each index still done exactly once.
+TEST(ParallelFor, AThreadThatStallsMakesTheNextRegionsSerial) {
+    ThreadCountGuard guard(2);
+    detail::team_health().serial_until_ns.store(0);
+    detail::team_health().backoff_ns.store(detail::kFirstBackoffNs);
+    const int64_t late_before = late_regions();
+    std::vector<int> seen(64, 0);
+    std::atomic<int> threads_seen{0};
+    parallel_for(0, 64, 1, [&](int64_t lo, int64_t hi) {
+        if (lo == 0) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        if (omp_in_parallel()) threads_seen.fetch_or(1 << omp_get_thread_num());
+        for (int64_t i = lo; i < hi; ++i) ++seen[static_cast<size_t>(i)];
+    });
+    for (int v : seen) ASSERT_EQ(v, 1);
+    EXPECT_EQ(late_regions(), late_before + 1);
+    int calls = 0;
+    parallel_for(0, 1000, 1, [&](int64_t, int64_t) {
+        ++calls;
+        EXPECT_FALSE(omp_in_parallel());
+    });
+    EXPECT_EQ(calls, 1);
+    detail::team_health().serial_until_ns.store(0);
+    detail::team_health().backoff_ns.store(detail::kFirstBackoffNs);
 }
 #endif
 

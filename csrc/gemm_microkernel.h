@@ -22,6 +22,12 @@ using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t 
                                int64_t cs_a, const float* b, int64_t rs_b, float* c, int64_t ldc,
                                bool accumulate);
 
+// Packs `width` rows of X (row r at x + r·ld, contiguous along k) over kc
+// values of k into one panel, dst[k·width + r] = x[r·ld + k]: the transposing
+// copy that packing op(B) with trans_b, or op(A) without trans_a, is. width is
+// a multiple of 8.
+using PackRowsFn = void (*)(const float* x, int64_t ld, int width, int64_t kc, float* dst);
+
 struct MicroKernel {
     const char* name;
     int mr, nr;  // register tile
@@ -31,7 +37,13 @@ struct MicroKernel {
     // with zeros. Its sums are row 0 of run's, bit for bit: the same
     // operations in the same order.
     MicroKernelFn run_row;
+    // The transposing pack in 8×8 register blocks, or null: a plain loop
+    // (gemm.cpp) then moves one float at a time.
+    PackRowsFn pack_rows;
 };
+
+// pack_rows with AVX's 8-float registers; the AVX2 and AVX-512 kernels use it.
+void pack_rows_avx(const float* x, int64_t ld, int width, int64_t kc, float* dst);
 
 // One per instruction set; each lives in its own file compiled with its flags.
 extern const MicroKernel kMicroKernelGeneric;  // any CPU (the compiler's default SIMD)

@@ -40,7 +40,8 @@ void microkernel_avx512(int64_t kc, float alpha, const float* a, int64_t rs_a, i
 }
 }  // namespace
 
+// Packing with AVX's 8-float registers (pack_rows_avx; every AVX-512 CPU has AVX).
 const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, microkernel_avx512<MR>,
-                                        microkernel_avx512<1>};
+                                        microkernel_avx512<1>, pack_rows_avx};
 
 }  // namespace fz

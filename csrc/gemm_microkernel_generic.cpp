@@ -22,6 +22,6 @@ void microkernel_generic(int64_t kc, float alpha, const float* a, int64_t rs_a, 
 }  // namespace
 
 const MicroKernel kMicroKernelGeneric = {"generic", MR, NR, microkernel_generic<MR>,
-                                         microkernel_generic<1>};
+                                         microkernel_generic<1>, nullptr};
 
 }  // namespace fz

@@ -68,13 +68,17 @@ struct GemmArgs {
 // For A the panels run along the rows i of op(A); for B along the columns j of
 // op(B). So both packings are this one function, with d_contiguous = !trans_a
 // for A and d_contiguous = trans_b for B.
-void pack_panels(const float* X, int64_t ld, bool d_contiguous, int64_t d0, int64_t nd,
-                 int64_t k0, int64_t kc, int width, float* out) {
+// The d_contiguous case is a transpose: full panels go to the micro-kernel's
+// pack_rows when it has one (8×8 blocks in registers).
+void pack_panels(const MicroKernel& uk, const float* X, int64_t ld, bool d_contiguous, int64_t d0,
+                 int64_t nd, int64_t k0, int64_t kc, int width, float* out) {
     for (int64_t p = 0; p * width < nd; ++p) {
         float* dst = out + p * width * kc;
         const int64_t rows = std::min<int64_t>(width, nd - p * width);
         const int64_t d_first = d0 + p * width;
-        if (d_contiguous) {
+        if (d_contiguous && uk.pack_rows && rows == width && width % 8 == 0) {
+            uk.pack_rows(X + d_first * ld + k0, ld, width, kc, dst);
+        } else if (d_contiguous) {
             for (int64_t r = 0; r < rows; ++r) {
                 const float* src = X + (d_first + r) * ld + k0;
                 for (int64_t k = 0; k < kc; ++k) dst[k * width + r] = src[k];
@@ -145,12 +149,12 @@ void gemm_block(const GemmPlan& plan, const GemmArgs& g, int64_t i0, int64_t i1,
         for (int64_t pc = 0; pc < g.K; pc += KC) {
             const int64_t kc = std::min(KC, g.K - pc);
             const bool first = pc == 0, last = pc + kc == g.K;
-            pack_panels(g.B, g.ldb, g.trans_b, jc + b_direct * nr, nc - b_direct * nr, pc, kc, nr,
+            pack_panels(uk, g.B, g.ldb, g.trans_b, jc + b_direct * nr, nc - b_direct * nr, pc, kc, nr,
                         b_packed);
             for (int64_t ic = i0; ic < i1; ic += MC) {
                 const int64_t mc = std::min(MC, i1 - ic);
                 const int64_t a_direct = pack_a ? 0 : mc / mr;
-                pack_panels(g.A, g.lda, !g.trans_a, ic + a_direct * mr, mc - a_direct * mr, pc,
+                pack_panels(uk, g.A, g.lda, !g.trans_a, ic + a_direct * mr, mc - a_direct * mr, pc,
                             kc, mr, a_packed);
                 for (int64_t jr = 0; jr * nr < nc; ++jr) {
                     const int64_t j = jc + jr * nr, n = std::min(nr, j1 - j);

@@ -41,6 +41,12 @@ using NonzeroRowFn = void (*)(int64_t nnz, const float* value, const int32_t* in
 // write whole vectors past the last entry kept); returns how many.
 using NonzeroEntriesFn = int64_t (*)(const float* x, int64_t n, int32_t* index, float* value);
 
+// Packs `width` rows of X (row r at x + r·ld, contiguous along k) over kc
+// values of k into one panel, dst[k·width + r] = x[r·ld + k]: the transposing
+// copy that packing op(B) with trans_b, or op(A) without trans_a, is. width is
+// a multiple of 8.
+using PackRowsFn = void (*)(const float* x, int64_t ld, int width, int64_t kc, float* dst);
+
 struct MicroKernel {
     const char* name;
     int mr, nr;  // register tile
@@ -50,10 +56,16 @@ struct MicroKernel {
     // with zeros. Its sums are row 0 of run's, bit for bit: the same
     // operations in the same order.
     MicroKernelFn run_row;
+    // The transposing pack in 8×8 register blocks, or null: a plain loop
+    // (gemm.cpp) then moves one float at a time.
+    PackRowsFn pack_rows;
     // Any n (no tile): the zero-skipping product (gemm.h, gemm_nonzero).
     NonzeroRowFn run_nonzero_row;
     NonzeroEntriesFn nonzero_entries;  // builds the rows run_nonzero_row reads
 };
+
+// pack_rows with AVX's 8-float registers; the AVX2 and AVX-512 kernels use it.
+void pack_rows_avx(const float* x, int64_t ld, int width, int64_t kc, float* dst);
 
 // One per instruction set; each lives in its own file compiled with its flags.
 extern const MicroKernel kMicroKernelGeneric;  // any CPU (the compiler's default SIMD)

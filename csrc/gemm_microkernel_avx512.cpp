@@ -108,8 +108,9 @@ int64_t nonzero_entries_avx512(const float* x, int64_t n, int32_t* index, float*
 }
 }  // namespace
 
+// Packing with AVX's 8-float registers (pack_rows_avx; every AVX-512 CPU has AVX).
 const MicroKernel kMicroKernelAvx512 = {"avx512", MR, NR, microkernel_avx512<MR>,
-                                        microkernel_avx512<1>, nonzero_row_avx512,
+                                        microkernel_avx512<1>, pack_rows_avx, nonzero_row_avx512,
                                         nonzero_entries_avx512};
 
 }  // namespace fz

@@ -49,7 +49,7 @@ int64_t nonzero_entries_generic(const float* x, int64_t n, int32_t* index, float
 }  // namespace
 
 const MicroKernel kMicroKernelGeneric = {"generic", MR, NR, microkernel_generic<MR>,
-                                         microkernel_generic<1>, nonzero_row_generic,
+                                         microkernel_generic<1>, nullptr, nonzero_row_generic,
                                          nonzero_entries_generic};
 
 }  // namespace fz

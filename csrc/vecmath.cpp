@@ -47,6 +47,28 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
     vecmath_kernels().gelu_tanh_backward(x, dy, dx, n);
 }
+void relu(const float* x, float* y, int64_t n) { vecmath_kernels().relu(x, y, n); }
+void leaky_relu(const float* x, float* y, int64_t n, float alpha) {
+    vecmath_kernels().leaky_relu(x, y, n, alpha);
+}
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+    vecmath_kernels().relu_backward(y, dy, dx, n);
+}
+void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, float alpha) {
+    vecmath_kernels().leaky_relu_backward(y, dy, dx, n, alpha);
+}
+void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
+    vecmath_kernels().sigmoid_backward(y, dy, dx, n);
+}
+void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
+    vecmath_kernels().tanh_backward(y, dy, dx, n);
+}
+void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n) {
+    vecmath_kernels().softmax_backward_row(y, dy, s, dx, n);
+}
+void log_softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n) {
+    vecmath_kernels().log_softmax_backward_row(y, dy, s, dx, n);
+}
 float max(const float* x, int64_t n) { return vecmath_kernels().max(x, n); }
 double sum(const float* x, int64_t n) { return vecmath_kernels().sum(x, n); }
 double dot(const float* a, const float* b, int64_t n) { return vecmath_kernels().dot(a, b, n); }

@@ -45,6 +45,21 @@ void gelu_tanh(const float* x, float* y, int64_t n);  // x/2 (1 + tanh(√(2/π)
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n);
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n);
 
+// The activations without exp, and the derivatives the activations write from
+// their output y: exact (the same IEEE operations as the plain formula, in the
+// same order). y may alias x; dx may alias y or dy.
+void relu(const float* x, float* y, int64_t n);                           // max(x, 0), NaN kept
+void leaky_relu(const float* x, float* y, int64_t n, float alpha);        // x > 0 ? x : alpha·x
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n);  // y > 0 ? dy : 0
+void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n,
+                         float alpha);                                      // y > 0 ? dy : alpha·dy
+void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n);  // dy·y·(1 − y)
+void tanh_backward(const float* y, const float* dy, float* dx, int64_t n);     // dy·(1 − y·y)
+// One row of softmax's backward, dx = y (dy − s), s = Σ dy·y over the row.
+void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n);
+// One row of log-softmax's backward, dx = dy − e^y s, s = Σ dy over the row.
+void log_softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n);
+
 // Row reductions, in one fixed order that does not depend on the instruction
 // set: element i goes to accumulator i mod 16, and the 16 accumulators are
 // added as a fixed tree at the end. sum and exp_sum accumulate in double

@@ -292,6 +292,25 @@ void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivat
     }
 }
 
+// y[i] = op(a[i], ...) over n values of one or more inputs: two vectors per
+// step (both loaded before either is stored, so y may alias any input), then
+// one, then a last partial vector through masked loads and stores. For the
+// memory-bound activations, where a plain loop's alias checks, remainder
+// loop and one-vector steps cost a third more instructions than the work.
+template <class F, class Op, class... In>
+void zip_map(float* y, int64_t n, Op op, const In*... in) {
+    constexpr int W = F::width;
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const F r0 = op(F::load(in + i)...);
+        const F r1 = op(F::load(in + i + W)...);
+        store(y + i, r0);
+        store(y + i + W, r1);
+    }
+    for (; i + W <= n; i += W) store(y + i, op(F::load(in + i)...));
+    if (i < n) store_partial(y + i, op(F::load_partial(in + i, n - i)...), n - i);
+}
+
 // Sums in one fixed order, the same on every instruction set. Element i goes
 // to lane i mod 16 of a Sum16, which has 16 double accumulators, combined at
 // the end as a fixed tree (lane l + lane l+8, then l + l+4, l + l+2, 0 + 1),
@@ -401,6 +420,33 @@ constexpr VecMathKernels make_kernels(const char* name) {
         },
         [](const float* x, const float* dy, float* dx, int64_t n) {
             map_backward<F>(x, dy, dx, n, [](F v) { return gelu_tanh_derivative(v); });
+        },
+        // The activations without transcendental functions, and the
+        // derivatives written from the output y (activations.h).
+        [](const float* x, float* y, int64_t n) {
+            zip_map<F>(y, n, [](F v) { return max(F(0.0f), v); }, x);  // a NaN x passes
+        },
+        [](const float* x, float* y, int64_t n, float alpha) {
+            zip_map<F>(y, n, [=](F v) { return select(v > F(0.0f), v, F(alpha) * v); }, x);
+        },
+        [](const float* y, const float* dy, float* dx, int64_t n) {
+            zip_map<F>(dx, n, [](F out, F g) { return select(out > F(0.0f), g, F(0.0f)); }, y, dy);
+        },
+        [](const float* y, const float* dy, float* dx, int64_t n, float alpha) {
+            zip_map<F>(
+                dx, n, [=](F out, F g) { return select(out > F(0.0f), g, F(alpha) * g); }, y, dy);
+        },
+        [](const float* y, const float* dy, float* dx, int64_t n) {
+            zip_map<F>(dx, n, [](F out, F g) { return g * out * (F(1.0f) - out); }, y, dy);
+        },
+        [](const float* y, const float* dy, float* dx, int64_t n) {
+            zip_map<F>(dx, n, [](F out, F g) { return g * (F(1.0f) - out * out); }, y, dy);
+        },
+        [](const float* y, const float* dy, float s, float* dx, int64_t n) {
+            zip_map<F>(dx, n, [=](F out, F g) { return out * (g - F(s)); }, y, dy);
+        },
+        [](const float* y, const float* dy, float s, float* dx, int64_t n) {
+            zip_map<F>(dx, n, [=](F out, F g) { return g - exp(out) * F(s); }, y, dy);
         },
         &max_row<F>,
         &sum_row<F>,

@@ -101,6 +101,27 @@ TEST(Gemm, AvailableKernelsIncludeGenericAndDispatchPicksTheFirst) {
     EXPECT_EQ(info.nr, ks.front()->nr);
 }
 
+// The transposing pack is a copy: dst[k·width + r] = x[r·ld + k] exactly, for
+// every width the kernels ask for and kc with and without a tail of k.
+TEST(Gemm, PackRowsIsTheTransposingCopy) {
+    for (const MicroKernel* k : kernels()) {
+        if (!k->pack_rows) continue;
+        for (int width : {8, 16, 32})
+            for (int64_t kc : {1, 7, 8, 9, 64, 129}) {
+                SCOPED_TRACE(std::string(k->name) + " width " + std::to_string(width) + " kc " +
+                             std::to_string(kc));
+                const int64_t ld = kc + 5;
+                const auto x = testing::random_vector(width * ld, 9);
+                std::vector<float> dst(width * kc + 1, -7.0f);
+                k->pack_rows(x.data(), ld, width, kc, dst.data());
+                for (int64_t kk = 0; kk < kc; ++kk)
+                    for (int r = 0; r < width; ++r)
+                        ASSERT_EQ(dst[kk * width + r], x[r * ld + kk]) << "k " << kk << " r " << r;
+                EXPECT_EQ(dst.back(), -7.0f) << "wrote past the panel";
+            }
+    }
+}
+
 TEST(Gemm, CacheSizesAreDetected) {
     const CacheSizes& c = cpu_features().caches;
     EXPECT_GE(c.l1d, 4 << 10);

@@ -318,6 +318,107 @@ TEST(VecMath, DerivativesWithinTheirBoundsAndBitIdentical) {
     }
 }
 
+// ---- the exact elementwise loops (ReLU, LeakyReLU, derivatives from the output)
+
+// Every float class: ±0, denormals, normals, ±inf, NaN, then random values.
+Vec special_and_random(int64_t n, uint32_t seed) {
+    Vec v = {0.0f, -0.0f, kDenormMin, -kDenormMin, kFloatMin, -kFloatMin, 1.0f, -1.0f, 0.5f,
+             kFloatMax, -kFloatMax, kInf, -kInf, kNaN, -kNaN};
+    const Vec r = random_vector(n, seed, -3.0f, 3.0f);
+    v.insert(v.end(), r.begin(), r.end());
+    v.resize(static_cast<size_t>(n));
+    return v;
+}
+
+// The plain formula each loop must reproduce bit for bit, on any length (the
+// two-vector steps, the one-vector step and the masked tail), out of place
+// and in place (the output over either input).
+TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
+    constexpr float kAlpha = 0.2f, kS = 0.375f;
+    using Unary = std::function<void(const VecMathKernels&, const float*, float*, int64_t)>;
+    using Binary = std::function<void(const VecMathKernels&, const float*, const float*, float*,
+                                      int64_t)>;
+    struct UnaryCase {
+        const char* name;
+        Unary fn;
+        std::function<float(float)> plain;
+    };
+    struct BinaryCase {
+        const char* name;
+        Binary fn;
+        std::function<float(const VecMathKernels&, float, float)> plain;  // (y, dy)
+    };
+    const UnaryCase unary[] = {
+        {"relu", [](const VecMathKernels& k, const float* x, float* y, int64_t n) { k.relu(x, y, n); },
+         [](float x) { return std::max(x, 0.0f); }},
+        {"leaky_relu",
+         [=](const VecMathKernels& k, const float* x, float* y, int64_t n) { k.leaky_relu(x, y, n, kAlpha); },
+         [=](float x) { return x > 0.0f ? x : kAlpha * x; }},
+    };
+    const BinaryCase binary[] = {
+        {"relu_backward",
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.relu_backward(y, dy, dx, n);
+         },
+         [](const VecMathKernels&, float y, float dy) { return y > 0.0f ? dy : 0.0f; }},
+        {"leaky_relu_backward",
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.leaky_relu_backward(y, dy, dx, n, kAlpha);
+         },
+         [=](const VecMathKernels&, float y, float dy) { return y > 0.0f ? dy : kAlpha * dy; }},
+        {"sigmoid_backward",
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.sigmoid_backward(y, dy, dx, n);
+         },
+         [](const VecMathKernels&, float y, float dy) { return dy * y * (1.0f - y); }},
+        {"tanh_backward",
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.tanh_backward(y, dy, dx, n);
+         },
+         [](const VecMathKernels&, float y, float dy) { return dy * (1.0f - y * y); }},
+        {"softmax_backward_row",
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.softmax_backward_row(y, dy, kS, dx, n);
+         },
+         [=](const VecMathKernels&, float y, float dy) { return y * (dy - kS); }},
+        {"log_softmax_backward_row",
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+             k.log_softmax_backward_row(y, dy, kS, dx, n);
+         },
+         [=](const VecMathKernels& k, float y, float dy) {
+             float e;
+             k.exp(&y, &e, 1);  // the table's own exp, tested above
+             return dy - e * kS;
+         }},
+    };
+    for (const VecMathKernels* k : all_kernels()) {
+        for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 64, 100, 1031}) {
+            SCOPED_TRACE(std::string(k->name) + " n = " + std::to_string(n));
+            const Vec a = special_and_random(n, 11), b = special_and_random(n, 12);
+            for (const UnaryCase& c : unary) {
+                Vec expected(a.size()), y(a.size(), 7.0f);
+                for (size_t i = 0; i < a.size(); ++i) expected[i] = c.plain(a[i]);
+                c.fn(*k, a.data(), y.data(), n);
+                expect_same_bits(y, expected, a, c.name);
+                Vec in_place = a;
+                c.fn(*k, in_place.data(), in_place.data(), n);
+                expect_same_bits(in_place, expected, a, c.name);
+            }
+            for (const BinaryCase& c : binary) {
+                Vec expected(a.size()), dx(a.size(), 7.0f);
+                for (size_t i = 0; i < a.size(); ++i) expected[i] = c.plain(*k, a[i], b[i]);
+                c.fn(*k, a.data(), b.data(), dx.data(), n);
+                expect_same_bits(dx, expected, a, c.name);
+                Vec over_y = a, over_dy = b;
+                c.fn(*k, over_y.data(), b.data(), over_y.data(), n);
+                expect_same_bits(over_y, expected, a, c.name);
+                c.fn(*k, a.data(), over_dy.data(), over_dy.data(), n);
+                expect_same_bits(over_dy, expected, a, c.name);
+            }
+        }
+    }
+}
+
 // ---- row reductions
 
 const std::vector<int64_t> kRowLengths = {0, 1, 2, 15, 16, 17, 31, 255, 256, 257, 1000, 1023,

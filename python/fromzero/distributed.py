@@ -241,7 +241,7 @@ def _abort_job(comm, code):
     (MPICH's Hydra proxy) reads a rank's stdout and stderr from pipes, and the
     abort from another socket; it kills the job as soon as it sees the abort,
     dropping what still sits in the pipes: the traceback printed just before
-    (lost in 5 of 40 runs on a loaded machine). So flush, then wait until the
+    (lost in 11 of 100 runs on a loaded machine). So flush, then wait until the
     pipes are empty (FIONREAD: the bytes not read yet), for at most 10 s
     should the launcher not read at all."""
     for stream in (sys.stdout, sys.stderr):

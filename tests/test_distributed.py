@@ -61,6 +61,36 @@ def test_a_launcher_without_mpi4py_says_what_to_install(tmp_path, module, source
     assert "pip install fromzero[mpi]" in run.stderr
 
 
+RAISES_UNDER_A_FAKE_ABORT = """
+import os, sys
+from fromzero import distributed
+class Comm:  # MPI_Abort as the launcher sees it: the job ends now
+    def Abort(self, code):
+        with open(sys.argv[1], "w") as f:
+            f.write(str(distributed._unread_bytes(2)))
+        os._exit(code)
+distributed._abort_on_uncaught_exception(Comm())
+print("ready", flush=True)
+raise RuntimeError("failed on purpose " + "x" * 20000)
+"""
+
+
+def test_a_rank_that_raises_aborts_only_once_its_traceback_was_read(tmp_path):
+    """MPICH's launcher kills the job when MPI_Abort reaches it, dropping what
+    the rank's stdout and stderr pipes still hold: the traceback. Here the
+    reader of stderr (the launcher) starts 0.5 s after the rank raised; the
+    abort must come after it read everything, not before."""
+    record = tmp_path / "unread_at_abort"
+    proc = subprocess.Popen([sys.executable, "-c", RAISES_UNDER_A_FAKE_ABORT, str(record)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.5)  # a launcher busy elsewhere
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert record.read_text() == "0"  # nothing left unread when MPI_Abort was called
+    assert "RuntimeError: failed on purpose " + "x" * 20000 in stderr
+
+
 def small_model(seed=0, hidden=8, outputs=3, loss="mse"):
     fz.utils.set_random_seed(seed)
     model = fz.Sequential([L.Dense(hidden, activation="tanh"), L.Dense(outputs)])

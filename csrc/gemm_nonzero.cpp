@@ -127,25 +127,32 @@ void nonzero_rows(const float* X, int64_t rows, int64_t cols, int64_t ld, Nonzer
 
 void transpose(const NonzeroRows& a, NonzeroRows& out) {
     out.rows = a.cols, out.cols = a.rows, out.nnz = a.nnz;
-    int64_t* first = scratch(out.first, a.cols);
-    int32_t* count = scratch(out.count, a.cols);
-    int32_t* index = scratch(out.index, a.nnz);
-    float* value = scratch(out.value, a.nnz);
+    // Plain pointers, not the vectors: a store through out's int32 count could
+    // otherwise be a's count, so GCC would reload a's row bounds after each.
+    int64_t* const first = scratch(out.first, a.cols);
+    int32_t* const count = scratch(out.count, a.cols);
+    int32_t* const index = scratch(out.index, a.nnz);
+    float* const value = scratch(out.value, a.nnz);
+    const int64_t* const a_first = a.first.data();
+    const int32_t* const a_count = a.count.data();
+    const int32_t* const a_index = a.index.data();
+    const float* const a_value = a.value.data();
     // Count each column's entries, then place them: the entries stay packed
     // (a.nnz of them, in L1 for a batch of MNIST), which costs far fewer cache
-    // misses than a slot of a.rows per column.
+    // misses than a slot of a.rows per column. While placing, first[c] is the
+    // next free slot of column c; it is put back at the end.
     std::fill(count, count + a.cols, 0);
     for (int64_t r = 0; r < a.rows; ++r)
-        for (int64_t e = a.first[r]; e < a.first[r] + a.count[r]; ++e) ++count[a.index[e]];
+        for (int64_t e = a_first[r], end = e + a_count[r]; e < end; ++e) ++count[a_index[e]];
     int64_t offset = 0;
-    for (int64_t c = 0; c < a.cols; ++c) first[c] = offset, offset += count[c], count[c] = 0;
+    for (int64_t c = 0; c < a.cols; ++c) first[c] = offset, offset += count[c];
     for (int64_t r = 0; r < a.rows; ++r)
-        for (int64_t e = a.first[r]; e < a.first[r] + a.count[r]; ++e) {
-            const int32_t c = a.index[e];
-            const int64_t p = first[c] + count[c]++;
+        for (int64_t e = a_first[r], end = e + a_count[r]; e < end; ++e) {
+            const int64_t p = first[a_index[e]]++;
             index[p] = static_cast<int32_t>(r);
-            value[p] = a.value[e];
+            value[p] = a_value[e];
         }
+    for (int64_t c = 0; c < a.cols; ++c) first[c] -= count[c];
 }
 
 void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const float* B,

@@ -82,6 +82,12 @@ TEST(GemmNonzero, RowsAndTransposeHoldEveryNonzeroEntry) {
     const int64_t rows = 37, cols = 97, ld = 101;
     const auto x = sparse_matrix(rows, ld, 0.7f, 3);
     NonzeroRows a, at;
+    {  // `at` first holds another matrix's columns, as a layer's buffers do from step to step
+        const auto other = sparse_matrix(rows + 5, cols + 9, 0.2f, 4);
+        NonzeroRows b;
+        nonzero_rows(other.data(), rows + 5, cols + 9, cols + 9, b);
+        transpose(b, at);
+    }
     nonzero_rows(x.data(), rows, cols, ld, a);
     transpose(a, at);
     int64_t nnz = 0;

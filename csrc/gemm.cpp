@@ -43,6 +43,14 @@ constexpr int kMaxTile = 8 * 32;  // the largest MR×NR of any micro-kernel
 // A panel is read in place when at most this many tiles use it.
 constexpr int64_t kMaxReuseUnpacked = 8;
 
+// A block of op(B) without trans_b whose rows, from the first to the last,
+// span at most this many bytes is read in place however many tiles use it:
+// it stays in L1 (a contiguous 16 KB fills at most 4 ways of any set of a
+// 32 KB 8-way L1), so packing would only copy it. The weight gradient of a
+// Dense layer at batch 32, Xᵀ·dY with dY of 32×128, is one: packing dY cost
+// each chunk of the product a 16 KB copy.
+constexpr int64_t kMaxInPlaceBSpan = 16 * 1024;
+
 // Below this many flops per thread, a second thread costs more than it saves.
 constexpr int64_t kMinFlopsPerThread = 1 << 18;
 
@@ -131,10 +139,13 @@ void gemm_block(const GemmPlan& plan, const GemmArgs& g, int64_t i0, int64_t i1,
     const int64_t mr = uk.mr, nr = uk.nr;
     const int64_t MC = plan.blocks.mc, KC = plan.blocks.kc, NC = plan.blocks.nc;
     // Packing pays when a panel is reused by many tiles: an A panel by every
-    // column panel of the block, a B panel by every row panel. op(B) with
-    // trans_b has its columns strided, so it is always packed.
+    // column panel of the block, a B panel by every row panel (unless all of
+    // B's block stays in L1: kMaxInPlaceBSpan). op(B) with trans_b has its
+    // columns strided, so it is always packed.
     const bool pack_a = (j1 - j0 + nr - 1) / nr > kMaxReuseUnpacked;
-    const bool pack_b = g.trans_b || (i1 - i0 + mr - 1) / mr > kMaxReuseUnpacked;
+    const int64_t b_span = ((std::min(KC, g.K) - 1) * g.ldb + (j1 - j0)) * int64_t{sizeof(float)};
+    const bool pack_b = g.trans_b || ((i1 - i0 + mr - 1) / mr > kMaxReuseUnpacked &&
+                                      b_span > kMaxInPlaceBSpan);
     // This thread's packing buffers; they only grow (scratch.h), so a training
     // loop allocates and fills them once, whatever sizes its GEMMs alternate.
     thread_local std::vector<float> a_buf, b_buf;

@@ -12,6 +12,23 @@ namespace fz {
 namespace {
 constexpr int MR = 6, NR = 16;
 
+// C[i, 0:16] = (accumulate ? C[i, 0:16] : 0) + alpha·(lo, hi): one row of the
+// tile leaving its registers. alpha = 1 (every GEMM of the layers) skips the
+// multiply, which changes no bit: x · 1 = x for every float.
+inline void store_row(float* ci, __m256 lo, __m256 hi, float alpha, bool accumulate) {
+    if (alpha != 1.0f) {
+        const __m256 scale = _mm256_set1_ps(alpha);
+        lo = _mm256_mul_ps(lo, scale);
+        hi = _mm256_mul_ps(hi, scale);
+    }
+    if (accumulate) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci + 8));
+    }
+    _mm256_storeu_ps(ci, lo);
+    _mm256_storeu_ps(ci + 8, hi);
+}
+
 void microkernel_avx2(int64_t kc, float alpha, const float* a, int64_t rs_a, int64_t cs_a,
                       const float* b, int64_t rs_b, float* c, int64_t ldc, bool accumulate) {
     // The 12 accumulators are named variables, not an array: with an array GCC
@@ -41,19 +58,14 @@ void microkernel_avx2(int64_t kc, float alpha, const float* a, int64_t rs_a, int
         c50 = _mm256_fmadd_ps(ai, b0, c50);
         c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
-    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    const __m256 scale = _mm256_set1_ps(alpha);
-    for (int i = 0; i < MR; ++i) {
-        float* ci = c + i * ldc;
-        __m256 v0 = _mm256_mul_ps(acc[i][0], scale), v1 = _mm256_mul_ps(acc[i][1], scale);
-        if (accumulate) {
-            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
-            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
-        }
-        _mm256_storeu_ps(ci, v0);
-        _mm256_storeu_ps(ci + 8, v1);
-    }
+    store_row(c, c00, c01, alpha, accumulate);
+    store_row(c + ldc, c10, c11, alpha, accumulate);
+    store_row(c + 2 * ldc, c20, c21, alpha, accumulate);
+    store_row(c + 3 * ldc, c30, c31, alpha, accumulate);
+    store_row(c + 4 * ldc, c40, c41, alpha, accumulate);
+    store_row(c + 5 * ldc, c50, c51, alpha, accumulate);
 }
+
 // Row 0 of microkernel_avx2 alone (run_row): the same FMAs in the same order.
 void microkernel_avx2_row(int64_t kc, float alpha, const float* a, int64_t, int64_t cs_a,
                           const float* b, int64_t rs_b, float* c, int64_t, bool accumulate) {
@@ -64,14 +76,7 @@ void microkernel_avx2_row(int64_t kc, float alpha, const float* a, int64_t, int6
         c00 = _mm256_fmadd_ps(ai, b0, c00);
         c01 = _mm256_fmadd_ps(ai, b1, c01);
     }
-    const __m256 scale = _mm256_set1_ps(alpha);
-    __m256 v0 = _mm256_mul_ps(c00, scale), v1 = _mm256_mul_ps(c01, scale);
-    if (accumulate) {
-        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
-        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c + 8));
-    }
-    _mm256_storeu_ps(c, v0);
-    _mm256_storeu_ps(c + 8, v1);
+    store_row(c, c00, c01, alpha, accumulate);
 }
 
 // run_nonzero_row on 64 columns: 8 accumulators, named variables (see above).

@@ -4,7 +4,10 @@
 // Why not libm: std::exp is one scalar call per value, and glibc's vector
 // versions are only declared under -ffast-math, which the library does not use.
 // These functions handle 8 or 16 values per instruction (AVX2 / AVX-512,
-// chosen at run time from CPUID), or one at a time on other CPUs.
+// chosen at run time from CPUID), or one at a time on other CPUs. The ones
+// that only stream memory (relu, leaky_relu, the *_backward derivatives from
+// the output, softmax_backward_row, dot) use 8 where the CPU has AVX2: on
+// arrays that are not 64-byte aligned they are faster (vecmath.cpp says why).
 //
 // Every function here is serial: kernels call them from inside their own
 // parallel_for, on the chunk or row they own. Results are bit-identical for
@@ -85,7 +88,7 @@ void log_softmax_row(const float* x, float* y, int64_t n);
 // log Σ_i e^(x_i) = m + log Σ_i e^(x_i − m), in double (the cross-entropies' normaliser).
 double log_sum_exp(const float* x, int64_t n);
 
-// The instruction set these functions use: "avx512", "avx2" or "generic".
+// The widest instruction set these functions use: "avx512", "avx2" or "generic".
 const char* isa();
 
 }  // namespace fz::vec

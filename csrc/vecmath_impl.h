@@ -311,6 +311,24 @@ void zip_map(float* y, int64_t n, Op op, const In*... in) {
     if (i < n) store_partial(y + i, op(F::load_partial(in + i, n - i)...), n - i);
 }
 
+// zip_map after one masked step that brings y to a multiple of the vector
+// width, for the elementwise kernels over whole arrays (or a thread's chunk
+// of one, cut anywhere). Then no store spans two cache lines, nor any load
+// from an input at the same offset — and NumPy puts every large array at the
+// same offset, 16 bytes past a page. ReLU over 4096×1024 on one thread of a
+// Zen 4 core: 660 → 590 µs. Same values either way (each output is op of its
+// own inputs); not for the rows of softmax's backward, where one masked step
+// per 1024-float row cost more than it saved.
+template <class F, class Op, class... In>
+void zip_map_aligned(float* y, int64_t n, Op op, const In*... in) {
+    constexpr auto kBytes = static_cast<uintptr_t>(F::width * sizeof(float));
+    const uintptr_t past = reinterpret_cast<uintptr_t>(y) % kBytes;
+    int64_t head = past == 0 ? 0 : static_cast<int64_t>((kBytes - past) / sizeof(float));
+    if (head > n) head = n;
+    if (head > 0) store_partial(y, op(F::load_partial(in, head)...), head);
+    zip_map<F>(y + head, n - head, op, (in + head)...);
+}
+
 // Sums in one fixed order, the same on every instruction set. Element i goes
 // to lane i mod 16 of a Sum16, which has 16 double accumulators, combined at
 // the end as a fixed tree (lane l + lane l+8, then l + l+4, l + l+2, 0 + 1),
@@ -424,23 +442,24 @@ constexpr VecMathKernels make_kernels(const char* name) {
         // The activations without transcendental functions, and the
         // derivatives written from the output y (activations.h).
         [](const float* x, float* y, int64_t n) {
-            zip_map<F>(y, n, [](F v) { return max(F(0.0f), v); }, x);  // a NaN x passes
+            zip_map_aligned<F>(y, n, [](F v) { return max(F(0.0f), v); }, x);  // a NaN x passes
         },
         [](const float* x, float* y, int64_t n, float alpha) {
-            zip_map<F>(y, n, [=](F v) { return select(v > F(0.0f), v, F(alpha) * v); }, x);
+            zip_map_aligned<F>(y, n, [=](F v) { return select(v > F(0.0f), v, F(alpha) * v); }, x);
         },
         [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map<F>(dx, n, [](F out, F g) { return select(out > F(0.0f), g, F(0.0f)); }, y, dy);
+            zip_map_aligned<F>(dx, n, [](F out, F g) { return select(out > F(0.0f), g, F(0.0f)); },
+                                  y, dy);
         },
         [](const float* y, const float* dy, float* dx, int64_t n, float alpha) {
-            zip_map<F>(
+            zip_map_aligned<F>(
                 dx, n, [=](F out, F g) { return select(out > F(0.0f), g, F(alpha) * g); }, y, dy);
         },
         [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map<F>(dx, n, [](F out, F g) { return g * out * (F(1.0f) - out); }, y, dy);
+            zip_map_aligned<F>(dx, n, [](F out, F g) { return g * out * (F(1.0f) - out); }, y, dy);
         },
         [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map<F>(dx, n, [](F out, F g) { return g * (F(1.0f) - out * out); }, y, dy);
+            zip_map_aligned<F>(dx, n, [](F out, F g) { return g * (F(1.0f) - out * out); }, y, dy);
         },
         [](const float* y, const float* dy, float s, float* dx, int64_t n) {
             zip_map<F>(dx, n, [=](F out, F g) { return out * (g - F(s)); }, y, dy);

@@ -419,6 +419,60 @@ TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
     }
 }
 
+// The elementwise loops first align their output with one masked step
+// (zip_map_aligned): at every offset of the output and of the inputs, each
+// value is the plain formula's, and nothing outside the output range is
+// written. Fails if the aligning step skips, repeats or overruns values.
+TEST(VecMath, ElementwiseLoopsAtEveryOffsetOfTheirArrays) {
+    constexpr float kAlpha = 0.2f, kSentinel = 7.0f;
+    using Loop = std::function<void(const VecMathKernels&, const float*, const float*, float*, int64_t)>;
+    struct Case {
+        const char* name;
+        Loop fn;
+        std::function<float(float, float)> plain;  // (a, b): (x, −) or (y, dy)
+    };
+    const Case cases[] = {
+        {"relu", [](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n) { k.relu(a, o, n); },
+         [](float a, float) { return std::max(a, 0.0f); }},
+        {"leaky_relu",
+         [=](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n) { k.leaky_relu(a, o, n, kAlpha); },
+         [=](float a, float) { return a > 0.0f ? a : kAlpha * a; }},
+        {"relu_backward",
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.relu_backward(a, b, o, n); },
+         [](float y, float dy) { return y > 0.0f ? dy : 0.0f; }},
+        {"leaky_relu_backward",
+         [=](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) {
+             k.leaky_relu_backward(a, b, o, n, kAlpha);
+         },
+         [=](float y, float dy) { return y > 0.0f ? dy : kAlpha * dy; }},
+        {"sigmoid_backward",
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.sigmoid_backward(a, b, o, n); },
+         [](float y, float dy) { return dy * y * (1.0f - y); }},
+        {"tanh_backward",
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.tanh_backward(a, b, o, n); },
+         [](float y, float dy) { return dy * (1.0f - y * y); }},
+    };
+    const Vec a = random_vector(200, 21, -3.0f, 3.0f), b = random_vector(200, 22, -3.0f, 3.0f);
+    for (const VecMathKernels* k : all_kernels())
+        for (const Case& c : cases)
+            for (int64_t in_offset : {0, 1, 4, 5, 15})
+                for (int64_t out_offset = 0; out_offset < 17; ++out_offset)
+                    for (int64_t n : {0, 1, 3, 8, 17, 40, 100}) {
+                        SCOPED_TRACE(std::string(k->name) + " " + c.name + " n " + std::to_string(n) +
+                                     " offsets " + std::to_string(in_offset) + ", " +
+                                     std::to_string(out_offset));
+                        Vec out(n + 40, kSentinel);
+                        c.fn(*k, a.data() + in_offset, b.data() + in_offset, out.data() + out_offset, n);
+                        for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i) {
+                            const bool inside = i >= out_offset && i < out_offset + n;
+                            const float want = inside ? c.plain(a[in_offset + i - out_offset],
+                                                                b[in_offset + i - out_offset])
+                                                      : kSentinel;
+                            ASSERT_EQ(bits(out[i]), bits(want)) << "at " << i;
+                        }
+                    }
+}
+
 // ---- row reductions
 
 const std::vector<int64_t> kRowLengths = {0, 1, 2, 15, 16, 17, 31, 255, 256, 257, 1000, 1023,

@@ -33,24 +33,16 @@ import time
 import numpy as np
 
 import fromzero as fz
+import textbook_mlp
 
 BUSY_LOOP = "while True: pass"
 CONDITIONS = ("unloaded", "busy, pinned", "busy, unpinned")
 
 
-def mnist_subset(images):
-    (x, y), _ = fz.datasets.mnist.load_data()
-    return x[:images].reshape(images, -1).astype(np.float32) / 255.0, y[:images]
-
-
 def train_one_epoch(x, y, threads, batch_size):
     """(seconds, weights) of one seeded epoch on `threads` threads."""
     fz.set_num_threads(threads)
-    fz.utils.set_random_seed(0)
-    model = fz.Sequential([fz.layers.Dense(128, activation="relu"),
-                           fz.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=fz.optimizers.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy")
+    model = textbook_mlp.model(seed=0)
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
     return time.perf_counter() - start, model.get_weights()
@@ -83,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
-    x, y = mnist_subset(args.images)
+    x, y = textbook_mlp.mnist(args.images)[:2]
     print(f"fromzero {fz.info()}")
     print(f"load average before: {open('/proc/loadavg').read().split()[:3]}, "
           f"{os.cpu_count()} CPUs; MLP epoch on {args.images} images, batch {args.batch_size}, "

@@ -1,15 +1,19 @@
-"""fromzero vs NumPy vs PyTorch, side by side, in one process and one table.
+"""fromzero vs NumPy vs PyTorch, side by side, in one table.
 
-    python bench/compare.py [--threads N] [--repeat R] [--markdown] [--cases REGEX] [--epochs E]
+    python bench/compare.py [--threads N] [--repeat R] [--markdown] [--cases REGEX]
+                            [--epoch-processes P] [--epochs E]
 
 Runs the comparisons of bench/comparisons.py (the same ones the pytest
 benchmarks run) with every engine pinned to N threads, and prints for each
 operation the best time of R repeats per engine, the ratios (NumPy/fromzero
 and PyTorch/fromzero: above 1 means fromzero is faster) and, for GEMMs,
 GFLOP/s. Then one epoch of the MNIST MLP per engine, with the test accuracy
-each reaches after that epoch, and the peak memory of the process. With
---epochs E, also each engine's time for each of E consecutive epochs of one
-model (do they stay flat, or drift, e.g. as denormal floats accumulate?).
+each reaches after that epoch: each engine trains in P fresh processes of its
+own (bench/epoch_child.py says why), taking turns, and the table gives the
+median of the processes' best epochs and their spread. Last, the peak memory
+of this process. With --epochs E, also each engine's time for each of E
+consecutive epochs of one model, all in this process (do they stay flat, or
+drift, e.g. as denormal floats accumulate?).
 
 Why best-of: with 2 threads on 2 cores, anything else that runs on the
 machine stalls a parallel region, so timings wander by 20–40 %; the fastest
@@ -20,9 +24,12 @@ stdout.
 
 import argparse
 import datetime
+import json
 import os
 import re
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
@@ -34,6 +41,7 @@ from threads import bench_threads, pin_threads
 
 ENGINE_TITLES = {"fromzero": "fromzero", "numpy": "NumPy", "torch": "PyTorch"}
 SECONDS_PER_REPEAT = 0.1  # each repeat loops a call at least this long
+EPOCHS_PER_PROCESS = 2    # MLP epochs per fresh process; the best counts
 
 
 def timed(call, loops):
@@ -74,17 +82,24 @@ def epoch_series(batch_size, epochs):
     return seconds
 
 
-def time_epochs(batch_size, repeat):
-    """({engine: best seconds per epoch}, {engine: test accuracy after the first epoch})."""
-    trainers = {engine: comparisons.epoch_trainer(engine, batch_size)
-                for engine in comparisons.ENGINES if comparisons.engine_available(engine)}
-    best = dict.fromkeys(trainers, float("inf"))
-    accuracy = {}
-    for round_ in range(repeat):
-        for engine, (train_one_epoch, test_accuracy) in trainers.items():
-            best[engine] = min(best[engine], timed(train_one_epoch, 1))
-            if round_ == 0:
-                accuracy[engine] = test_accuracy()
+def time_epochs(batch_size, processes, epochs, threads):
+    """({engine: [best seconds per epoch of each process]}, {engine: test accuracy after one epoch}).
+
+    Each engine trains in `processes` fresh processes of its own
+    (bench/epoch_child.py), `epochs` epochs each; the engines take turns.
+    How fast a 2-thread process runs varies from process to process on a
+    virtual machine, so one process per engine proves little.
+    """
+    engines = [e for e in comparisons.ENGINES if comparisons.engine_available(e)]
+    child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "epoch_child.py")
+    best, accuracy = {e: [] for e in engines}, {}
+    for _ in range(processes):
+        for engine in engines:
+            out = subprocess.run([sys.executable, child, engine, str(batch_size), str(epochs), str(threads)],
+                                 capture_output=True, text=True, check=True).stdout
+            result = json.loads(out.splitlines()[-1])
+            best[engine].append(min(result["seconds"]))
+            accuracy.setdefault(engine, result["accuracy"])
     return best, accuracy
 
 
@@ -144,16 +159,21 @@ def operation_table(results, engines, markdown):
 
 
 def epoch_table(results, engines, markdown):
-    """results: [(batch, {engine: s}, {engine: accuracy})] → s/epoch, ratios, accuracy."""
+    """results: [(batch, {engine: [s per process]}, {engine: accuracy})] → the median s/epoch
+    (min–max over the processes), ratios of the medians, accuracy."""
     headers = ["MLP 784-128-10, 1 epoch", "fromzero"]
     for e in others(engines):
         headers += [ENGINE_TITLES[e], f"{ENGINE_TITLES[e]}/fz"]
     headers += [f"test acc. {ENGINE_TITLES[e]}" for e in engines]
+
+    def cell(seconds):
+        return f"{statistics.median(seconds):.3f} s ({min(seconds):.3f}–{max(seconds):.3f})"
     rows = []
-    for batch, best, accuracy in results:
-        row = [f"batch {batch}", f"{best['fromzero']:.3f} s"]
+    for batch, seconds, accuracy in results:
+        fz_median = statistics.median(seconds["fromzero"])
+        row = [f"batch {batch}", cell(seconds["fromzero"])]
         for e in others(engines):
-            row += [f"{best[e]:.3f} s", format_ratio(best[e], best["fromzero"])]
+            row += [cell(seconds[e]), format_ratio(statistics.median(seconds[e]), fz_median)]
         row += [f"{accuracy[e]:.4f}" for e in engines]
         rows.append(row)
     return table(headers, rows, markdown)
@@ -214,8 +234,9 @@ def busy_cpu_seconds():
 
 
 def own_cpu_seconds():
+    """CPU seconds of this process and of its children that have ended (the epoch processes)."""
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system + times.children_user + times.children_system
 
 
 # ---------------------------------------------------------------- main
@@ -229,11 +250,13 @@ def main(argv=None):
     parser.add_argument("--cases", metavar="REGEX",
                         help="only the operations whose label matches (e.g. 'softmax|gelu'; "
                              "'epoch' for the MLP epochs)")
+    parser.add_argument("--epoch-processes", type=int, default=3,
+                        help="fresh processes per engine for the MLP epoch rows (default 3)")
     parser.add_argument("--epochs", type=int, default=0,
                         help="also time E consecutive epochs of one model per engine (default 0: no)")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.repeat < 1 or args.epochs < 0:
-        parser.error("--threads and --repeat must be at least 1, --epochs at least 0")
+    if args.threads < 1 or args.repeat < 1 or args.epoch_processes < 1 or args.epochs < 0:
+        parser.error("--threads, --repeat and --epoch-processes must be at least 1, --epochs at least 0")
 
     start = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds()
     pinned = pin_threads(args.threads)
@@ -258,9 +281,12 @@ def main(argv=None):
     for batch in comparisons.EPOCH_BATCHES:
         if wanted(f"MLP epoch, batch {batch}"):
             progress(f"MLP epoch, batch {batch}")
-            epochs.append((batch, *time_epochs(batch, args.repeat)))
+            epochs.append((batch, *time_epochs(batch, args.epoch_processes, EPOCHS_PER_PROCESS,
+                                               args.threads)))
     if epochs:
-        sections.append(("One epoch of the MNIST MLP", epoch_table(epochs, engines, args.markdown)))
+        sections.append((f"One epoch of the MNIST MLP: the median of {args.epoch_processes} fresh "
+                         f"processes per engine (min–max), each the best of {EPOCHS_PER_PROCESS} epochs",
+                         epoch_table(epochs, engines, args.markdown)))
     for batch in comparisons.EPOCH_BATCHES if args.epochs else ():
         progress(f"MLP, {args.epochs} consecutive epochs, batch {batch}")
         sections.append((f"{args.epochs} consecutive epochs of the MNIST MLP, batch {batch}",

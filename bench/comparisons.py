@@ -31,6 +31,7 @@ import numpy as np
 
 import fromzero as fz
 import numpy_mlp
+import textbook_mlp
 
 try:
     import torch
@@ -637,11 +638,7 @@ EPOCH_BATCHES = (32, 128)
 @lru_cache(maxsize=1)
 def mnist():
     """MNIST as every engine trains on it: (N, 784) float32 in [0, 1], uint8 labels."""
-    (x_train, y_train), (x_test, y_test) = fz.datasets.mnist.load_data()
-
-    def scale(images):
-        return images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return scale(x_train), y_train, scale(x_test), y_test
+    return textbook_mlp.mnist()
 
 
 def epoch_trainer(engine, batch_size, seed=0):
@@ -653,11 +650,7 @@ def epoch_trainer(engine, batch_size, seed=0):
     x_train, y_train, x_test, y_test = mnist()
 
     if engine == "fromzero":
-        fz.utils.set_random_seed(seed)
-        model = fz.Sequential([fz.layers.Dense(128, activation="relu"),
-                               fz.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer=fz.optimizers.Adam(learning_rate=1e-3),
-                      loss="sparse_categorical_crossentropy")
+        model = textbook_mlp.model(seed)
 
         def train():
             model.fit(x_train, y_train, batch_size=batch_size, epochs=1, verbose=0)

@@ -23,18 +23,12 @@ import time
 
 
 def child(threads, batch_size, epochs):
-    import numpy as np
-
     import fromzero as fz
+    import textbook_mlp
 
-    (x, y), _ = fz.datasets.mnist.load_data()
-    x = x.reshape(len(x), -1).astype(np.float32) / 255.0
+    x, y = textbook_mlp.mnist()[:2]
     fz.set_num_threads(threads)
-    fz.utils.set_random_seed(0)
-    model = fz.Sequential([fz.layers.Dense(128, activation="relu"),
-                           fz.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=fz.optimizers.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy")
+    model = textbook_mlp.model(seed=0)
     model.fit(x[:2048], y[:2048], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
     times = []
     for _ in range(epochs):

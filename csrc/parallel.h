@@ -211,8 +211,9 @@ inline int64_t late_regions() { return detail::team_health().late_regions.load()
 
 // Calls f(chunk_begin, chunk_end) over [begin, end) cut into chunks of at
 // least `grain` iterations, claimed by up to get_num_threads() threads. Small
-// ranges — and every range for a while after workers were late — run as one
-// call on the calling thread: no parallel region at all.
+// ranges, every range when one thread is asked for, and every range for a
+// while after workers were late run as one call on the calling thread: no
+// parallel region at all.
 template <class F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
     const int64_t n = end - begin;
@@ -220,7 +221,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
     grain = std::max<int64_t>(grain, 1);
     const int64_t threads = get_num_threads();
     const int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, detail::kChunksPerThread * threads);
-    bool serial = chunks <= 1;
+    bool serial = chunks <= 1 || threads <= 1;
 #ifdef _OPENMP
     serial = serial || omp_in_parallel() ||
              detail::now_ns() < detail::team_health().serial_until_ns.load(std::memory_order_relaxed);

@@ -60,6 +60,19 @@ TEST(ParallelFor, SmallRangesAndEmptyRangesRunInline) {
     EXPECT_EQ(calls, 1);
 }
 
+// One thread asked for: one call on the calling thread, not a region of one
+// thread that would cut the range into chunks for nothing.
+TEST(ParallelFor, OneThreadRunsTheWholeRangeAsOneCall) {
+    ThreadCountGuard guard(1);
+    int calls = 0;
+    parallel_for(0, 100000, 1, [&](int64_t lo, int64_t hi) {
+        ++calls;
+        EXPECT_EQ(lo, 0);
+        EXPECT_EQ(hi, 100000);
+    });
+    EXPECT_EQ(calls, 1);
+}
+
 #ifdef _OPENMP
 TEST(ParallelFor, RunsSeriallyWhileWorkersAreLateThenTriesAgain) {
     ThreadCountGuard guard(2);

@@ -38,6 +38,15 @@ constexpr int64_t kMinFlopsPerThread = 1 << 18;
 // L2 of recent x86 cores; a 784 × 128 Dense weight, 401 KB, is one block).
 constexpr int64_t kBlockBytes = 512 * 1024;
 
+// C = act(C + bias) on rows [lo, hi), on gemm's tiles of nr columns.
+void epilogue_rows(const MicroKernel& uk, const GemmEpilogue& ep, int64_t N, float* C,
+                   int64_t ldc, int64_t lo, int64_t hi) {
+    if (ep.bias || ep.activation != Activation::identity)
+        for (int64_t r = lo; r < hi; ++r)
+            for (int64_t j = 0; j < N; j += uk.nr)
+                apply_epilogue(ep, C + r * ldc + j, ldc, 1, std::min<int64_t>(uk.nr, N - j), j);
+}
+
 // Rows [lo, hi) of C = act(A·B + bias) (gemm_nonzero_with_plan).
 void nonzero_block(const GemmPlan& plan, const NonzeroRows& a, const float* B, int64_t ldb,
                    int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep, int64_t lo,
@@ -83,10 +92,42 @@ void nonzero_block(const GemmPlan& plan, const NonzeroRows& a, const float* B, i
         }
         pc = pc_end;
     } while (pc < K);
-    if (ep.bias || ep.activation != Activation::identity)
-        for (int64_t r = lo; r < hi; ++r)
-            for (int64_t j = 0; j < N; j += uk.nr)  // gemm's tiles: nr columns
-                apply_epilogue(ep, C + r * ldc + j, ldc, 1, std::min<int64_t>(uk.nr, N - j), j);
+    epilogue_rows(uk, ep, N, C, ldc, lo, hi);
+}
+
+// The k in [k_lo, k_hi) of rows [lo, hi) of C = act(A·B + bias), for A of
+// one kc-slice (K ≤ kc): each row's chain continues from what C holds when
+// entries of lower k came before (parallel_pipeline runs the shares of k in
+// order); the share that ends at K completes the rows. The same k-blocks as
+// nonzero_block, and a chain continued through C is the same chain.
+void nonzero_k_share(const GemmPlan& plan, const NonzeroRows& a, const float* B, int64_t ldb,
+                     int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep, int64_t k_lo,
+                     int64_t k_hi, int64_t lo, int64_t hi) {
+    const MicroKernel& uk = *plan.kernel;
+    const int32_t* const index = a.index.data();
+    // The rows' sums were last written by another core (the share before, or
+    // the last share a step ago): ask for all their lines at once, not one
+    // row's at a time as the chains reach them.
+    for (int64_t r = lo; r < hi; ++r)
+        for (int64_t j = 0; j < N; j += 64 / static_cast<int64_t>(sizeof(float)))
+            __builtin_prefetch(C + r * ldc + j, 1);
+    const int64_t KB = std::max<int64_t>(1, kBlockBytes / (N * static_cast<int64_t>(sizeof(float))));
+    for (int64_t kb = k_lo; kb < k_hi; kb += KB) {
+        const int64_t kb_end = std::min(k_hi, kb + KB);
+        for (int64_t r = lo; r < hi; ++r) {
+            const int32_t* const row = index + a.first[r];
+            const int32_t* const row_end = row + a.count[r];
+            const int32_t* const e = std::lower_bound(row, row_end, kb);
+            const int32_t* const e_end = std::lower_bound(e, row_end, kb_end);
+            if (e_end == e) continue;
+            uk.run_nonzero_row(e_end - e, a.value.data() + (e - index), e, B, ldb, N, C + r * ldc,
+                               e == row);
+        }
+    }
+    if (k_hi < a.cols) return;
+    for (int64_t r = lo; r < hi; ++r)
+        if (a.count[r] == 0) std::fill(C + r * ldc, C + r * ldc + N, 0.0f);  // no entry: +0
+    epilogue_rows(uk, ep, N, C, ldc, lo, hi);
 }
 }  // namespace
 
@@ -158,8 +199,22 @@ void transpose(const NonzeroRows& a, NonzeroRows& out) {
 void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const float* B,
                             int64_t ldb, int64_t N, float* C, int64_t ldc,
                             const GemmEpilogue& ep) {
-    const int64_t M = a.rows;
+    const int64_t M = a.rows, K = a.cols;
     if (M <= 0 || N <= 0) return;
+    // Threads split the larger of B and C, which then stays in the caches of
+    // the threads that own its parts (parallel.h, share_begin): a layer's
+    // weight B = W (K > M: a small batch) by its rows k, in a pipeline
+    // along k that continues each row's sums in order (parallel_pipeline);
+    // otherwise the rows of C (the weight gradient xᵀ·dz, a large batch).
+    // The pipeline needs the whole sum in one kc-slice.
+    if (K > M && K <= plan.blocks.kc) {
+        const int64_t flops_per_k = 2 * N * std::max<int64_t>(1, a.nnz / K);
+        const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_k);
+        parallel_pipeline(0, K, grain, M, [&](int64_t k_lo, int64_t k_hi, int64_t lo, int64_t hi) {
+            nonzero_k_share(plan, a, B, ldb, N, C, ldc, ep, k_lo, k_hi, lo, hi);
+        });
+        return;
+    }
     const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
     const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_row);
     parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {

@@ -46,10 +46,24 @@ FZ_SIMD_CLONES void update_chunk(float* p, const float* g, int64_t lo, int64_t h
     }
 }
 
-// The driver of every optimizer. The arrays of the list are laid end to end
-// as one range of Σ n[t] indices, which parallel_for splits into chunks; in
-// the part of a chunk that falls in array t, it calls f(i, p_i, g_i) with
-// f = make_f(t) (the update bound to array t's state), p_i the weight after
+// Where position x of [0, total] falls in an array of n floats: ⌊n·x/total⌋
+// rounded down to a whole 64-byte line of 16 floats (n at x = total), so two
+// threads never write one line; 128-bit because n·x can pass 2⁶³.
+inline int64_t fraction_of(int64_t n, int64_t x, int64_t total) {
+    if (x >= total) return n;
+    const auto i = static_cast<int64_t>(static_cast<__int128>(n) * x / total);
+    return i - i % 16;
+}
+
+// The driver of every optimizer. parallel_for splits a range of Σ n[t]
+// positions into chunks, and chunk [lo, hi) updates the same fraction of every
+// array: indices [n[t]·lo/total, n[t]·hi/total) of array t. So thread j's
+// share of every array is its share_begin part — the rows of a weight that
+// the same thread's product and gradient kernels also touch (parallel.h), and
+// which therefore stay in its core's cache. (Laid end to end instead, the
+// arrays would be split at one point of the whole list, and the other core
+// would update half of the first layer's weights.) In each part, it calls
+// f(i, p_i, g_i) with f = make_f(t) (the update bound to array t's state), p_i the weight after
 // Keras's decoupled weight decay p ← p − lr·wd·p, applied first and only
 // when wd > 0 and array t is not exempt (ParamList::decays), and g_i the
 // gradient after the list's clipping (ParamList).
@@ -63,13 +77,12 @@ void for_each_param(const ParamList& list, float lr, float weight_decay, MakeF m
     int64_t total = 0;
     for (int64_t t = 0; t < list.count; ++t) total += list.n[t];
     parallel_for(0, total, kGrain, [=](int64_t lo, int64_t hi) {
-        int64_t start = 0;  // where array t begins in the concatenated range
-        for (int64_t t = 0; t < list.count && start < hi; start += list.n[t], ++t) {
-            const int64_t a = std::max(lo, start), b = std::min(hi, start + list.n[t]);
+        for (int64_t t = 0; t < list.count; ++t) {
+            const int64_t a = fraction_of(list.n[t], lo, total), b = fraction_of(list.n[t], hi, total);
             if (a >= b) continue;
             const float scale = list.grad_scale ? list.grad_scale[t] : 1.0f;
             const bool decay_t = decay && (list.decays == nullptr || list.decays[t] != 0);
-            update_chunk(list.p[t], list.g[t], a - start, b - start, decay_t, lr_wd, clip, scale,
+            update_chunk(list.p[t], list.g[t], a, b, decay_t, lr_wd, clip, scale,
                          list.grad_clip, make_f(t));
         }
     });

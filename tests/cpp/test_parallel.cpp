@@ -3,7 +3,10 @@
 // in every kernel thread and restored on the calling thread.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -71,6 +74,102 @@ TEST(ParallelFor, SmallRangesAndEmptyRangesRunInline) {
 TEST(ParallelFor, OneThreadRunsTheWholeRangeAsOneCall) {
     ThreadCountGuard guard(1);
     EXPECT_EQ(calls_over_whole_range(100000, 1), 1);
+}
+
+// Thread t's share of a range is [n·t/team, n·(t+1)/team) whatever the grain:
+// no chunk crosses a share's border, so kernels over the same array with
+// different grains give each thread the same part of it. (784 rows in 5
+// chunks — the weight gradient of the MNIST layer — used to cut the shares at
+// row 313, while the optimizer's cut them at 340 and the product at 392.)
+TEST(ParallelFor, SharesAreTheSameWhateverTheGrain) {
+    for (int threads : {2, 3, 8})
+        for (int64_t n : {int64_t{784}, int64_t{1031}, int64_t{97}})
+            for (int64_t grain : {int64_t{1}, int64_t{5}, int64_t{170}, n / 3}) {
+                ThreadCountGuard guard(threads);
+                detail::team_health().serial_until_ns.store(0);
+                const int64_t chunks = detail::chunk_count(n, grain);
+                const int64_t team = std::min<int64_t>(threads, chunks);
+                std::mutex mutex;
+                std::vector<std::pair<int64_t, int64_t>> calls;
+                parallel_for(0, n, grain, [&](int64_t lo, int64_t hi) {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    calls.emplace_back(lo, hi);
+                });
+                if (team < 2) continue;
+                EXPECT_EQ(static_cast<int64_t>(calls.size()), chunks);
+                for (const auto& [lo, hi] : calls) {
+                    int64_t share = 0;
+                    while (share_begin(0, n, share + 1, team) <= lo) ++share;
+                    EXPECT_LE(hi, share_begin(0, n, share + 1, team))
+                        << "threads=" << threads << " n=" << n << " grain=" << grain << " chunk ["
+                        << lo << ", " << hi << ") crosses the end of share " << share;
+                }
+            }
+}
+
+// parallel_pipeline: every share of the range and every block of rows gets
+// exactly one call, the shares are parallel_for's, and on each block share t
+// runs after share t − 1 has returned. A fold over the shares in order —
+// x ← 31·x + (share's lo), per row — comes out as on one thread.
+void check_pipeline(int threads, int64_t n, int64_t rows, int64_t grain, int64_t stall_share = -1) {
+    SCOPED_TRACE("threads=" + std::to_string(threads) + " n=" + std::to_string(n) +
+                 " rows=" + std::to_string(rows) + " grain=" + std::to_string(grain));
+    ThreadCountGuard guard(threads);
+    detail::team_health().serial_until_ns.store(0);
+    const int64_t team = detail::run_serially(detail::chunk_count(n, grain))
+                             ? 1
+                             : std::min<int64_t>(threads, detail::chunk_count(n, grain));
+    std::vector<int64_t> fold(static_cast<size_t>(rows), 0), want(static_cast<size_t>(rows), 0);
+    for (int64_t t = 0; t < team; ++t)
+        for (auto& x : want) x = 31 * x + share_begin(0, n, t, team);
+    std::mutex mutex;
+    std::vector<std::array<int64_t, 4>> calls;
+    std::atomic<bool> stalled{false};
+    parallel_pipeline(0, n, grain, rows, [&](int64_t lo, int64_t hi, int64_t r0, int64_t r1) {
+        if (stall_share >= 0 && lo == share_begin(0, n, stall_share, team) && r0 == 0 &&
+            !stalled.exchange(true))
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        for (int64_t r = r0; r < r1; ++r) fold[static_cast<size_t>(r)] = 31 * fold[static_cast<size_t>(r)] + lo;
+        std::lock_guard<std::mutex> lock(mutex);
+        calls.push_back({lo, hi, r0, r1});
+    });
+    EXPECT_EQ(fold, want);
+    // each (share, block) once: the calls tile [0, n) × [0, rows) exactly once
+    std::vector<int> seen(static_cast<size_t>(n * rows), 0);
+    for (const auto& [lo, hi, r0, r1] : calls) {
+        int64_t share = 0;
+        while (share_begin(0, n, share + 1, team) <= lo) ++share;
+        EXPECT_EQ(lo, share_begin(0, n, share, team));
+        EXPECT_EQ(hi, share_begin(0, n, share + 1, team));
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t k = lo; k < hi; ++k) ++seen[static_cast<size_t>(r * n + k)];
+    }
+    for (int v : seen) ASSERT_EQ(v, 1);
+    detail::team_health().serial_until_ns.store(0);
+    detail::team_health().backoff_ns.store(detail::kFirstBackoffNs);
+}
+
+TEST(ParallelPipeline, EachShareOfEachBlockOnceAndInOrder) {
+    for (int threads : {1, 2, 3, 8})
+        for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{784}, int64_t{1031}})
+            for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{32}, int64_t{97}})
+                for (int64_t grain : {int64_t{1}, int64_t{100}}) check_pipeline(threads, n, rows, grain);
+}
+
+// The thread running the first block of a share stops for 20 ms (its core
+// taken): the others wait for it or run the shares nobody started, and the
+// fold is still the one-thread fold.
+TEST(ParallelPipeline, AThreadThatStallsLeavesTheOrderIntact) {
+    for (int64_t stall : {0, 1}) check_pipeline(2, 784, 32, 1, stall);
+    for (int64_t stall : {0, 1, 2}) check_pipeline(3, 100, 17, 1, stall);
+}
+
+TEST(ParallelPipeline, EmptyRangesMakeNoCall) {
+    ThreadCountGuard guard(2);
+    int calls = 0;
+    parallel_pipeline(5, 5, 1, 10, [&](int64_t, int64_t, int64_t, int64_t) { ++calls; });
+    parallel_pipeline(0, 10, 1, 0, [&](int64_t, int64_t, int64_t, int64_t) { ++calls; });
+    EXPECT_EQ(calls, 0);
 }
 
 #ifdef _OPENMP

@@ -139,6 +139,7 @@ constexpr int64_t kLateWaitNs = 200'000;       // idle time in a region that can
 constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, doubling ...
 constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
 constexpr int64_t kPipelineBlocks = 8;  // parallel_pipeline's blocks of rows
+constexpr int64_t kSpinNs = 50'000;     // its waits spin this long before yielding
 
 inline int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -157,6 +158,7 @@ struct alignas(64) ChunkCounter {
     int64_t lo = 0, hi = 0;
     int64_t arrived_ns = 0;
     int64_t done_ns = 0;
+    int64_t waited_ns = 0;  // (parallel_pipeline) waiting for another thread's share
 };
 
 // The team's counters: on the stack for small teams.
@@ -178,10 +180,12 @@ inline int64_t chunk_count(int64_t n, int64_t grain) {
     return std::min<int64_t>((n + grain - 1) / grain, kChunksPerThread * get_num_threads());
 }
 
-// Waiting for another thread of the team: spin a little, then let the core go
-// (the thread waited for may be sharing it).
-inline void pause(int spins) {
-    if (spins < 256) {
+// Waiting since since_ns for another thread of the team: spin for up to
+// kSpinNs — a share's block takes a few microseconds — then let the core go,
+// which the thread waited for may be sharing. (Yielding at once, a system
+// call in a VM, made the forward product of the MNIST layer 50% slower.)
+inline void pause(int64_t since_ns) {
+    if (now_ns() - since_ns < kSpinNs) {
 #ifdef FZ_HAVE_MXCSR
         _mm_pause();
 #endif
@@ -259,7 +263,8 @@ inline void record_team(const ChunkCounter* share, int team, int64_t start_ns) {
     const int64_t end_ns = now_ns();
     int64_t idle_ns = 0;
     for (int t = 0; t < team; ++t)
-        idle_ns = std::max(idle_ns, (share[t].arrived_ns - start_ns) + (end_ns - share[t].done_ns));
+        idle_ns = std::max(idle_ns, (share[t].arrived_ns - start_ns) + share[t].waited_ns +
+                                        (end_ns - share[t].done_ns));
     record_region(team_was_late(idle_ns, end_ns - start_ns), end_ns);
 }
 
@@ -341,12 +346,13 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
 // whose gradient it computes (parallel_for over W's rows): the weights stay
 // in one core's cache from kernel to kernel instead of moving between cores.
 //
-// Thread t runs share t, block after block; a thread waiting for share t−1 of
-// a block that nobody has started (its thread is late) runs that share
-// itself, and a thread done with its own share takes any share not started,
-// so no thread waits for one that has not arrived. Waiting for a share that
-// is running spins briefly, then yields the core (which a thread of the
-// team may share).
+// Thread t runs share t, block after block. A thread that has waited
+// kSpinNs for share t−1 of a block that nobody has started (its thread is
+// late) runs that share itself, and a thread done with its own share takes
+// any share not started, so no thread waits long for one that has not
+// arrived. (Taking share t−1 at once would serialise the pipeline: a worker
+// often enters the region before the thread that opened it.) Waiting spins
+// kSpinNs, then yields the core, which a thread of the team may share.
 template <class F>
 void parallel_pipeline(int64_t begin, int64_t end, int64_t grain, int64_t rows, const F& f) {
     const int64_t n = end - begin;
@@ -380,13 +386,18 @@ void parallel_pipeline(int64_t begin, int64_t end, int64_t grain, int64_t rows, 
         // Runs share t over every block, after share t − 1 of each block.
         const auto run = [&](int t, const auto& run_share) -> void {
             for (int64_t b = 0; b < blocks; ++b) {
+                int64_t wait_from_ns = 0;
                 for (int spins = 0; t > 0 && share[t - 1].done.load(std::memory_order_acquire) <= b;
                      ++spins) {
-                    if (start(t - 1))
-                        run_share(t - 1, run_share);
-                    else
-                        detail::pause(spins);
+                    if (spins == 0) {
+                        wait_from_ns = detail::now_ns();
+                    } else if (detail::now_ns() - wait_from_ns > detail::kSpinNs && start(t - 1)) {
+                        run_share(t - 1, run_share);  // its thread is late
+                        continue;
+                    }
+                    detail::pause(wait_from_ns);
                 }
+                if (wait_from_ns) share[me].waited_ns += detail::now_ns() - wait_from_ns;
                 f(share[t].lo, share[t].hi, rows * b / blocks, rows * (b + 1) / blocks);
                 share[t].done.store(b + 1, std::memory_order_release);
             }

@@ -68,8 +68,9 @@ int64_t count_zeros(const float* X, int64_t rows, int64_t cols, int64_t ld, int6
 // because 0·b = ±0 and s + ±0 = s for any finite b and s ≠ −0; two cases
 // differ: B holding inf or NaN where A is 0 (gemm gives NaN, this the sum
 // of the other terms), and a sum that only underflows to −0 (gemm may give
-// +0). Rows are split between threads, each row summed in the same order
-// for any thread count.
+// +0). Threads split the rows of C, or, when B is the larger (K > M, K ≤ kc),
+// the rows of B in a pipeline along k; each sum is the same chain in the same
+// order for any thread count.
 void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,
                   int64_t ldc, const GemmEpilogue& epilogue = {});
 

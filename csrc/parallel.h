@@ -2,8 +2,11 @@
 //
 // Kernels never write `#pragma omp` themselves; they call parallel_for with a
 // grain size (the smallest amount of work worth a thread), like ATen's
-// at::parallel_for. Each call of f owns the outputs of its range, so no
-// atomics are needed in the arithmetic.
+// at::parallel_for, or parallel_pipeline for a sum split along k. Each call
+// of f owns the outputs of its range, so no atomics are needed in the
+// arithmetic. Thread t's share of a range is [n·t/team, n·(t+1)/team)
+// whatever the grain (share_begin), so kernels over the same array find
+// their part in their own core's cache.
 //
 // The contract a kernel keeps: what f computes for an output must not depend
 // on how [begin, end) is cut — every output element is computed by the same

@@ -122,10 +122,12 @@ struct Shape {
     int64_t M, N, K;
 };
 // {5, 600, 700}: the B rows of a kc-slice span several of gemm_nonzero's
-// 512 KB k-blocks (218 rows of 600 floats each).
+// 512 KB k-blocks (218 rows of 600 floats each). K > M with enough work for
+// two threads (when K ≤ kc): the pipeline along k (parallel_pipeline) — 784
+// (MNIST), 1000 over 3 rows (fewer rows than blocks) and over 9 rows of 45.
 const Shape kShapes[] = {{1, 1, 1},     {2, 17, 7},     {7, 16, 64},  {17, 33, 97},
                          {32, 128, 784}, {33, 129, 300}, {8, 257, 31}, {5, 10, 0},
-                         {5, 600, 700}};
+                         {5, 600, 700},  {3, 300, 1000}, {9, 45, 1000}};
 const float kZeroFractions[] = {0.0f, 0.5f, 0.9f, 1.0f};
 
 TEST(GemmNonzero, IsTheDenseGemmBitForBit) {

@@ -267,9 +267,8 @@ TEST(Optimizers, MatchReferenceOnAwkwardAndLargeSizes) {
     }
 }
 
-// One pass over a list of arrays (one parallel region; a chunk may span the end
-// of one array and the start of the next) gives exactly what updating each
-// array on its own gives.
+// One pass over a list of arrays (one parallel region; each chunk updates a
+// part of every array) gives exactly what updating each array on its own gives.
 TEST(Optimizers, ListUpdateEqualsOneArrayAtATime) {
     const std::vector<int64_t> sizes = {1, 17, 40000, 3};
     // Each variant: the list call, and the single-array call for array t.

@@ -270,9 +270,13 @@ int available_micro_kernels(const MicroKernel** out, int capacity) {
     return n;
 }
 
-void gemm_with_plan(const GemmPlan& plan, bool trans_a, bool trans_b, int64_t M, int64_t N,
+void gemm_with_plan(const GemmPlan& given, bool trans_a, bool trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                     int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
+    // A C at most half a tile wide runs the narrow tile (MicroKernel::narrow)
+    // with the same blocks: the same kc-slices and FMA chains, so the same bits.
+    const bool narrow = given.kernel->narrow && 2 * N <= given.kernel->nr;
+    const GemmPlan plan = narrow ? GemmPlan{given.kernel->narrow, given.blocks} : given;
     const MicroKernel& uk = *plan.kernel;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {  // no product: C = act(β·C + bias)

@@ -275,6 +275,50 @@ TEST(Gemm, OneRowIsThatRowOfTheWholeProduct) {
                 }
 }
 
+// A C at most half a tile wide runs the kernel's narrow tile (AVX-512: 8×16
+// against 8×32). Its columns must be the bits the full tile gives: the first
+// n columns of a 70-column product, computed from the same B in place (same
+// ldb, same ldc), with K across a kc-slice, β = 0 and 1, the epilogue, both
+// transposes, every plan, 1 and 2 threads.
+TEST(Gemm, NarrowCIsThoseColumnsOfTheWideProduct) {
+    for (const MicroKernel* k : kernels())
+        if (k->narrow) {
+            EXPECT_EQ(k->narrow->mr, k->mr) << k->name;
+            EXPECT_EQ(2 * k->narrow->nr, k->nr) << k->name;
+        }
+    const int64_t M = 19, wide = 70;
+    for (const GemmPlan& p : plans())
+        for (int threads : testing::kThreadCounts)
+            for (int t = 0; t < 4; ++t)
+                for (int64_t K : {int64_t{10}, int64_t{128}, p.blocks.kc + 9})
+                    for (int64_t n : {int64_t{1}, int64_t{10}, int64_t{p.kernel->nr / 2}}) {
+                        const bool ta = t & 1, tb = t & 2;
+                        SCOPED_TRACE(describe(p) + " threads=" + std::to_string(threads) + " ta=" +
+                                     std::to_string(ta) + " tb=" + std::to_string(tb) + " K=" +
+                                     std::to_string(K) + " n=" + std::to_string(n));
+                        ThreadCountGuard guard(threads);
+                        const auto A = testing::random_vector(M * K, 1);
+                        const auto B = testing::random_vector(K * wide, 2);
+                        const auto bias = testing::random_vector(wide, 3);
+                        const auto C0 = testing::random_vector(M * wide, 4);
+                        const int64_t lda = ta ? M : K, ldb = tb ? K : wide;
+                        GemmEpilogue ep;
+                        ep.bias = bias.data();
+                        ep.activation = Activation::relu;
+                        for (float beta : {0.0f, 1.0f}) {
+                            auto whole = C0, part = C0;
+                            gemm_with_plan(p, ta, tb, M, wide, K, 1.0f, A.data(), lda, B.data(), ldb,
+                                           beta, whole.data(), wide, ep);
+                            gemm_with_plan(p, ta, tb, M, n, K, 1.0f, A.data(), lda, B.data(), ldb, beta,
+                                           part.data(), wide, ep);
+                            for (int64_t i = 0; i < M; ++i)
+                                for (int64_t j = 0; j < wide; ++j)
+                                    ASSERT_EQ(part[i * wide + j], j < n ? whole[i * wide + j] : C0[i * wide + j])
+                                        << "beta=" << beta << " i=" << i << " j=" << j;
+                        }
+                    }
+}
+
 TEST(Gemm, BitIdenticalWithOneAndTwoThreads) {
     const int64_t M = 64, N = 200, K = 700;
     const auto A = testing::random_vector(M * K, 1), B = testing::random_vector(K * N, 2);

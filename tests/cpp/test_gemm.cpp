@@ -219,6 +219,35 @@ TEST(Gemm, EpilogueBiasAndActivation) {
                     check_case(p, {false, false, 33, 130, K, 1.0f, 0.0f, act, true}, threads);
 }
 
+// The epilogue of a tile is C + bias, then the activation, bit for bit —
+// ReLU and leaky ReLU computed in the bias pass included — on values that
+// test the rules: NaN kept by ReLU, −0, negatives; with and without a bias,
+// on a tile inside a wider C (ldc > n) with an offset into the bias.
+TEST(Gemm, EpilogueIsTheBiasThenTheActivationBitForBit) {
+    const int64_t m = 3, n = 37, ldc = 45, j0 = 4;
+    auto c0 = testing::random_vector(m * ldc, 5);
+    c0[1] = std::nanf(""), c0[2] = -0.0f, c0[ldc + 3] = 0.0f, c0[2 * ldc] = -1e30f;
+    const auto bias = testing::random_vector(j0 + n, 6);
+    for (Activation act : {Activation::identity, Activation::relu, Activation::leaky_relu,
+                           Activation::sigmoid})
+        for (bool with_bias : {false, true}) {
+            SCOPED_TRACE("act=" + std::to_string(static_cast<int>(act)) + " bias=" + std::to_string(with_bias));
+            GemmEpilogue ep;
+            ep.bias = with_bias ? bias.data() : nullptr;
+            ep.activation = act;
+            ep.alpha = 0.1f;
+            auto actual = c0, expected = c0;
+            apply_epilogue(ep, actual.data(), ldc, m, n, j0);
+            for (int64_t i = 0; i < m; ++i) {
+                float* row = expected.data() + i * ldc;
+                if (with_bias)
+                    for (int64_t j = 0; j < n; ++j) row[j] += bias[j0 + j];
+                activation_forward(act, row, row, n, ep.alpha);
+            }
+            EXPECT_EQ(0, std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)));
+        }
+}
+
 TEST(Gemm, ZeroKOrZeroAlphaScalesCAndAppliesEpilogue) {
     for (const GemmPlan& p : plans()) {
         check_case(p, {false, false, 5, 9, 0, 1.0f, 0.5f, Activation::relu, true}, 1);

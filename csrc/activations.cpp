@@ -119,8 +119,9 @@ void gelu_forward(const float* x, float* y, int64_t n) { parallel_map(vec::gelu,
 // x: y = x Φ(x) cannot be inverted cheaply (it is not even monotonic for x < 0).
 // Bound by its arithmetic, not by memory: its stores stay cached.
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-    parallel_for(0, n, kGrain,
-                 [=](int64_t lo, int64_t hi) { vec::gelu_backward(x + lo, dy + lo, dx + lo, hi - lo); });
+    parallel_for(0, n, kGrain, [=](int64_t lo, int64_t hi) {
+        vec::gelu_backward(x + lo, dy + lo, dx + lo, hi - lo);
+    });
 }
 
 // Rows per parallel chunk for row-wise kernels: about kGrain values, at least one row.

@@ -463,7 +463,8 @@ constexpr VecMathKernels make_kernels(const char* name) {
         // The activations without transcendental functions, and the
         // derivatives written from the output y (activations.h).
         [](const float* x, float* y, int64_t n, bool streamed) {
-            elementwise_map<F>(streamed, y, n, [](F v) { return max(F(0.0f), v); }, x);  // a NaN x passes
+            // a NaN x passes
+            elementwise_map<F>(streamed, y, n, [](F v) { return max(F(0.0f), v); }, x);
         },
         [](const float* x, float* y, int64_t n, float alpha, bool streamed) {
             elementwise_map<F>(streamed, y, n,

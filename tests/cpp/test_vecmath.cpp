@@ -351,7 +351,8 @@ TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
         std::function<float(const VecMathKernels&, float, float)> plain;  // (y, dy)
     };
     const UnaryCase unary[] = {
-        {"relu", [](const VecMathKernels& k, const float* x, float* y, int64_t n, bool s) { k.relu(x, y, n, s); },
+        {"relu",
+         [](const VecMathKernels& k, const float* x, float* y, int64_t n, bool s) { k.relu(x, y, n, s); },
          [](float x) { return std::max(x, 0.0f); }},
         {"leaky_relu",
          [=](const VecMathKernels& k, const float* x, float* y, int64_t n, bool s) {

@@ -75,6 +75,16 @@ std::string cat(const Parts&... parts) {
 
 // ---------------------------------------------------------------- declarations
 
+// Whether two names are equal. Names are a few characters long and every call
+// looks several up, so they are compared inline: with ==, a call to memcmp per
+// candidate name took a tenth of a small kernel's call.
+inline bool same_name(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 // The range of a scalar hyperparameter; values must also be finite.
 struct Limit {
     const char* name;
@@ -102,10 +112,18 @@ inline const char* dtype_name(DType d) {
     return names[int(d)];
 }
 
+// One declared dim, parsed once (a call matches shapes against it many times).
+struct Dim {
+    enum Kind { symbol, any, rest, number } kind;  // a name, "_", "...", a literal size
+    int64_t size = 0;                              // number: the size
+};
+
 struct Arg {
     std::string name;
     Role role;
     std::vector<std::string> dims;      // symbols; "_" any size; "..." any number of axes (once)
+    std::vector<Dim> parsed;            // dims, parsed
+    size_t keyword = 0;                 // its position in the signature (set by def)
     DType dtype = DType::f32;
     bool list = false;                  // one array per parameter, each shaped like it (optimizers)
     std::vector<std::string> in_place;  // inputs this output may be exactly (never a shifted view)
@@ -166,16 +184,17 @@ struct Spec {
     Spec& example(const char* sizes, const char* kwargs = "") { return examples.emplace_back(sizes, kwargs), *this; }
 
     size_t keyword(std::string_view n) const {
-        return std::find(keywords.begin(), keywords.end(), n) - keywords.begin();
+        return std::find_if(keywords.begin(), keywords.end(), [n](const std::string& k) { return same_name(k, n); }) -
+               keywords.begin();
     }
     const Arg& arg(std::string_view n) const {
         for (const Arg& a : args)
-            if (a.name == n) return a;
+            if (same_name(a.name, n)) return a;
         throw std::logic_error(name + ": no array '" + std::string(n) + "' is declared");
     }
     const Limit& limit(std::string_view n) const {
         for (const auto& [p, limit] : params)
-            if (p == n) return *limit;
+            if (same_name(p, n)) return *limit;
         throw std::logic_error(name + ": no parameter '" + std::string(n) + "' is declared");
     }
 
@@ -183,6 +202,11 @@ struct Spec {
     Spec& add(const char* n, Role role, const char* dims) {
         Arg& a = args.emplace_back();
         a.name = n, a.role = role, a.dims = split(dims, ',');
+        for (const std::string& d : a.dims)
+            a.parsed.push_back(d == "..." ? Dim{Dim::rest}
+                               : d == "_" ? Dim{Dim::any}
+                               : std::isdigit(static_cast<unsigned char>(d[0])) ? Dim{Dim::number, std::stoll(d)}
+                                                                                : Dim{Dim::symbol});
         a.rest = std::count(a.dims.begin(), a.dims.end(), "...") > 0;
         a.fixed = a.dims.size() - a.rest;
         a.named = std::count(a.dims.begin(), a.dims.end(), "_") < std::ptrdiff_t(a.dims.size());
@@ -281,7 +305,7 @@ class Call {
     // An input as float32 C-contiguous; maybe_in: None → nullopt.
     FloatArray in(std::string_view name) {
         const Arg& a = declared(name, Role::input);
-        FloatArray arr = as_float((*this)[name], Label{a.name});
+        FloatArray arr = as_float(values_[a.keyword], Label{a.name});
         match(a, arr);
         return track(a, -1, arr), arr;
     }
@@ -321,7 +345,8 @@ class Call {
     template <class T = float>
     py::array_t<T> out(std::string_view name) {
         const Arg& a = declared(name, Role::output);
-        return given(name) ? caller_array<T>(a, -1, (*this)[name], expected(a)) : allocate<T>(a);
+        const py::handle value = values_[a.keyword];
+        return value.is_none() ? allocate<T>(a) : caller_array<T>(a, -1, value, expected(a));
     }
     template <class T = float>
     std::optional<py::array_t<T>> out_if(std::string_view name, bool wanted) {
@@ -332,7 +357,7 @@ class Call {
     // A state array: the caller's float32 array, read and updated in place.
     py::array_t<float> state(std::string_view name) {
         const Arg& a = declared(name, Role::state);
-        return caller_array<float>(a, -1, (*this)[name], expected(a));
+        return caller_array<float>(a, -1, values_[a.keyword], expected(a));
     }
     // A list argument (optimizers): a sequence of `count` arrays, or None.
     std::optional<py::sequence> list(std::string_view name, size_t count) const {
@@ -430,7 +455,7 @@ class Call {
     static bool aligned(const py::array& a) { return a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_; }
     const Symbol* lookup(std::string_view symbol) const {
         for (const Symbol& s : symbols_)
-            if (s.name == symbol) return &s;
+            if (same_name(s.name, symbol)) return &s;
         return nullptr;
     }
     const Arg& declared(std::string_view name, Role role) const {
@@ -462,12 +487,14 @@ class Call {
     // The shape of an output, every dim already known.
     Shape expected(const Arg& a) const {
         Shape s;
-        for (const std::string& d : a.dims) {
-            if (d == "...") {
-                if (!lookup(d)) throw std::logic_error(fn() + ": '...' is used before it is known");
-                s.insert(s.end(), lookup(d)->group.begin(), lookup(d)->group.end());
+        for (size_t i = 0; i < a.dims.size(); ++i) {
+            const Dim& d = a.parsed[i];
+            if (d.kind == Dim::rest) {
+                const Symbol* group = lookup("...");
+                if (!group) throw std::logic_error(fn() + ": '...' is used before it is known");
+                s.insert(s.end(), group->group.begin(), group->group.end());
             } else {
-                s.push_back(std::isdigit(static_cast<unsigned char>(d[0])) ? std::stoll(d) : dim(d));
+                s.push_back(d.kind == Dim::number ? d.size : dim(a.dims[i]));
             }
         }
         return s;
@@ -489,8 +516,10 @@ class Call {
             fail(a.name, " must have shape ", dims_text(a, true), ", got ", ShapeOf{arr}, source);
         };
         size_t axis = 0;
-        for (const std::string& d : a.dims) {
-            if (d == "...") {
+        for (size_t i = 0; i < a.dims.size(); ++i) {
+            const std::string& d = a.dims[i];
+            const Dim::Kind kind = a.parsed[i].kind;
+            if (kind == Dim::rest) {
                 const Shape group(s + axis, s + axis + (ndim - fixed));
                 axis += group.size();
                 if (const Symbol* g = lookup(d); g && g->group != group) mismatch(g);
@@ -498,9 +527,9 @@ class Call {
                 continue;
             }
             const int64_t v = s[axis++];
-            if (d == "_") continue;
-            if (std::isdigit(static_cast<unsigned char>(d[0]))) {
-                if (std::stoll(d) != v) mismatch(nullptr);
+            if (kind == Dim::any) continue;
+            if (kind == Dim::number) {
+                if (a.parsed[i].size != v) mismatch(nullptr);
             } else if (const Symbol* sym = lookup(d)) {
                 if (sym->value != v) mismatch(sym);
             } else {
@@ -607,9 +636,11 @@ inline std::deque<Spec>& registry() {  // every bound kernel's Spec, for _core.k
 // defaults. The docstring is the signature (so inspect.signature reads it) and the doc.
 inline void def(py::module_& m, const py::dict& scope, Spec spec, std::function<py::object(Call&)> body) {
     Spec& s = registry().emplace_back(std::move(spec));
-    for (const Arg& a : s.args)
-        if (a.role != Role::result && s.keyword(a.name) == s.keywords.size())
+    for (Arg& a : s.args) {
+        a.keyword = s.keyword(a.name);
+        if (a.role != Role::result && a.keyword == s.keywords.size())
             throw std::logic_error(s.name + ": declared array '" + a.name + "' is not in the signature");
+    }
     for (const auto& [p, limit] : s.params)
         if (s.keyword(p) == s.keywords.size())
             throw std::logic_error(s.name + ": declared parameter '" + p + "' is not in the signature");

@@ -62,6 +62,10 @@ struct MicroKernel {
     // Any n (no tile): the zero-skipping product (gemm.h, gemm_nonzero).
     NonzeroRowFn run_nonzero_row;
     NonzeroEntriesFn nonzero_entries;  // builds the rows run_nonzero_row reads
+    // The same kernel with a tile half as wide (same mr, same sums), or null:
+    // gemm() runs it on a C at most nr/2 columns wide, which the full tile
+    // would pad to more than twice its width (a 10-class output layer).
+    const MicroKernel* narrow = nullptr;
 };
 
 // pack_rows with AVX's 8-float registers; the AVX2 and AVX-512 kernels use it.

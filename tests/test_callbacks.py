@@ -634,3 +634,22 @@ def test_batch_end_logs_are_built_only_when_a_callback_reads_them():
     x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
     model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[hook, OldName()])
     assert len(seen) == 4 and all("loss" in logs for logs in seen)
+
+
+def test_batch_begin_hooks_run_only_when_a_callback_has_one():
+    assert not fz.callbacks.CallbackList([], add_history=True, add_progbar=True,
+                                         epochs=1, steps=2).uses_train_batch_begin()
+    seen = []
+    hook = fz.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: seen.append(batch))
+
+    class OldName(fz.callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(("old", batch))
+
+    assert fz.callbacks.CallbackList([hook]).uses_train_batch_begin()
+    assert fz.callbacks.CallbackList([OldName()]).uses_train_batch_begin()
+    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[hook, OldName()])
+    assert seen == [0, ("old", 0), 1, ("old", 1)]

@@ -224,15 +224,25 @@ class CallbackList(Callback):
             for callback in self.callbacks:
                 callback.set_params(params)
 
+    def uses_train_batch_begin(self):
+        """Whether a callback does anything at the start of a training batch
+        (on_train_batch_begin, or its older name on_batch_begin, other than
+        Callback's). When none does, fit does not call the hook."""
+        return self._overrides("on_train_batch_begin", "on_batch_begin")
+
     def uses_train_batch_end(self):
         """Whether a callback does anything at the end of a training batch
         (on_train_batch_end, or its older name on_batch_end, other than
         Callback's). When none does, fit neither builds the batch's logs nor
         calls the hook: the step costs less, and nothing can tell."""
+        return self._overrides("on_train_batch_end", "on_batch_end")
+
+    def _overrides(self, *hooks):
+        """Whether any callback has its own version of one of these hooks."""
         if type(self) is not CallbackList:  # a subclass may do it itself
             return True
         return any(getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
-                   for callback in self.callbacks for hook in ("on_train_batch_end", "on_batch_end"))
+                   for callback in self.callbacks for hook in hooks)
 
     def __iter__(self):
         return iter(self.callbacks)

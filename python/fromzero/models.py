@@ -105,7 +105,9 @@ class _Step:
         if self.training is not None:
             training = self.training
         kwargs = self.kwargs if not extra else {**self.kwargs, **extra}
-        if self.kind == 0:
+        if self.kind == 0 and not kwargs:  # (f(x, **{}) would build a dict per call)
+            out = layer.forward(values[self.arg], training=training)
+        elif self.kind == 0:
             out = layer.forward(values[self.arg], training=training, **kwargs)
         elif self.kind == 1:
             out = layer.forward([values[i] for i in self.arg], training=training, **kwargs)

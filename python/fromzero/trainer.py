@@ -475,6 +475,8 @@ class Trainer:
         return list(outputs.values()) if isinstance(outputs, dict) else outputs
 
     def _update_metrics(self, targets, outputs):
+        if not self.metrics:
+            return
         outputs = self._flat_outputs(outputs)
         for o, t in zip(self._output_losses, targets):
             if not o.metrics:
@@ -565,12 +567,15 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 callbacks.on_epoch_begin(epoch)
-                # the batch's logs, unless no callback reads them; with dp always, as
-                # they are summed over the ranks, which must all take part
+                # the batch hooks only if a callback has them; the batch's logs, unless
+                # no callback reads them; with dp always, as they are summed over the
+                # ranks, which must all take part
+                batch_begin = callbacks.uses_train_batch_begin()
                 batch_end = dp is not None or callbacks.uses_train_batch_end()
                 loss_sum, per_output, seen, steps = 0.0, [0.0] * len(self._losses()), 0, 0
                 for step, (inputs, targets, weights) in enumerate(batches.epoch()):
-                    callbacks.on_train_batch_begin(step)
+                    if batch_begin:
+                        callbacks.on_train_batch_begin(step)
                     total, sums, count, batch_total = self._train_step(
                         inputs, targets, weights, grads_and_params, regularized, dp)
                     steps += 1

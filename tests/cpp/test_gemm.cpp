@@ -219,6 +219,35 @@ TEST(Gemm, EpilogueBiasAndActivation) {
                     check_case(p, {false, false, 33, 130, K, 1.0f, 0.0f, act, true}, threads);
 }
 
+// The epilogue of a tile is C + bias, then the activation, bit for bit —
+// ReLU and leaky ReLU computed in the bias pass included — on values that
+// test the rules: NaN kept by ReLU, −0, negatives; with and without a bias,
+// on a tile inside a wider C (ldc > n) with an offset into the bias.
+TEST(Gemm, EpilogueIsTheBiasThenTheActivationBitForBit) {
+    const int64_t m = 3, n = 37, ldc = 45, j0 = 4;
+    auto c0 = testing::random_vector(m * ldc, 5);
+    c0[1] = std::nanf(""), c0[2] = -0.0f, c0[ldc + 3] = 0.0f, c0[2 * ldc] = -1e30f;
+    const auto bias = testing::random_vector(j0 + n, 6);
+    for (Activation act : {Activation::identity, Activation::relu, Activation::leaky_relu,
+                           Activation::sigmoid})
+        for (bool with_bias : {false, true}) {
+            SCOPED_TRACE("act=" + std::to_string(static_cast<int>(act)) + " bias=" + std::to_string(with_bias));
+            GemmEpilogue ep;
+            ep.bias = with_bias ? bias.data() : nullptr;
+            ep.activation = act;
+            ep.alpha = 0.1f;
+            auto actual = c0, expected = c0;
+            apply_epilogue(ep, actual.data(), ldc, m, n, j0);
+            for (int64_t i = 0; i < m; ++i) {
+                float* row = expected.data() + i * ldc;
+                if (with_bias)
+                    for (int64_t j = 0; j < n; ++j) row[j] += bias[j0 + j];
+                activation_forward(act, row, row, n, ep.alpha);
+            }
+            EXPECT_EQ(0, std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)));
+        }
+}
+
 TEST(Gemm, ZeroKOrZeroAlphaScalesCAndAppliesEpilogue) {
     for (const GemmPlan& p : plans()) {
         check_case(p, {false, false, 5, 9, 0, 1.0f, 0.5f, Activation::relu, true}, 1);
@@ -273,6 +302,50 @@ TEST(Gemm, OneRowIsThatRowOfTheWholeProduct) {
                         }
                     }
                 }
+}
+
+// A C at most half a tile wide runs the kernel's narrow tile (AVX-512: 8×16
+// against 8×32). Its columns must be the bits the full tile gives: the first
+// n columns of a 70-column product, computed from the same B in place (same
+// ldb, same ldc), with K across a kc-slice, β = 0 and 1, the epilogue, both
+// transposes, every plan, 1 and 2 threads.
+TEST(Gemm, NarrowCIsThoseColumnsOfTheWideProduct) {
+    for (const MicroKernel* k : kernels())
+        if (k->narrow) {
+            EXPECT_EQ(k->narrow->mr, k->mr) << k->name;
+            EXPECT_EQ(2 * k->narrow->nr, k->nr) << k->name;
+        }
+    const int64_t M = 19, wide = 70;
+    for (const GemmPlan& p : plans())
+        for (int threads : testing::kThreadCounts)
+            for (int t = 0; t < 4; ++t)
+                for (int64_t K : {int64_t{10}, int64_t{128}, p.blocks.kc + 9})
+                    for (int64_t n : {int64_t{1}, int64_t{10}, int64_t{p.kernel->nr / 2}}) {
+                        const bool ta = t & 1, tb = t & 2;
+                        SCOPED_TRACE(describe(p) + " threads=" + std::to_string(threads) + " ta=" +
+                                     std::to_string(ta) + " tb=" + std::to_string(tb) + " K=" +
+                                     std::to_string(K) + " n=" + std::to_string(n));
+                        ThreadCountGuard guard(threads);
+                        const auto A = testing::random_vector(M * K, 1);
+                        const auto B = testing::random_vector(K * wide, 2);
+                        const auto bias = testing::random_vector(wide, 3);
+                        const auto C0 = testing::random_vector(M * wide, 4);
+                        const int64_t lda = ta ? M : K, ldb = tb ? K : wide;
+                        GemmEpilogue ep;
+                        ep.bias = bias.data();
+                        ep.activation = Activation::relu;
+                        for (float beta : {0.0f, 1.0f}) {
+                            auto whole = C0, part = C0;
+                            gemm_with_plan(p, ta, tb, M, wide, K, 1.0f, A.data(), lda, B.data(), ldb,
+                                           beta, whole.data(), wide, ep);
+                            gemm_with_plan(p, ta, tb, M, n, K, 1.0f, A.data(), lda, B.data(), ldb, beta,
+                                           part.data(), wide, ep);
+                            for (int64_t i = 0; i < M; ++i)
+                                for (int64_t j = 0; j < wide; ++j)
+                                    ASSERT_EQ(part[i * wide + j], j < n ? whole[i * wide + j] : C0[i * wide + j])
+                                        << "beta=" << beta << " i=" << i << " j=" << j;
+                        }
+                    }
 }
 
 TEST(Gemm, BitIdenticalWithOneAndTwoThreads) {

@@ -48,6 +48,13 @@ void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols);
 // dx may alias dy.
 void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 
+// The memory-bound kernels (ReLU and the derivatives written from the output,
+// softmax's backward) write their output with non-temporal stores
+// (vec::Store::streamed) when the arrays a call reads and writes span more
+// bytes than this: the L3 share of the threads that run it. Same values
+// either way.
+int64_t streaming_threshold_bytes();
+
 // y = f(x) for n values in parallel chunks, f being any serial array function
 // of the vector math, e.g. parallel_map(vec::exp, x, y, n). y may alias x.
 void parallel_map(void (*f)(const float*, float*, int64_t), const float* x, float* y, int64_t n);

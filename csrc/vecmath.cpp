@@ -4,6 +4,10 @@
 
 #include <cmath>
 
+#ifdef FROMZERO_X86
+#include <xmmintrin.h>
+#endif
+
 #include "cpu_features.h"
 #include "simd.h"
 #include "vecmath_kernels.h"
@@ -71,24 +75,33 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
     vecmath_kernels().gelu_tanh_backward(x, dy, dx, n);
 }
-void relu(const float* x, float* y, int64_t n) { streaming_kernels().relu(x, y, n); }
-void leaky_relu(const float* x, float* y, int64_t n, float alpha) {
-    streaming_kernels().leaky_relu(x, y, n, alpha);
+void stream_fence() {
+#ifdef FROMZERO_X86
+    _mm_sfence();
+#endif
 }
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
-    streaming_kernels().relu_backward(y, dy, dx, n);
+void relu(const float* x, float* y, int64_t n, Store store) {
+    streaming_kernels().relu(x, y, n, store == Store::streamed);
 }
-void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, float alpha) {
-    streaming_kernels().leaky_relu_backward(y, dy, dx, n, alpha);
+void leaky_relu(const float* x, float* y, int64_t n, float alpha, Store store) {
+    streaming_kernels().leaky_relu(x, y, n, alpha, store == Store::streamed);
 }
-void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
-    streaming_kernels().sigmoid_backward(y, dy, dx, n);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, Store store) {
+    streaming_kernels().relu_backward(y, dy, dx, n, store == Store::streamed);
 }
-void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
-    streaming_kernels().tanh_backward(y, dy, dx, n);
+void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, float alpha,
+                         Store store) {
+    streaming_kernels().leaky_relu_backward(y, dy, dx, n, alpha, store == Store::streamed);
 }
-void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n) {
-    streaming_kernels().softmax_backward_row(y, dy, s, dx, n);
+void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n, Store store) {
+    streaming_kernels().sigmoid_backward(y, dy, dx, n, store == Store::streamed);
+}
+void tanh_backward(const float* y, const float* dy, float* dx, int64_t n, Store store) {
+    streaming_kernels().tanh_backward(y, dy, dx, n, store == Store::streamed);
+}
+void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n,
+                          Store store) {
+    streaming_kernels().softmax_backward_row(y, dy, s, dx, n, store == Store::streamed);
 }
 void log_softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n) {
     vecmath_kernels().log_softmax_backward_row(y, dy, s, dx, n);

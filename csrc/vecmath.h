@@ -48,18 +48,34 @@ void gelu_tanh(const float* x, float* y, int64_t n);  // x/2 (1 + tanh(√(2/π)
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n);
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n);
 
+// How the memory-bound loops below write their output. cached: ordinary
+// stores. streamed: non-temporal stores, which send whole cache lines to
+// memory without reading them first — an ordinary store reads every line it
+// writes into (its "read for ownership"), a third of the traffic of
+// dx = f(y, dy) — and without evicting the inputs from the cache. For outputs
+// too large to stay in cache until they are read; streamed stores are weakly
+// ordered, so call stream_fence() after them, before another thread reads
+// the output. The values written are the same either way.
+enum class Store { cached, streamed };
+void stream_fence();
+
 // The activations without exp, and the derivatives the activations write from
 // their output y: exact (the same IEEE operations as the plain formula, in the
 // same order). y may alias x; dx may alias y or dy.
-void relu(const float* x, float* y, int64_t n);                           // max(x, 0), NaN kept
-void leaky_relu(const float* x, float* y, int64_t n, float alpha);        // x > 0 ? x : alpha·x
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n);  // y > 0 ? dy : 0
-void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n,
-                         float alpha);                                      // y > 0 ? dy : alpha·dy
-void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n);  // dy·y·(1 − y)
-void tanh_backward(const float* y, const float* dy, float* dx, int64_t n);     // dy·(1 − y·y)
+void relu(const float* x, float* y, int64_t n, Store store = Store::cached);  // max(x, 0), NaN kept
+void leaky_relu(const float* x, float* y, int64_t n, float alpha,
+                Store store = Store::cached);                              // x > 0 ? x : alpha·x
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n,
+                   Store store = Store::cached);                           // y > 0 ? dy : 0
+void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, float alpha,
+                         Store store = Store::cached);                     // y > 0 ? dy : alpha·dy
+void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n,
+                      Store store = Store::cached);                        // dy·y·(1 − y)
+void tanh_backward(const float* y, const float* dy, float* dx, int64_t n,
+                   Store store = Store::cached);                           // dy·(1 − y·y)
 // One row of softmax's backward, dx = y (dy − s), s = Σ dy·y over the row.
-void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n);
+void softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n,
+                          Store store = Store::cached);
 // One row of log-softmax's backward, dx = dy − e^y s, s = Σ dy over the row.
 void log_softmax_backward_row(const float* y, const float* dy, float s, float* dx, int64_t n);
 

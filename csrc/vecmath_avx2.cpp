@@ -3,7 +3,8 @@
 // Only the lane type is defined here; the algorithms are vecmath_impl.h's.
 // Compiled with -mavx2 -mfma and used only when CPUID reports both. A mask
 // is a vector whose lanes are all ones or all zeros, as AVX comparisons give;
-// partial vectors use vmaskmovps, which reads no memory beyond the last element.
+// partial vectors are read with vmaskmovps, which reads no memory beyond the
+// last element.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -46,9 +47,16 @@ struct Floats {
     }
 };
 inline void store(float* p, Floats a) { _mm256_storeu_ps(p, a.v); }
+// The first n lanes, through a buffer: vmaskmovps's store form is slow on AMD
+// CPUs. Zen 4, softmax's backward over 4096×1024 (streamed, one thread): 1.35
+// ms with a masked store at both ends of every row, 1.12 ms this way.
 inline void store_partial(float* p, Floats a, int64_t n) {
-    _mm256_maskstore_ps(p, Floats::first_lanes(n), a.v);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, a.v);
+    for (int64_t i = 0; i < n; ++i) p[i] = lanes[i];
 }
+// A non-temporal store (vmovntps): p must be 32-byte aligned.
+inline void store_streaming(float* p, Floats a) { _mm256_stream_ps(p, a.v); }
 
 inline Floats operator+(Floats a, Floats b) { return _mm256_add_ps(a.v, b.v); }
 inline Floats operator-(Floats a, Floats b) { return _mm256_sub_ps(a.v, b.v); }

@@ -51,6 +51,8 @@ inline void store(float* p, Floats a) { _mm512_storeu_ps(p, a.v); }
 inline void store_partial(float* p, Floats a, int64_t n) {
     _mm512_mask_storeu_ps(p, Floats::first(n).k, a.v);
 }
+// A non-temporal store (vmovntps): p must be 64-byte aligned.
+inline void store_streaming(float* p, Floats a) { _mm512_stream_ps(p, a.v); }
 
 inline Floats operator+(Floats a, Floats b) { return _mm512_add_ps(a.v, b.v); }
 inline Floats operator-(Floats a, Floats b) { return _mm512_sub_ps(a.v, b.v); }

@@ -42,6 +42,7 @@ struct Floats {
 };
 inline void store(float* p, Floats a) { *p = a.v; }
 inline void store_partial(float* p, Floats a, int64_t) { *p = a.v; }
+inline void store_streaming(float* p, Floats a) { *p = a.v; }  // no portable non-temporal store
 
 inline Floats operator+(Floats a, Floats b) { return a.v + b.v; }
 inline Floats operator-(Floats a, Floats b) { return a.v - b.v; }

@@ -5,7 +5,8 @@
 // `Floats` of W float lanes (W = 1, 8 or 16) with:
 //   Floats(float)                  all lanes set to one value
 //   Floats::load(p), Floats::load_partial(p, n), Floats::first(n) (a Mask of
-//   the first n lanes), store(p, v), store_partial(p, v, n)
+//   the first n lanes), store(p, v), store_partial(p, v, n), and
+//   store_streaming(p, v), a non-temporal store to p aligned to the vector width
 //   + − * / and fma(a, b, c) = a·b + c rounded once (IEEE, every lane)
 //   min(a, b), max(a, b): as x86's minps/maxps, b when either is NaN — so
 //     min(constant, x) lets a NaN x through
@@ -297,17 +298,23 @@ void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivat
 // one, then a last partial vector through masked loads and stores. For the
 // memory-bound activations, where a plain loop's alias checks, remainder
 // loop and one-vector steps cost a third more instructions than the work.
-template <class F, class Op, class... In>
+// kStreamed: the whole vectors are written by store_streaming, which needs y
+// aligned to the vector width (zip_map_aligned sees to it).
+template <class F, bool kStreamed = false, class Op, class... In>
 void zip_map(float* y, int64_t n, Op op, const In*... in) {
     constexpr int W = F::width;
+    const auto put = [](float* p, F v) {
+        if constexpr (kStreamed) store_streaming(p, v);
+        else store(p, v);
+    };
     int64_t i = 0;
     for (; i + 2 * W <= n; i += 2 * W) {
         const F r0 = op(F::load(in + i)...);
         const F r1 = op(F::load(in + i + W)...);
-        store(y + i, r0);
-        store(y + i + W, r1);
+        put(y + i, r0);
+        put(y + i + W, r1);
     }
-    for (; i + W <= n; i += W) store(y + i, op(F::load(in + i)...));
+    for (; i + W <= n; i += W) put(y + i, op(F::load(in + i)...));
     if (i < n) store_partial(y + i, op(F::load_partial(in + i, n - i)...), n - i);
 }
 
@@ -319,14 +326,28 @@ void zip_map(float* y, int64_t n, Op op, const In*... in) {
 // Zen 4 core: 660 → 590 µs. Same values either way (each output is op of its
 // own inputs); not for the rows of softmax's backward, where one masked step
 // per 1024-float row cost more than it saved.
-template <class F, class Op, class... In>
+template <class F, bool kStreamed = false, class Op, class... In>
 void zip_map_aligned(float* y, int64_t n, Op op, const In*... in) {
     constexpr auto kBytes = static_cast<uintptr_t>(F::width * sizeof(float));
     const uintptr_t past = reinterpret_cast<uintptr_t>(y) % kBytes;
     int64_t head = past == 0 ? 0 : static_cast<int64_t>((kBytes - past) / sizeof(float));
     if (head > n) head = n;
     if (head > 0) store_partial(y, op(F::load_partial(in, head)...), head);
-    zip_map<F>(y + head, n - head, op, (in + head)...);
+    zip_map<F, kStreamed>(y + head, n - head, op, (in + head)...);
+}
+
+// The loops of the memory-bound kernels, their output cached or streamed
+// (vecmath.h's Store): over whole arrays or chunks, always aligned first;
+// over softmax's rows (row_map), aligned only when streamed, which needs it.
+template <class F, class Op, class... In>
+void elementwise_map(bool streamed, float* y, int64_t n, Op op, const In*... in) {
+    if (streamed) zip_map_aligned<F, true>(y, n, op, in...);
+    else zip_map_aligned<F>(y, n, op, in...);
+}
+template <class F, class Op, class... In>
+void row_map(bool streamed, float* y, int64_t n, Op op, const In*... in) {
+    if (streamed) zip_map_aligned<F, true>(y, n, op, in...);
+    else zip_map<F>(y, n, op, in...);
 }
 
 // Sums in one fixed order, the same on every instruction set. Element i goes
@@ -441,28 +462,33 @@ constexpr VecMathKernels make_kernels(const char* name) {
         },
         // The activations without transcendental functions, and the
         // derivatives written from the output y (activations.h).
-        [](const float* x, float* y, int64_t n) {
-            zip_map_aligned<F>(y, n, [](F v) { return max(F(0.0f), v); }, x);  // a NaN x passes
+        [](const float* x, float* y, int64_t n, bool streamed) {
+            // a NaN x passes
+            elementwise_map<F>(streamed, y, n, [](F v) { return max(F(0.0f), v); }, x);
         },
-        [](const float* x, float* y, int64_t n, float alpha) {
-            zip_map_aligned<F>(y, n, [=](F v) { return select(v > F(0.0f), v, F(alpha) * v); }, x);
+        [](const float* x, float* y, int64_t n, float alpha, bool streamed) {
+            elementwise_map<F>(streamed, y, n,
+                               [=](F v) { return select(v > F(0.0f), v, F(alpha) * v); }, x);
         },
-        [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map_aligned<F>(dx, n, [](F out, F g) { return select(out > F(0.0f), g, F(0.0f)); },
-                                  y, dy);
+        [](const float* y, const float* dy, float* dx, int64_t n, bool streamed) {
+            elementwise_map<F>(streamed, dx, n,
+                               [](F out, F g) { return select(out > F(0.0f), g, F(0.0f)); }, y, dy);
         },
-        [](const float* y, const float* dy, float* dx, int64_t n, float alpha) {
-            zip_map_aligned<F>(
-                dx, n, [=](F out, F g) { return select(out > F(0.0f), g, F(alpha) * g); }, y, dy);
+        [](const float* y, const float* dy, float* dx, int64_t n, float alpha, bool streamed) {
+            elementwise_map<F>(streamed, dx, n,
+                               [=](F out, F g) { return select(out > F(0.0f), g, F(alpha) * g); },
+                               y, dy);
         },
-        [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map_aligned<F>(dx, n, [](F out, F g) { return g * out * (F(1.0f) - out); }, y, dy);
+        [](const float* y, const float* dy, float* dx, int64_t n, bool streamed) {
+            elementwise_map<F>(streamed, dx, n, [](F out, F g) { return g * out * (F(1.0f) - out); },
+                               y, dy);
         },
-        [](const float* y, const float* dy, float* dx, int64_t n) {
-            zip_map_aligned<F>(dx, n, [](F out, F g) { return g * (F(1.0f) - out * out); }, y, dy);
+        [](const float* y, const float* dy, float* dx, int64_t n, bool streamed) {
+            elementwise_map<F>(streamed, dx, n, [](F out, F g) { return g * (F(1.0f) - out * out); },
+                               y, dy);
         },
-        [](const float* y, const float* dy, float s, float* dx, int64_t n) {
-            zip_map<F>(dx, n, [=](F out, F g) { return out * (g - F(s)); }, y, dy);
+        [](const float* y, const float* dy, float s, float* dx, int64_t n, bool streamed) {
+            row_map<F>(streamed, dx, n, [=](F out, F g) { return out * (g - F(s)); }, y, dy);
         },
         [](const float* y, const float* dy, float s, float* dx, int64_t n) {
             zip_map<F>(dx, n, [=](F out, F g) { return g - exp(out) * F(s); }, y, dy);

@@ -30,14 +30,17 @@ struct VecMathKernels {
     void (*gelu_backward)(const float* x, const float* dy, float* dx, int64_t n);
     void (*gelu_tanh_backward)(const float* x, const float* dy, float* dx, int64_t n);
     // Activations without exp (y may alias x), and derivatives from the
-    // output y (dx may alias y or dy); vecmath.h's functions of the same names
-    void (*relu)(const float* x, float* y, int64_t n);
-    void (*leaky_relu)(const float* x, float* y, int64_t n, float alpha);
-    void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n);
-    void (*leaky_relu_backward)(const float* y, const float* dy, float* dx, int64_t n, float alpha);
-    void (*sigmoid_backward)(const float* y, const float* dy, float* dx, int64_t n);
-    void (*tanh_backward)(const float* y, const float* dy, float* dx, int64_t n);
-    void (*softmax_backward_row)(const float* y, const float* dy, float s, float* dx, int64_t n);
+    // output y (dx may alias y or dy); vecmath.h's functions of the same names,
+    // `streamed` being their Store::streamed
+    void (*relu)(const float* x, float* y, int64_t n, bool streamed);
+    void (*leaky_relu)(const float* x, float* y, int64_t n, float alpha, bool streamed);
+    void (*relu_backward)(const float* y, const float* dy, float* dx, int64_t n, bool streamed);
+    void (*leaky_relu_backward)(const float* y, const float* dy, float* dx, int64_t n, float alpha,
+                                bool streamed);
+    void (*sigmoid_backward)(const float* y, const float* dy, float* dx, int64_t n, bool streamed);
+    void (*tanh_backward)(const float* y, const float* dy, float* dx, int64_t n, bool streamed);
+    void (*softmax_backward_row)(const float* y, const float* dy, float s, float* dx, int64_t n,
+                                 bool streamed);
     void (*log_softmax_backward_row)(const float* y, const float* dy, float s, float* dx, int64_t n);
     // Row reductions
     float (*max)(const float* x, int64_t n);

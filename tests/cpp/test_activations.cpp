@@ -370,6 +370,42 @@ TEST(Softmax, BackwardMatchesReference) {
     }
 }
 
+// Beyond streaming_threshold_bytes() the memory-bound kernels write with
+// non-temporal stores: the same bits as the cached loops (softmax's backward:
+// one serial call per row) and the plain formulas, at 1 and 2 threads (chunks
+// and rows cut anywhere: 1031 columns put every row at another offset from a
+// cache line). Sized so that even ReLU's forward (two arrays) streams.
+TEST(StreamedOutputs, GiveTheCachedLoopsBitsAtAnyThreadCount) {
+    const int64_t most = 2 * streaming_threshold_bytes() / std::max(1, get_num_threads());
+    if (most > (int64_t{256} << 20)) GTEST_SKIP() << "L3 too large to exceed in a test";
+    const int64_t cols = 1031, rows = most / (2 * cols * 4) + 1, n = rows * cols;
+    const auto y = random_vector(n, 41, 0.0f, 1.0f), dy = random_vector(n, 42);
+    std::vector<float> expected(n);
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t o = r * cols;
+        const auto dot = static_cast<float>(vec::dot(dy.data() + o, y.data() + o, cols));
+        vec::softmax_backward_row(y.data() + o, dy.data() + o, dot, expected.data() + o, cols);
+    }
+    const Activation memory_bound[] = {Activation::relu, Activation::leaky_relu, Activation::sigmoid,
+                                       Activation::tanh};
+    for (int threads : kThreadCounts) {
+        ThreadCountGuard guard(threads);
+        ASSERT_GT(2 * n * 4, streaming_threshold_bytes());
+        std::vector<float> dx(n), want(n);
+        softmax_backward(y.data(), dy.data(), dx.data(), rows, cols);
+        EXPECT_EQ(dx, expected) << "softmax backward, " << threads << " threads";
+        for (Activation act : memory_bound) {
+            reference::activation_backward(act, nullptr, y.data(), dy.data(), want.data(), n, kAlpha);
+            activation_backward(act, nullptr, y.data(), dy.data(), dx.data(), n, kAlpha);
+            EXPECT_EQ(dx, want) << activation_name(act) << " backward, " << threads << " threads";
+            if (act != Activation::relu && act != Activation::leaky_relu) continue;
+            reference::activation_forward(act, dy.data(), want.data(), n, kAlpha);
+            activation_forward(act, dy.data(), dx.data(), n, kAlpha);
+            EXPECT_EQ(dx, want) << activation_name(act) << " forward, " << threads << " threads";
+        }
+    }
+}
+
 // dx against the central difference of L(x) = Σ_ij dy_ij softmax(x)_ij in double.
 TEST(Softmax, BackwardMatchesFiniteDifferences) {
     const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {3, 7}, {5, 31}, {2, 97}};

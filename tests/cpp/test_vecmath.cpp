@@ -335,9 +335,11 @@ Vec special_and_random(int64_t n, uint32_t seed) {
 // and in place (the output over either input).
 TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
     constexpr float kAlpha = 0.2f, kS = 0.375f;
-    using Unary = std::function<void(const VecMathKernels&, const float*, float*, int64_t)>;
+    // The loops of the memory-bound kernels take `streamed` (vecmath.h's Store);
+    // the others ignore it.
+    using Unary = std::function<void(const VecMathKernels&, const float*, float*, int64_t, bool)>;
     using Binary = std::function<void(const VecMathKernels&, const float*, const float*, float*,
-                                      int64_t)>;
+                                      int64_t, bool)>;
     struct UnaryCase {
         const char* name;
         Unary fn;
@@ -349,40 +351,43 @@ TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
         std::function<float(const VecMathKernels&, float, float)> plain;  // (y, dy)
     };
     const UnaryCase unary[] = {
-        {"relu", [](const VecMathKernels& k, const float* x, float* y, int64_t n) { k.relu(x, y, n); },
+        {"relu",
+         [](const VecMathKernels& k, const float* x, float* y, int64_t n, bool s) { k.relu(x, y, n, s); },
          [](float x) { return std::max(x, 0.0f); }},
         {"leaky_relu",
-         [=](const VecMathKernels& k, const float* x, float* y, int64_t n) { k.leaky_relu(x, y, n, kAlpha); },
+         [=](const VecMathKernels& k, const float* x, float* y, int64_t n, bool s) {
+             k.leaky_relu(x, y, n, kAlpha, s);
+         },
          [=](float x) { return x > 0.0f ? x : kAlpha * x; }},
     };
     const BinaryCase binary[] = {
         {"relu_backward",
-         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
-             k.relu_backward(y, dy, dx, n);
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool s) {
+             k.relu_backward(y, dy, dx, n, s);
          },
          [](const VecMathKernels&, float y, float dy) { return y > 0.0f ? dy : 0.0f; }},
         {"leaky_relu_backward",
-         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
-             k.leaky_relu_backward(y, dy, dx, n, kAlpha);
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool s) {
+             k.leaky_relu_backward(y, dy, dx, n, kAlpha, s);
          },
          [=](const VecMathKernels&, float y, float dy) { return y > 0.0f ? dy : kAlpha * dy; }},
         {"sigmoid_backward",
-         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
-             k.sigmoid_backward(y, dy, dx, n);
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool s) {
+             k.sigmoid_backward(y, dy, dx, n, s);
          },
          [](const VecMathKernels&, float y, float dy) { return dy * y * (1.0f - y); }},
         {"tanh_backward",
-         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
-             k.tanh_backward(y, dy, dx, n);
+         [](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool s) {
+             k.tanh_backward(y, dy, dx, n, s);
          },
          [](const VecMathKernels&, float y, float dy) { return dy * (1.0f - y * y); }},
         {"softmax_backward_row",
-         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
-             k.softmax_backward_row(y, dy, kS, dx, n);
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool s) {
+             k.softmax_backward_row(y, dy, kS, dx, n, s);
          },
          [=](const VecMathKernels&, float y, float dy) { return y * (dy - kS); }},
         {"log_softmax_backward_row",
-         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n) {
+         [=](const VecMathKernels& k, const float* y, const float* dy, float* dx, int64_t n, bool) {
              k.log_softmax_backward_row(y, dy, kS, dx, n);
          },
          [=](const VecMathKernels& k, float y, float dy) {
@@ -392,27 +397,29 @@ TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
          }},
     };
     for (const VecMathKernels* k : all_kernels()) {
-        for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 64, 100, 1031}) {
-            SCOPED_TRACE(std::string(k->name) + " n = " + std::to_string(n));
+        for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 64, 100, 1031})
+        for (bool streamed : {false, true}) {
+            SCOPED_TRACE(std::string(k->name) + " n = " + std::to_string(n) +
+                         (streamed ? " streamed" : " cached"));
             const Vec a = special_and_random(n, 11), b = special_and_random(n, 12);
             for (const UnaryCase& c : unary) {
                 Vec expected(a.size()), y(a.size(), 7.0f);
                 for (size_t i = 0; i < a.size(); ++i) expected[i] = c.plain(a[i]);
-                c.fn(*k, a.data(), y.data(), n);
+                c.fn(*k, a.data(), y.data(), n, streamed);
                 expect_same_bits(y, expected, a, c.name);
                 Vec in_place = a;
-                c.fn(*k, in_place.data(), in_place.data(), n);
+                c.fn(*k, in_place.data(), in_place.data(), n, streamed);
                 expect_same_bits(in_place, expected, a, c.name);
             }
             for (const BinaryCase& c : binary) {
                 Vec expected(a.size()), dx(a.size(), 7.0f);
                 for (size_t i = 0; i < a.size(); ++i) expected[i] = c.plain(*k, a[i], b[i]);
-                c.fn(*k, a.data(), b.data(), dx.data(), n);
+                c.fn(*k, a.data(), b.data(), dx.data(), n, streamed);
                 expect_same_bits(dx, expected, a, c.name);
                 Vec over_y = a, over_dy = b;
-                c.fn(*k, over_y.data(), b.data(), over_y.data(), n);
+                c.fn(*k, over_y.data(), b.data(), over_y.data(), n, streamed);
                 expect_same_bits(over_y, expected, a, c.name);
-                c.fn(*k, a.data(), over_dy.data(), over_dy.data(), n);
+                c.fn(*k, a.data(), over_dy.data(), over_dy.data(), n, streamed);
                 expect_same_bits(over_dy, expected, a, c.name);
             }
         }
@@ -420,49 +427,70 @@ TEST(VecMath, ExactElementwiseLoopsGiveThePlainFormulasBits) {
 }
 
 // The elementwise loops first align their output with one masked step
-// (zip_map_aligned): at every offset of the output and of the inputs, each
-// value is the plain formula's, and nothing outside the output range is
-// written. Fails if the aligning step skips, repeats or overruns values.
+// (zip_map_aligned), and so do softmax's backward rows when streamed (the
+// non-temporal stores need it): at every offset of the output and of the
+// inputs, cached and streamed, each value is the plain formula's, and nothing
+// outside the output range is written. Fails if the aligning step skips,
+// repeats or overruns values, or a streamed store lands misaligned.
 TEST(VecMath, ElementwiseLoopsAtEveryOffsetOfTheirArrays) {
-    constexpr float kAlpha = 0.2f, kSentinel = 7.0f;
-    using Loop = std::function<void(const VecMathKernels&, const float*, const float*, float*, int64_t)>;
+    constexpr float kAlpha = 0.2f, kS = 0.375f, kSentinel = 7.0f;
+    using Loop = std::function<void(const VecMathKernels&, const float*, const float*, float*, int64_t,
+                                    bool)>;
     struct Case {
         const char* name;
         Loop fn;
         std::function<float(float, float)> plain;  // (a, b): (x, −) or (y, dy)
     };
     const Case cases[] = {
-        {"relu", [](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n) { k.relu(a, o, n); },
+        {"relu",
+         [](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n, bool s) {
+             k.relu(a, o, n, s);
+         },
          [](float a, float) { return std::max(a, 0.0f); }},
         {"leaky_relu",
-         [=](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n) { k.leaky_relu(a, o, n, kAlpha); },
+         [=](const VecMathKernels& k, const float* a, const float*, float* o, int64_t n, bool s) {
+             k.leaky_relu(a, o, n, kAlpha, s);
+         },
          [=](float a, float) { return a > 0.0f ? a : kAlpha * a; }},
         {"relu_backward",
-         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.relu_backward(a, b, o, n); },
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n, bool s) {
+             k.relu_backward(a, b, o, n, s);
+         },
          [](float y, float dy) { return y > 0.0f ? dy : 0.0f; }},
         {"leaky_relu_backward",
-         [=](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) {
-             k.leaky_relu_backward(a, b, o, n, kAlpha);
+         [=](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n, bool s) {
+             k.leaky_relu_backward(a, b, o, n, kAlpha, s);
          },
          [=](float y, float dy) { return y > 0.0f ? dy : kAlpha * dy; }},
         {"sigmoid_backward",
-         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.sigmoid_backward(a, b, o, n); },
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n, bool s) {
+             k.sigmoid_backward(a, b, o, n, s);
+         },
          [](float y, float dy) { return dy * y * (1.0f - y); }},
         {"tanh_backward",
-         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n) { k.tanh_backward(a, b, o, n); },
+         [](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n, bool s) {
+             k.tanh_backward(a, b, o, n, s);
+         },
          [](float y, float dy) { return dy * (1.0f - y * y); }},
+        {"softmax_backward_row",
+         [=](const VecMathKernels& k, const float* a, const float* b, float* o, int64_t n, bool s) {
+             k.softmax_backward_row(a, b, kS, o, n, s);
+         },
+         [=](float y, float dy) { return y * (dy - kS); }},
     };
     const Vec a = random_vector(200, 21, -3.0f, 3.0f), b = random_vector(200, 22, -3.0f, 3.0f);
     for (const VecMathKernels* k : all_kernels())
         for (const Case& c : cases)
+            for (bool streamed : {false, true})
             for (int64_t in_offset : {0, 1, 4, 5, 15})
                 for (int64_t out_offset = 0; out_offset < 17; ++out_offset)
                     for (int64_t n : {0, 1, 3, 8, 17, 40, 100}) {
                         SCOPED_TRACE(std::string(k->name) + " " + c.name + " n " + std::to_string(n) +
                                      " offsets " + std::to_string(in_offset) + ", " +
-                                     std::to_string(out_offset));
+                                     std::to_string(out_offset) + (streamed ? " streamed" : " cached"));
                         Vec out(n + 40, kSentinel);
-                        c.fn(*k, a.data() + in_offset, b.data() + in_offset, out.data() + out_offset, n);
+                        c.fn(*k, a.data() + in_offset, b.data() + in_offset, out.data() + out_offset, n,
+                             streamed);
                         for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i) {
                             const bool inside = i >= out_offset && i < out_offset + n;
                             const float want = inside ? c.plain(a[in_offset + i - out_offset],

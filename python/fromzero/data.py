@@ -32,10 +32,13 @@ def is_iterator(x):
     return hasattr(x, "__next__")
 
 
+_GATHER_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
+
+
 def take_rows(src, index, out):
     """out[i] = src[index[i]]: one C++ pass for float32 and int32 (the
     common case), NumPy for other dtypes."""
-    if src.dtype == np.float32 or src.dtype == np.int32:
+    if src.dtype in _GATHER_DTYPES:
         return _core.gather_rows(src, index, out)
     return np.take(src, index, axis=0, out=out)
 

@@ -374,8 +374,9 @@ class Trainer:
         grads = [None] * len(outputs) if with_gradients else None
         for o, t in zip(self._output_losses, targets):
             pred = outputs[o.index]
-            batch, classes = len(pred), pred.shape[-1]
-            if pred.ndim == 2:
+            shape = pred.shape  # (read once: an ndarray's attributes are slow to fetch)
+            batch, classes = shape[0], shape[-1]
+            if len(shape) == 2:
                 p2, t2, rows = pred, t, batch
             else:  # (batch, ..., classes): every position a row
                 rows = pred.size // classes
@@ -385,7 +386,7 @@ class Trainer:
             if not with_gradients:
                 value = o.loss.value(p2, t2, row_loss)
             else:
-                grad = buffers.get(("gradient", o.index), p2.shape)
+                grad = buffers.get(("gradient", o.index), (rows, classes))
                 if o.fused:
                     value = o.loss.value(p2, t2, row_loss)
                     o.loss.softmax_gradient(p2, t2, out=grad)
@@ -396,7 +397,7 @@ class Trainer:
                     grad.reshape(batch, -1, classes)[...] *= w[..., None]
                 if o.weight != 1.0:
                     grad *= np.float32(o.weight)
-                grads[o.index] = grad if pred.ndim == 2 else grad.reshape(pred.shape)
+                grads[o.index] = grad if len(shape) == 2 else grad.reshape(shape)
             if weights is not None:
                 value = float(np.sum(row_loss.reshape(batch, -1) * weights.reshape(batch, -1),
                                      dtype=np.float64))

@@ -130,8 +130,13 @@ class CallContext:
         self.nodes = None
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def as_float32(x, what="input"):
     """x as a float32 C-contiguous array (no copy when it already is one)."""
+    if type(x) is np.ndarray and x.dtype is _FLOAT32 and x.flags.c_contiguous:
+        return x  # already one (every array the engine makes): nothing to convert
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{what} must hold numbers, got dtype {arr.dtype}")
@@ -245,6 +250,10 @@ class Layer:
     # ------------------------------------------------------------ per-call state
 
     def _context(self):
+        """This thread's current CallContext. A layer that reads it several
+        times in one forward or backward fetches it once (Dense): each look-up
+        of a thread-local attribute costs about as much as a small kernel call's
+        argument checks."""
         try:
             return self._local.context
         except AttributeError:
@@ -262,10 +271,11 @@ class Layer:
     @property
     def saved(self):
         """What the last forward(..., training=True) of this call saved."""
-        try:
-            saved = self._local.context.saved
-        except AttributeError:
-            saved = self._context().saved
+        return self.saved_in(self._context())
+
+    def saved_in(self, context):
+        """`saved`, from a CallContext the caller already holds (Layer._context)."""
+        saved = context.saved
         if saved is None:
             raise BackwardBeforeForwardError(
                 f"{self.name}: backward() needs a forward(x, training=True) first, which "

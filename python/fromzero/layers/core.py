@@ -63,6 +63,9 @@ class KernelLayer(Layer):
                                               units)
         self.activation = activations.get(activation)
         self.alpha = activations.DEFAULT_LEAKY_SLOPE if self.activation == Act.leaky_relu else 0.0
+        # GELU's backward needs z = x·W + b, kept by a training forward (decided
+        # here: comparing two pybind11 enums is a Python call per step)
+        self._saves_z = self.activation == Act.gelu
         self.use_bias = bool(use_bias)
         # a name stays a name (saved as given); a saved {"class", "config"} becomes the object
         self.kernel_initializer = _initializer(kernel_initializer)
@@ -232,30 +235,34 @@ class Dense(KernelLayer):
 
     def forward(self, x, training=False):
         x = as_float32(x)
-        if x.ndim < 2:
+        x_shape = x.shape  # (read once: an ndarray's attributes are slow to fetch from Python)
+        if len(x_shape) < 2:
             raise ValueError(f"{self.name}: input must have a batch axis and features, "
-                             f"got shape {x.shape}")
+                             f"got shape {x_shape}")
         if not self.built:
-            self.build(x.shape)
+            self.build(x_shape)
         n_in = self.kernel.shape[0]
-        if x.shape[-1] != n_in:
+        if x_shape[-1] != n_in:
             raise ValueError(f"{self.name}: expected {n_in} input features, got input of shape "
-                             f"{x.shape}")
-        y = self.buffer("y", x.shape[:-1] + (self.units,))
-        x2, y2 = (x, y) if x.ndim == 2 else (x.reshape(-1, n_in), y.reshape(-1, self.units))
+                             f"{x_shape}")
+        context = self._context()  # (once: see Layer._context)
+        buffers = context.buffers
+        y_shape = x_shape[:-1] + (self.units,)
+        y = buffers.get("y", y_shape)
+        x2, y2 = (x, y) if len(x_shape) == 2 else (x.reshape(-1, n_in), y.reshape(-1, self.units))
         # GELU's backward needs z = x·W + b; without training, GELU runs in the GEMM's epilogue
-        z2 = self.buffer("z", y2.shape) if self.activation == Act.gelu and training else None
+        z2 = buffers.get("z", y2.shape) if training and self._saves_z else None
         h = None
-        if self.lora_enabled:
-            h = self.buffer("h", (x2.shape[0], self.lora_rank))
+        if self.lora_rank is not None:
+            h = buffers.get("h", (x2.shape[0], self.lora_rank))
             ops.dense_lora_forward(x2, self.kernel, self.bias, self.lora_kernel_a,
                                    self.lora_kernel_b, self.lora_scale, self.activation,
                                    self.alpha, h_out=h, out=y2, z_out=z2)
         else:
             ops.dense_forward(x2, self.kernel, self.bias, self.activation, self.alpha, out=y2,
-                              z_out=z2, zero_skip=self._zero_skip())
+                              z_out=z2, zero_skip=self._zero_skip(context))
         if training:
-            self.save(x2, z2, y2, x.shape, y.shape, h)
+            context.saved = (x2, z2, y2, x_shape, y_shape, h)  # (self.save, without a 2nd look-up)
         return y
 
     def backward(self, dy):
@@ -268,38 +275,39 @@ class Dense(KernelLayer):
     def _backward(self, dy, activation):
         """dz = dy ⊙ f'(z); dW = xᵀ·dz, db = Σ dz (unless frozen); dx = dz·Wᵀ (if needed).
         One call: csrc/dense.cpp, dense_backward."""
-        x2, z2, y2, x_shape, y_shape, h = self.saved
+        context = self._context()  # (once: see Layer._context)
+        x2, z2, y2, x_shape, y_shape, h = self.saved_in(context)
         dy = self._check_dy(dy, y_shape)
-        train = self.trainable
+        rows_shape = y2.shape  # (batch rows, units)
+        dy2 = dy if len(y_shape) == 2 else dy.reshape(rows_shape)
+        buffers, train = context.buffers, self.trainable
+        dx_out = buffers.get("dx", x2.shape) if self.input_grad_needed else None
         if h is not None:
-            if not self.lora_enabled or h.shape[1] != self.lora_rank:
+            if self.lora_rank is None or h.shape[1] != self.lora_rank:
                 raise ValueError(f"{self.name}: LoRA was enabled or merged between forward and "
                                  f"backward; run forward again")
             dx = ops.dense_lora_backward(
                 x2, self.kernel, self.lora_kernel_a, self.lora_kernel_b, self.lora_scale, h, z2,
-                y2, dy if dy.ndim == 2 else dy.reshape(y2.shape), activation, self.alpha,
-                dz_out=self.buffer("dz", y2.shape), dh_out=self.buffer("dh", h.shape),
-                da_out=self.grads[-2] if train else None,
-                db_out=self.grads[-1] if train else None,
-                dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None)
-            return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
-        if self.lora_enabled:
+                y2, dy2, activation, self.alpha, dz_out=buffers.get("dz", rows_shape),
+                dh_out=buffers.get("dh", h.shape), da_out=self.grads[-2] if train else None,
+                db_out=self.grads[-1] if train else None, dx_out=dx_out)
+            return dx if dx is None or len(x_shape) == 2 else dx.reshape(x_shape)
+        if self.lora_rank is not None:
             raise ValueError(f"{self.name}: LoRA was enabled between forward and backward; "
                              f"run forward again")
         dx = ops.dense_backward(
-            x2, self.kernel, z2, y2, dy if dy.ndim == 2 else dy.reshape(y2.shape), activation,
-            self.alpha, dz_out=self.buffer("dz", y2.shape),
-            dw_out=self.grads[0] if train else None,
-            db_out=self.grads[1] if train and self.use_bias else None,
-            dx_out=self.buffer("dx", x2.shape) if self.input_grad_needed else None,
-            zero_skip=self._zero_skip())
-        self._add_penalty_gradient()
-        return dx if dx is None or dx.shape == x_shape else dx.reshape(x_shape)
+            x2, self.kernel, z2, y2, dy2, activation, self.alpha,
+            dz_out=buffers.get("dz", rows_shape), dw_out=self.grads[0] if train else None,
+            db_out=self.grads[1] if train and self.use_bias else None, dx_out=dx_out,
+            zero_skip=self._zero_skip(context))
+        if self.kernel_regularizer is not None:
+            self._add_penalty_gradient()
+        return dx if dx is None or len(x_shape) == 2 else dx.reshape(x_shape)
 
-    def _zero_skip(self):
+    def _zero_skip(self, context=None):
         """This call's index of x's non-zero entries (csrc/dense.h, DenseZeroSkip):
         the forward fills it when x has many zeros, the backward reads it."""
-        context = self._context()
+        context = context or self._context()
         if context.kernel_state is None:
             context.kernel_state = _core.DenseZeroSkip()
         return context.kernel_state

@@ -28,6 +28,8 @@ matrices (``var_list=[p for p in model.trainable_params if p.ndim < 2]``
 exempts the biases and LayerNorm's γ and β).
 """
 
+import itertools
+import operator
 import re
 
 import numpy as np
@@ -65,7 +67,7 @@ class Optimizer:
         self._exempt_ids = {}  # data address -> param: exempt from weight decay (kept alive)
         self._exempt_pattern = None  # weight paths matching it are exempt too
         self._decays = {}  # id(param) -> (param, decays or not), decided on first use
-        self._last_step = None  # (_slots, pairs, grads, params, slots) of the last step
+        self._last_step = None  # (_slots, (g0, p0, g1, ...), grads, params, slots) of the last step
 
     # ------------------------------------------------------------ learning rate
 
@@ -152,12 +154,13 @@ class Optimizer:
         C++ side checks every array (float32, writable, shapes) before it
         changes any. The step uses ``self.learning_rate`` (with a schedule, its
         value at step ``iterations``), then ``iterations`` grows by 1."""
-        pairs = list(grads_and_vars)
-        grads, params, slots = self._step_lists(pairs)
+        grads, params, slots = self._step_lists(list(grads_and_vars))
         # the kernels' optional arguments, only those in use (their defaults are off)
-        options = {name: value for name, value in (("clipnorm", self.clipnorm),
-                                                   ("global_clipnorm", self.global_clipnorm),
-                                                   ("clipvalue", self.clipvalue)) if value}
+        options = {}
+        if self.clipnorm or self.global_clipnorm or self.clipvalue:
+            options = {name: value for name, value in (("clipnorm", self.clipnorm),
+                                                       ("global_clipnorm", self.global_clipnorm),
+                                                       ("clipvalue", self.clipvalue)) if value}
         if self.weight_decay > 0 and (self._exempt_ids or self._exempt_pattern is not None):
             options["decays"] = [self._decays_param(p) for p in params]
         self._update(params, grads, slots, self.iterations + 1, self.learning_rate, options)
@@ -170,16 +173,16 @@ class Optimizer:
         the very same two arrays and the state table is the same (finding a
         parameter's state by its memory, utils.array_key, cost more than the
         rest of the update's Python)."""
+        arrays = tuple(itertools.chain.from_iterable(pairs))  # g0, p0, g1, p1, ...
         last = self._last_step
-        if (last is not None and last[0] is self._slots and len(last[1]) == len(pairs)
-                and len(last[4]) == self.num_slots
-                and all(g is g0 and p is p0 for (g, p), (g0, p0) in zip(pairs, last[1]))):
+        if (last is not None and last[0] is self._slots and len(last[1]) == len(arrays)
+                and len(last[4]) == self.num_slots and all(map(operator.is_, arrays, last[1]))):
             return last[2:]
         grads = [g for g, _ in pairs]
         params = [p for _, p in pairs]
         states = [self._state(p) for p in params]
         slots = [[state[s] for state in states] for s in range(self.num_slots)]
-        self._last_step = (self._slots, pairs, grads, params, slots)
+        self._last_step = (self._slots, arrays, grads, params, slots)
         return grads, params, slots
 
     def _state(self, p):

@@ -33,28 +33,32 @@ constexpr int64_t kGrain = 16384;
 const char* const kNotElementwise =
     "not an elementwise activation (softmax is row-wise: use softmax_forward/backward)";
 
-// How a memory-bound kernel writes its output when a call reads and writes
-// `bytes` in all: streamed beyond streaming_threshold_bytes(), else cached.
-vec::Store output_store(int64_t bytes) {
-    return bytes > streaming_threshold_bytes() ? vec::Store::streamed : vec::Store::cached;
+// Rows per parallel chunk for row-wise kernels: about kGrain values, at least one row.
+int64_t row_grain(int64_t cols) {
+    return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1));
 }
 
-// f(lo, hi, store) on every chunk of [0, n) of a memory-bound elementwise
-// kernel over `arrays` arrays of n floats (inputs and output), then the fence
-// that streamed stores need before other threads read them.
+// f(lo, hi, store) on every chunk of [0, n) of a memory-bound kernel whose
+// call reads and writes `bytes` in all: its output streamed beyond
+// streaming_threshold_bytes(), else cached; then the fence that streamed
+// stores need before other threads read them.
 template <class F>
-void parallel_streaming(int64_t n, int arrays, const F& f) {
-    const vec::Store store = output_store(arrays * n * static_cast<int64_t>(sizeof(float)));
-    parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
+void parallel_streaming(int64_t n, int64_t grain, int64_t bytes, const F& f) {
+    const vec::Store store =
+        bytes > streaming_threshold_bytes() ? vec::Store::streamed : vec::Store::cached;
+    parallel_for(0, n, grain, [&](int64_t lo, int64_t hi) {
         f(lo, hi, store);
         if (store == vec::Store::streamed) vec::stream_fence();
     });
 }
 
+// The bytes of `arrays` arrays of n floats (a call's inputs and output).
+int64_t bytes_of(int arrays, int64_t n) { return arrays * n * static_cast<int64_t>(sizeof(float)); }
+
 // f(y, dy, dx, n, store) on every chunk of [0, n): a derivative written from the output y.
 void parallel_backward(void (*f)(const float*, const float*, float*, int64_t, vec::Store),
                        const float* y, const float* dy, float* dx, int64_t n) {
-    parallel_streaming(n, 3, [=](int64_t lo, int64_t hi, vec::Store store) {
+    parallel_streaming(n, kGrain, bytes_of(3, n), [=](int64_t lo, int64_t hi, vec::Store store) {
         f(y + lo, dy + lo, dx + lo, hi - lo, store);
     });
 }
@@ -70,7 +74,7 @@ void copy(const float* src, float* dst, int64_t n) {
 // x, y: (n,). y = max(x, 0). As std::max(x, 0), a NaN x is returned, so NaNs
 // propagate (as in PyTorch) instead of being hidden as zeros.
 void relu_forward(const float* x, float* y, int64_t n) {
-    parallel_streaming(n, 2, [=](int64_t lo, int64_t hi, vec::Store store) {
+    parallel_streaming(n, kGrain, bytes_of(2, n), [=](int64_t lo, int64_t hi, vec::Store store) {
         vec::relu(x + lo, y + lo, hi - lo, store);
     });
 }
@@ -82,7 +86,7 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
 
 // x, y: (n,). y = x if x > 0 else alpha·x.
 void leaky_relu_forward(const float* x, float* y, int64_t n, float alpha) {
-    parallel_streaming(n, 2, [=](int64_t lo, int64_t hi, vec::Store store) {
+    parallel_streaming(n, kGrain, bytes_of(2, n), [=](int64_t lo, int64_t hi, vec::Store store) {
         vec::leaky_relu(x + lo, y + lo, hi - lo, alpha, store);
     });
 }
@@ -90,7 +94,7 @@ void leaky_relu_forward(const float* x, float* y, int64_t n, float alpha) {
 // y, dy, dx: (n,). dx = dy if y > 0 else alpha·dy; with alpha >= 0, y > 0 exactly
 // where x > 0, so the output is enough.
 void leaky_relu_backward(const float* y, const float* dy, float* dx, int64_t n, float alpha) {
-    parallel_streaming(n, 3, [=](int64_t lo, int64_t hi, vec::Store store) {
+    parallel_streaming(n, kGrain, bytes_of(3, n), [=](int64_t lo, int64_t hi, vec::Store store) {
         vec::leaky_relu_backward(y + lo, dy + lo, dx + lo, hi - lo, alpha, store);
     });
 }
@@ -122,11 +126,6 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
     parallel_for(0, n, kGrain, [=](int64_t lo, int64_t hi) {
         vec::gelu_backward(x + lo, dy + lo, dx + lo, hi - lo);
     });
-}
-
-// Rows per parallel chunk for row-wise kernels: about kGrain values, at least one row.
-int64_t row_grain(int64_t cols) {
-    return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1));
 }
 
 // Calls f(r) for every row r of a (rows, cols) matrix, rows split across threads.
@@ -196,16 +195,15 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
 // diag(y) − y yᵀ applied to dy without forming it. The dot product is taken
 // (in double, as softmax's sum) before dx is written, so dx may alias dy.
 // dx is streamed when the three arrays exceed the cache, as the elementwise
-// derivatives' (output_store).
+// derivatives' (parallel_streaming).
 void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
-    const vec::Store store = output_store(3 * rows * cols * static_cast<int64_t>(sizeof(float)));
-    parallel_for(0, rows, row_grain(cols), [=](int64_t lo, int64_t hi) {
+    parallel_streaming(rows, row_grain(cols), bytes_of(3, rows * cols),
+                       [=](int64_t lo, int64_t hi, vec::Store store) {
         for (int64_t r = lo; r < hi; ++r) {
             const int64_t o = r * cols;
             const auto dot = static_cast<float>(vec::dot(dy + o, y + o, cols));
             vec::softmax_backward_row(y + o, dy + o, dot, dx + o, cols, store);
         }
-        if (store == vec::Store::streamed) vec::stream_fence();
     });
 }
 

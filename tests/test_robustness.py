@@ -1295,19 +1295,24 @@ def _segfault():
     ctypes.string_at(0)
 
 
+HANG_TIMEOUT = 10.0  # seconds the runner waits before it calls the case below a hang
+
+
 @case()
 def _sleep():
-    time.sleep(60)
+    time.sleep(600)
 
 
 def test_the_runner_attributes_a_crash_and_a_hang_to_their_case():
     """The harness itself: a segfaulting and a sleeping case are caught, and
     the cases after them still run (in fresh children)."""
+    # The timeout is also how long a fresh child may take to import numpy and
+    # fromzero and report its first case: 3 s was too short on a loaded machine.
     results = _run_battery(["_segfault", "truncated_checkpoint", "_sleep", "foreign_npz"],
-                           timeout=3.0)
+                           timeout=HANG_TIMEOUT)
     assert results["_segfault"]["crash"] != 0
     assert "Fatal Python error" in results["_segfault"]["stderr"]  # faulthandler's report
-    assert results["_sleep"] == {"hang": 3.0}
+    assert results["_sleep"] == {"hang": HANG_TIMEOUT}
     assert results["truncated_checkpoint"]["raised"][0] == "ValueError"
     assert results["foreign_npz"]["raised"][0] == "ValueError"
 

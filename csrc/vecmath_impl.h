@@ -85,7 +85,7 @@ constexpr float kErfcMax = 4.0f;                    // erfc(4) = 1.5e-8: erf = 1
 constexpr float kNormalTailCenter = 0.7f;
 constexpr float kNormalTailMax = 5.66f;             // Φ(−5.66) = 7.6e-9
 constexpr float kNormalTailZero = 12.9f;            // Φ(−12.9) = 2e-38: 0 beyond
-constexpr float kNormalTailMin = 0x1p-60f;          // t² / 2 < 2⁻¹²¹ below: nothing beside L(t)
+constexpr float kNormalTailMin = 0x1p-60f;          // t²/2 < 2⁻¹²¹ below: vanishes beside L(t)
 constexpr int32_t kMinusHalfBits = 0x7f800000;      // 2³¹ − 2²³: bits(t) + it = bits(−t/2)
 // The tanh approximation of GELU: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) = x σ(x (k0 + k1 x²))
 constexpr float kGeluTanhK0 = 1.59576912f;          // 2 √(2/π)
@@ -221,6 +221,21 @@ F erf(F z) {
     return select(a < F(kErfSmall), small, large);
 }
 
+// t held to [2⁻⁶⁰, 12.9], where Φ(−t) is computed: beyond 12.9 it is 0, and
+// below 2⁻⁶⁰ t²/2 < 2⁻¹²¹ vanishes beside anything it is added to.
+template <class F>
+F normal_tail_capped(F t) {
+    return max(F(kNormalTailMin), min(F(kNormalTailZero), t));
+}
+
+// −t/2 for t in [2⁻⁶⁰, 12.9], exactly, as t's bits + kMinusHalfBits (one less
+// in the exponent, the sign bit set): an integer add instead of a multiply.
+template <class F>
+F minus_half(F t) {
+    using I = decltype(as_ints(t));
+    return as_floats(as_ints(t) + I(kMinusHalfBits));
+}
+
 // Φ(x), the standard normal CDF, from its tail: Φ(−t) = e^(−t²/2 + L(t)) for
 // t = |x| (L includes the factor ½), and Φ(x) = 1 − Φ(−x) for x > 0 (no
 // cancellation: Φ(−t) ≤ ½). One polynomial and one exp for every x, and x/√2
@@ -231,19 +246,16 @@ F erf(F z) {
 //
 // Two steps use integer operations where floating-point ones would do, to
 // leave the FMA units (which also run the comparisons) to the polynomials:
-// −t/2 is t's bits + kMinusHalfBits (one less in the exponent, the sign set;
-// exact for t ≥ 2⁻⁶⁰, and t is raised to that, below which t²/2 vanishes
-// beside L anyway); and for t ≥ 0, t > 12.9 exactly when t's bits are larger
-// than 12.9's as integers, so the sign of their difference, spread over the
-// lane by >> 31, masks the tail to 0.
+// −t/2 (minus_half, above), and the mask of the tail beyond 12.9: for t ≥ 0,
+// t > 12.9 exactly when t's bits are larger than 12.9's as integers, so the
+// sign of their difference, spread over the lane by >> 31, masks the tail to 0.
 template <class F>
 F normal_cdf(F x) {
     using I = decltype(as_ints(x));
     const F t = abs(x);
     const F l = polynomial(min(F(kNormalTailMax), t) - F(kNormalTailCenter), kNormalTailPoly);
-    const F t_capped = max(F(kNormalTailMin), min(F(kNormalTailZero), t));
-    const F minus_half_t = as_floats(as_ints(t_capped) + I(kMinusHalfBits));
-    const F tail = exp_normal_range(fma(minus_half_t, t_capped, l));
+    const F t_capped = normal_tail_capped(t);
+    const F tail = exp_normal_range(fma(minus_half(t_capped), t_capped, l));
     const I beyond_zero = (as_ints(F(kNormalTailZero)) - as_ints(t)) >> 31;
     const F tail_or_0 = as_floats(andnot(beyond_zero, as_ints(tail)));
     return select(x > F(0.0f), F(1.0f) - tail_or_0, tail_or_0);
@@ -260,8 +272,8 @@ F gelu(F x) {
 template <class F>
 F gelu_derivative(F x) {
     const F t = abs(x);
-    const F t_capped = min(F(kNormalTailZero), t);
-    const F pdf = exp_normal_range(F(-0.5f) * t_capped * t_capped) * F(kInvSqrt2Pi);
+    const F t_capped = normal_tail_capped(t);
+    const F pdf = exp_normal_range(minus_half(t_capped) * t_capped) * F(kInvSqrt2Pi);
     return normal_cdf(x) + select(t > F(kNormalTailZero), F(0.0f), x * pdf);  // NaN: x·pdf
 }
 

@@ -28,11 +28,13 @@ struct Ints {
 inline Ints operator+(Ints a, Ints b) { return _mm256_add_epi32(a.v, b.v); }
 inline Ints operator-(Ints a, Ints b) { return _mm256_sub_epi32(a.v, b.v); }
 inline Ints operator&(Ints a, Ints b) { return _mm256_and_si256(a.v, b.v); }
+inline Ints andnot(Ints a, Ints b) { return _mm256_andnot_si256(a.v, b.v); }  // ~a & b
 inline Ints operator>>(Ints a, int s) { return _mm256_sra_epi32(a.v, _mm_cvtsi32_si128(s)); }  // arithmetic
 inline Ints operator<<(Ints a, int s) { return _mm256_sll_epi32(a.v, _mm_cvtsi32_si128(s)); }
 
 struct Floats {
     static constexpr int width = 8;
+    static constexpr int chains = 4;  // vectors in flight in map (vecmath_impl.h)
     __m256 v;
     Floats(__m256 v_) : v(v_) {}
     Floats(float s) : v(_mm256_set1_ps(s)) {}

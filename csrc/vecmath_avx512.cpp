@@ -33,11 +33,13 @@ struct Ints {
 inline Ints operator+(Ints a, Ints b) { return _mm512_add_epi32(a.v, b.v); }
 inline Ints operator-(Ints a, Ints b) { return _mm512_sub_epi32(a.v, b.v); }
 inline Ints operator&(Ints a, Ints b) { return _mm512_and_si512(a.v, b.v); }
+inline Ints andnot(Ints a, Ints b) { return _mm512_andnot_si512(a.v, b.v); }  // ~a & b
 inline Ints operator>>(Ints a, int s) { return _mm512_sra_epi32(a.v, _mm_cvtsi32_si128(s)); }  // arithmetic
 inline Ints operator<<(Ints a, int s) { return _mm512_sll_epi32(a.v, _mm_cvtsi32_si128(s)); }
 
 struct Floats {
     static constexpr int width = 16;
+    static constexpr int chains = 4;  // vectors in flight in map (vecmath_impl.h)
     __m512 v;
     Floats(__m512 v_) : v(v_) {}
     Floats(float s) : v(_mm512_set1_ps(s)) {}

@@ -29,11 +29,13 @@ inline Ints wrap(uint32_t u) { return Ints(static_cast<int32_t>(u)); }
 inline Ints operator+(Ints a, Ints b) { return wrap(uint32_t(a.v) + uint32_t(b.v)); }
 inline Ints operator-(Ints a, Ints b) { return wrap(uint32_t(a.v) - uint32_t(b.v)); }
 inline Ints operator&(Ints a, Ints b) { return Ints(a.v & b.v); }
+inline Ints andnot(Ints a, Ints b) { return Ints(~a.v & b.v); }
 inline Ints operator>>(Ints a, int s) { return Ints(a.v >> s); }  // arithmetic (GCC, C++20)
 inline Ints operator<<(Ints a, int s) { return wrap(uint32_t(a.v) << s); }
 
 struct Floats {
     static constexpr int width = 1;
+    static constexpr int chains = 1;  // vectors in flight in map (vecmath_impl.h)
     float v;
     Floats(float s) : v(s) {}
     static Mask first(int64_t n) { return {n > 0}; }

@@ -12,8 +12,10 @@
 //     min(constant, x) lets a NaN x through
 //   abs, copysign, comparisons giving a Mask, select(mask, a, b), mask & mask,
 //   all(mask) (every lane true: a branch taken alike on every instruction set)
-//   as_ints / as_floats (the bits), Ints with + − & and shifts, to_floats(Ints)
-//   max_of(v) (largest lane), and Sum16, the 16 accumulators of sum16 (below).
+//   as_ints / as_floats (the bits), Ints with + − &, andnot(a, b) = ~a & b and
+//   shifts, to_floats(Ints)
+//   max_of(v) (largest lane), and Sum16, the 16 accumulators of sum16 (below)
+//   Floats::chains, how many vectors map keeps in flight (Interleaved, below).
 // The templates below only ever use those operations, so every instruction
 // set performs the same IEEE operations in the same order on every lane and
 // returns the same bits. The FMA is explicit everywhere; the build's
@@ -23,8 +25,11 @@
 // copy, compiled with its own instruction set, and no copy can leak into
 // another through the linker.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "vecmath_kernels.h"
 
@@ -80,6 +85,8 @@ constexpr float kErfcMax = 4.0f;                    // erfc(4) = 1.5e-8: erf = 1
 constexpr float kNormalTailCenter = 0.7f;
 constexpr float kNormalTailMax = 5.66f;             // Φ(−5.66) = 7.6e-9
 constexpr float kNormalTailZero = 12.9f;            // Φ(−12.9) = 2e-38: 0 beyond
+constexpr float kNormalTailMin = 0x1p-60f;          // t²/2 < 2⁻¹²¹ below: vanishes beside L(t)
+constexpr int32_t kMinusHalfBits = 0x7f800000;      // 2³¹ − 2²³: bits(t) + it = bits(−t/2)
 // The tanh approximation of GELU: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) = x σ(x (k0 + k1 x²))
 constexpr float kGeluTanhK0 = 1.59576912f;          // 2 √(2/π)
 constexpr float kGeluTanhK1 = 0.0713548162f;        // 2 √(2/π) · 0.044715
@@ -214,6 +221,21 @@ F erf(F z) {
     return select(a < F(kErfSmall), small, large);
 }
 
+// t held to [2⁻⁶⁰, 12.9], where Φ(−t) is computed: beyond 12.9 it is 0, and
+// below 2⁻⁶⁰ t²/2 < 2⁻¹²¹ vanishes beside anything it is added to.
+template <class F>
+F normal_tail_capped(F t) {
+    return max(F(kNormalTailMin), min(F(kNormalTailZero), t));
+}
+
+// −t/2 for t in [2⁻⁶⁰, 12.9], exactly, as t's bits + kMinusHalfBits (one less
+// in the exponent, the sign bit set): an integer add instead of a multiply.
+template <class F>
+F minus_half(F t) {
+    using I = decltype(as_ints(t));
+    return as_floats(as_ints(t) + I(kMinusHalfBits));
+}
+
 // Φ(x), the standard normal CDF, from its tail: Φ(−t) = e^(−t²/2 + L(t)) for
 // t = |x| (L includes the factor ½), and Φ(x) = 1 − Φ(−x) for x > 0 (no
 // cancellation: Φ(−t) ≤ ½). One polynomial and one exp for every x, and x/√2
@@ -221,13 +243,21 @@ F erf(F z) {
 // falling like e^(−t²/2), with a relative error growing slowly (6 % at t = 6,
 // where Φ(−6) = 1e-9). Beyond t = 12.9 the tail is 0 (it is < 3e-38 there).
 // For a NaN x the result is not NaN: gelu and gelu_derivative multiply by x.
+//
+// Two steps use integer operations where floating-point ones would do, to
+// leave the FMA units (which also run the comparisons) to the polynomials:
+// −t/2 (minus_half, above), and the mask of the tail beyond 12.9: for t ≥ 0,
+// t > 12.9 exactly when t's bits are larger than 12.9's as integers, so the
+// sign of their difference, spread over the lane by >> 31, masks the tail to 0.
 template <class F>
 F normal_cdf(F x) {
+    using I = decltype(as_ints(x));
     const F t = abs(x);
     const F l = polynomial(min(F(kNormalTailMax), t) - F(kNormalTailCenter), kNormalTailPoly);
-    const F t_capped = min(F(kNormalTailZero), t);
-    const F tail = exp_normal_range(fma(F(-0.5f) * t_capped, t_capped, l));
-    const F tail_or_0 = select(t > F(kNormalTailZero), F(0.0f), tail);
+    const F t_capped = normal_tail_capped(t);
+    const F tail = exp_normal_range(fma(minus_half(t_capped), t_capped, l));
+    const I beyond_zero = (as_ints(F(kNormalTailZero)) - as_ints(t)) >> 31;
+    const F tail_or_0 = as_floats(andnot(beyond_zero, as_ints(tail)));
     return select(x > F(0.0f), F(1.0f) - tail_or_0, tail_or_0);
 }
 
@@ -242,8 +272,8 @@ F gelu(F x) {
 template <class F>
 F gelu_derivative(F x) {
     const F t = abs(x);
-    const F t_capped = min(F(kNormalTailZero), t);
-    const F pdf = exp_normal_range(F(-0.5f) * t_capped * t_capped) * F(kInvSqrt2Pi);
+    const F t_capped = normal_tail_capped(t);
+    const F pdf = exp_normal_range(minus_half(t_capped) * t_capped) * F(kInvSqrt2Pi);
     return normal_cdf(x) + select(t > F(kNormalTailZero), F(0.0f), x * pdf);  // NaN: x·pdf
 }
 
@@ -270,22 +300,132 @@ F gelu_tanh_derivative(F x) {
     return s + select(ds == F(0.0f), F(0.0f), x * ds * dv);
 }
 
+// ---------------------------------------------------------------- interleaved vectors
+
+// Interleaved<T, K>: K vectors (Floats, Ints or Mask) side by side, and every
+// operation applied to each of them in turn, so an algorithm run on it emits
+// K independent dependency chains, interleaved instruction by instruction.
+// Why: GELU's Φ(x) is one chain of ~30 dependent operations (a degree-11
+// polynomial, then exp's), ~100 cycles from x to Φ(x) at 4 cycles per FMA,
+// and the core only looks about two vectors' worth of instructions ahead:
+// it ran GELU at 31 FMA-times per vector where the arithmetic needs 25. With
+// K = 4 chains side by side it always has independent work. Zen 4, one
+// thread, ns per value, AVX-512 (AVX2): GELU 0.52 → 0.45 (0.89 → 0.66), its
+// derivative 0.76 → 0.72 (1.28 → 0.99), erf 0.58 → 0.55 (1.28 → 0.69), tanh
+// 0.44 → 0.42. Each vector gets exactly the operations it gets alone: the
+// same bits.
+template <class T, int K>
+struct Interleaved {
+    T v[K];
+    // Every vector set to s: Interleaved<Floats, K>(0.5f), Interleaved<Ints, K>(23).
+    template <class S, class = std::enable_if_t<std::is_arithmetic_v<S>>>
+    explicit Interleaved(S s) : Interleaved(s, std::make_index_sequence<K>()) {}
+    template <class... U, class = std::enable_if_t<sizeof...(U) == K && (std::is_same_v<U, T> && ...)>>
+    explicit Interleaved(U... u) : v{u...} {}
+
+  private:
+    template <class S, size_t... J>
+    Interleaved(S s, std::index_sequence<J...>) : v{((void)J, T(s))...} {}
+};
+
+// Interleaved{fn(a.v[0], b.v[0], ...), ..., fn(a.v[K−1], b.v[K−1], ...)}.
+template <class Fn, class T, int K, class... More, size_t... J>
+auto each(std::index_sequence<J...>, Fn fn, const Interleaved<T, K>& a, const More&... more) {
+    const auto one = [&](size_t j) { return fn(a.v[j], more.v[j]...); };
+    return Interleaved<decltype(one(0)), K>(one(J)...);
+}
+template <class Fn, class T, int K, class... More>
+auto each(Fn fn, const Interleaved<T, K>& a, const More&... more) {
+    return each(std::make_index_sequence<K>(), fn, a, more...);
+}
+
+#define FZ_INTERLEAVED_OPERATOR(op)                                                   \
+    template <class T, int K>                                                       \
+    auto operator op(const Interleaved<T, K>& a, const Interleaved<T, K>& b) {      \
+        return each([](const T& p, const T& q) { return p op q; }, a, b);            \
+    }
+FZ_INTERLEAVED_OPERATOR(+)
+FZ_INTERLEAVED_OPERATOR(-)
+FZ_INTERLEAVED_OPERATOR(*)
+FZ_INTERLEAVED_OPERATOR(/)
+FZ_INTERLEAVED_OPERATOR(&)
+FZ_INTERLEAVED_OPERATOR(<)
+FZ_INTERLEAVED_OPERATOR(<=)
+FZ_INTERLEAVED_OPERATOR(>)
+FZ_INTERLEAVED_OPERATOR(>=)
+FZ_INTERLEAVED_OPERATOR(==)
+#undef FZ_INTERLEAVED_OPERATOR
+
+template <class T, int K>
+auto operator-(const Interleaved<T, K>& a) { return each([](const T& p) { return -p; }, a); }
+template <class T, int K>
+auto operator>>(const Interleaved<T, K>& a, int s) { return each([=](const T& p) { return p >> s; }, a); }
+template <class T, int K>
+auto operator<<(const Interleaved<T, K>& a, int s) { return each([=](const T& p) { return p << s; }, a); }
+
+#define FZ_INTERLEAVED_FUNCTION(name)                                                 \
+    template <class T, int K, class... More>                                        \
+    auto name(const Interleaved<T, K>& a, const More&... more) {                    \
+        return each([](const T& p, const auto&... q) { return name(p, q...); }, a, more...); \
+    }
+FZ_INTERLEAVED_FUNCTION(fma)
+FZ_INTERLEAVED_FUNCTION(min)
+FZ_INTERLEAVED_FUNCTION(max)
+FZ_INTERLEAVED_FUNCTION(abs)
+FZ_INTERLEAVED_FUNCTION(copysign)
+FZ_INTERLEAVED_FUNCTION(select)
+FZ_INTERLEAVED_FUNCTION(as_ints)
+FZ_INTERLEAVED_FUNCTION(as_floats)
+FZ_INTERLEAVED_FUNCTION(to_floats)
+FZ_INTERLEAVED_FUNCTION(andnot)
+#undef FZ_INTERLEAVED_FUNCTION
+
+template <class T, int K>
+bool all(const Interleaved<T, K>& m) {
+    bool every = true;
+    for (int j = 0; j < K; ++j) every = every && all(m.v[j]);
+    return every;
+}
+
 // ---------------------------------------------------------------- array loops
 
-// y[i] = op(x[i]) for i < n; the last partial vector through masked loads and stores.
-template <class F, class Op>
-void map(const float* x, float* y, int64_t n, Op op) {
+// The F::chains vectors from p, as one Interleaved; and its store.
+template <class F, size_t... J>
+Interleaved<F, sizeof...(J)> load_interleaved(const float* p, std::index_sequence<J...>) {
+    return Interleaved<F, sizeof...(J)>(F::load(p + J * F::width)...);
+}
+template <class F, int K = F::chains>
+Interleaved<F, K> load_interleaved(const float* p) {
+    return load_interleaved<F>(p, std::make_index_sequence<K>());
+}
+template <class F, int K>
+void store(float* p, const Interleaved<F, K>& a) {
+    for (int j = 0; j < K; ++j) store(p + j * F::width, a.v[j]);
+}
+
+// y[i] = op(x[i]) for i < n: K vectors per step as one Interleaved (F::chains
+// unless the caller says otherwise), then one vector per step, then the last
+// partial vector through masked loads and stores. Each step loads its inputs
+// before it stores, so y may alias x. op takes F or Interleaved (a generic
+// lambda). flatten inlines all of op: GCC would otherwise call
+// normal_cdf<Interleaved> out of line and pass its vectors through memory.
+template <class F, int K = F::chains, class Op>
+[[gnu::flatten]] void map(const float* x, float* y, int64_t n, Op op) {
     constexpr int W = F::width;
     int64_t i = 0;
+    for (; i + W * K <= n; i += W * K) store(y + i, op(load_interleaved<F, K>(x + i)));
     for (; i + W <= n; i += W) store(y + i, op(F::load(x + i)));
     if (i < n) store_partial(y + i, op(F::load_partial(x + i, n - i)), n - i);
 }
 
-// dx[i] = dy[i] · f'(x[i]).
+// dx[i] = dy[i] · f'(x[i]), in the steps of map.
 template <class F, class Derivative>
-void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivative derivative) {
-    constexpr int W = F::width;
+[[gnu::flatten]] void map_backward(const float* x, const float* dy, float* dx, int64_t n,
+                                   Derivative derivative) {
+    constexpr int W = F::width, K = F::chains;
     int64_t i = 0;
+    for (; i + W * K <= n; i += W * K)
+        store(dx + i, load_interleaved<F>(dy + i) * derivative(load_interleaved<F>(x + i)));
     for (; i + W <= n; i += W) store(dx + i, F::load(dy + i) * derivative(F::load(x + i)));
     if (i < n) {
         const int64_t m = n - i;
@@ -444,21 +584,24 @@ template <class F>
 constexpr VecMathKernels make_kernels(const char* name) {
     return {
         name,
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return exp(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return log(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return log1p(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return sigmoid(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return tanh(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return erf(v); }); },
-        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](F v) { return gelu(v); }); },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return exp(v); }); },
         [](const float* x, float* y, int64_t n) {
-            map<F>(x, y, n, [](F v) { return gelu_tanh(v); });
+            // a short chain: interleaved, no faster on AVX2 and 8 % slower on AVX-512 (Zen 4)
+            map<F, 1>(x, y, n, [](auto v) { return log(v); });
+        },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return log1p(v); }); },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return sigmoid(v); }); },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return tanh(v); }); },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return erf(v); }); },
+        [](const float* x, float* y, int64_t n) { map<F>(x, y, n, [](auto v) { return gelu(v); }); },
+        [](const float* x, float* y, int64_t n) {
+            map<F>(x, y, n, [](auto v) { return gelu_tanh(v); });
         },
         [](const float* x, const float* dy, float* dx, int64_t n) {
-            map_backward<F>(x, dy, dx, n, [](F v) { return gelu_derivative(v); });
+            map_backward<F>(x, dy, dx, n, [](auto v) { return gelu_derivative(v); });
         },
         [](const float* x, const float* dy, float* dx, int64_t n) {
-            map_backward<F>(x, dy, dx, n, [](F v) { return gelu_tanh_derivative(v); });
+            map_backward<F>(x, dy, dx, n, [](auto v) { return gelu_tanh_derivative(v); });
         },
         // The activations without transcendental functions, and the
         // derivatives written from the output y (activations.h).

@@ -166,14 +166,14 @@ void nonzero_rows(const float* X, int64_t rows, int64_t cols, int64_t ld, Nonzer
     out.nnz = nnz;
 }
 
-// Columns [lo, hi) of a, transposed: out's row c − lo holds column c's entries.
+// Columns [lo, hi) of a, transposed: out's row c holds column c's entries
+// for c in [lo, hi) (out.rows = hi; the rows before lo are left unset).
 void transpose_columns(const NonzeroRows& a, int64_t lo, int64_t hi, NonzeroRows& out) {
-    const int64_t width = hi - lo;
-    out.rows = width, out.cols = a.rows;
+    out.rows = hi, out.cols = a.rows;
     // Plain pointers, not the vectors: a store through out's int32 count could
     // otherwise be a's count, so GCC would reload a's row bounds after each.
-    int64_t* const first = scratch(out.first, width);
-    int32_t* const count = scratch(out.count, width);
+    int64_t* const first = scratch(out.first, hi);
+    int32_t* const count = scratch(out.count, hi);
     const int64_t* const a_first = a.first.data();
     const int32_t* const a_count = a.count.data();
     const int32_t* const a_index = a.index.data();
@@ -190,22 +190,22 @@ void transpose_columns(const NonzeroRows& a, int64_t lo, int64_t hi, NonzeroRows
     // (in L1 for a batch of MNIST), which costs far fewer cache misses than a
     // slot of a.rows per column. While placing, first[c] is the next free
     // slot of column c; it is put back at the end.
-    std::fill(count, count + width, 0);
+    std::fill(count + lo, count + hi, 0);
     int64_t nnz = 0;
     for (int64_t r = 0, e, end; r < a.rows; ++r)
-        for (entries(r, e, end), nnz += end - e; e < end; ++e) ++count[a_index[e] - lo];
+        for (entries(r, e, end), nnz += end - e; e < end; ++e) ++count[a_index[e]];
     int32_t* const index = scratch(out.index, nnz);
     float* const value = scratch(out.value, nnz);
     out.nnz = nnz;
     int64_t offset = 0;
-    for (int64_t c = 0; c < width; ++c) first[c] = offset, offset += count[c];
+    for (int64_t c = lo; c < hi; ++c) first[c] = offset, offset += count[c];
     for (int64_t r = 0, e, end; r < a.rows; ++r)
         for (entries(r, e, end); e < end; ++e) {
-            const int64_t p = first[a_index[e] - lo]++;
+            const int64_t p = first[a_index[e]]++;
             index[p] = static_cast<int32_t>(r);
             value[p] = a_value[e];
         }
-    for (int64_t c = 0; c < width; ++c) first[c] -= count[c];
+    for (int64_t c = lo; c < hi; ++c) first[c] -= count[c];
 }
 
 void transpose(const NonzeroRows& a, NonzeroRows& out) { transpose_columns(a, 0, a.cols, out); }
@@ -263,7 +263,7 @@ void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, 
     parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
         thread_local NonzeroRows columns;
         transpose_columns(a, lo, hi, columns);
-        nonzero_block(plan, columns, B, ldb, N, C + lo * ldc, ldc, GemmEpilogue{}, 0, hi - lo);
+        nonzero_block(plan, columns, B, ldb, N, C, ldc, GemmEpilogue{}, lo, hi);
     });
 }
 

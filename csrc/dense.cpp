@@ -65,11 +65,10 @@ void dense_forward(const float* x, const float* W, const float* b, float* y, flo
                    DenseZeroSkip* skip) {
     const bool skipping = skip && worth_skipping_zeros(x, batch, in);
     if (skip) skip->x = skipping ? x : nullptr;
-    if (skipping) nonzero_rows(x, batch, in, in, skip->x_rows);
     // C = x·W (+ the epilogue), with or without x's zeros: the same bits.
     const auto product = [&](float* C, const GemmEpilogue& ep) {
         if (skipping)
-            gemm_nonzero(skip->x_rows, W, out, out, C, out, ep);
+            gemm_skipping_zeros(x, batch, in, in, W, out, out, C, out, ep, skip->x_rows);
         else
             gemm(false, false, batch, out, in, 1.0f, x, in, W, out, 0.0f, C, out, ep);
     };
@@ -100,8 +99,7 @@ void dense_backward(const float* x, const float* W, const float* z, const float*
     const bool skipping = skip && skip->x == x && skip->x_rows.rows == batch &&
                           skip->x_rows.cols == in;
     if (dW && skipping) {  // xᵀ·dz over the non-zero x[i, k]: row k of dW from x's column k
-        transpose(skip->x_rows, skip->x_cols);
-        gemm_nonzero(skip->x_cols, dz, out, out, dW, out);
+        gemm_nonzero_transposed(skip->x_rows, dz, out, out, dW, out);
     } else if (dW) {
         gemm(true, false, in, out, batch, 1.0f, x, in, dz, out, 0.0f, dW, out);  // xᵀ·dz
     }

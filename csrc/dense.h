@@ -22,11 +22,11 @@ namespace fz {
 // the output of a ReLU layer: about half), the forward GEMM x·W and the
 // backward xᵀ·dz leave out the zero entries of x (gemm_nonzero, gemm.h), with
 // the same bits as the full products. The forward builds x's non-zero entries
-// (by rows) once; the backward turns them into columns for xᵀ·dz. This is
-// what a layer keeps between the two, in buffers that only grow.
+// (by rows) once; the backward's threads turn their parts of them into
+// columns for xᵀ·dz (gemm_nonzero_transposed). This is what a layer keeps
+// between the two, in buffers that only grow.
 struct DenseZeroSkip {
     NonzeroRows x_rows;        // x without its zeros, when the forward skipped them
-    NonzeroRows x_cols;        // xᵀ without its zeros (the backward's)
     const float* x = nullptr;  // the x x_rows holds; null when the forward did not skip
 };
 

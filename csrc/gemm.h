@@ -36,7 +36,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 //
 // A matrix with its zero entries left out: row r's non-zero entries are
 // index[first[r] + t] (their columns, increasing in t) and value[...], for
-// t < count[r]. The vectors only grow, so a training loop that rebuilds one
+// t < count[r]; nnz is the sum of the counts. The vectors only grow, so a training loop that rebuilds one
 // every step allocates on its first step only.
 struct NonzeroRows {
     int64_t rows = 0, cols = 0, nnz = 0;
@@ -73,6 +73,22 @@ int64_t count_zeros(const float* X, int64_t rows, int64_t cols, int64_t ld, int6
 // order for any thread count.
 void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,
                   int64_t ldc, const GemmEpilogue& epilogue = {});
+
+// C = act(X·B + bias) for a dense X (M, K) with leading dimension ldx,
+// skipping its zeros: nonzero_rows(X, M, K, ldx, a), then gemm_nonzero(a,
+// ...), with the same bits and `a` left holding X's entries (a layer's
+// backward uses them). In the pipeline along k the threads find the entries
+// of their own k as they go, so no thread waits for all of them; a's rows
+// then lie K + 16 entries apart.
+void gemm_skipping_zeros(const float* X, int64_t M, int64_t K, int64_t ldx, const float* B,
+                         int64_t ldb, int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep,
+                         NonzeroRows& a);
+
+// C = Aᵀ·B for A (rows, cols) given by its non-zero entries (a layer's x, for
+// its weight gradient xᵀ·dz): gemm_nonzero(transpose(a), B, ...) with the
+// same bits, the transpose done by the threads that use its parts.
+void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N,
+                             float* C, int64_t ldc);
 
 // The name of the micro-kernel gemm() runs on this CPU: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();

@@ -36,10 +36,12 @@ using MicroKernelFn = void (*)(int64_t kc, float alpha, const float* a, int64_t 
 using NonzeroRowFn = void (*)(int64_t nnz, const float* value, const int32_t* index,
                               const float* b, int64_t ldb, int64_t n, float* c, bool start);
 
-// The entries of x[0:n] that are not ±0, in order: their positions go to
-// index[], their values to value[] (both with room for n + 16: a kernel may
-// write whole vectors past the last entry kept); returns how many.
-using NonzeroEntriesFn = int64_t (*)(const float* x, int64_t n, int32_t* index, float* value);
+// The entries of x[begin:end) that are not ±0, in order: their positions k
+// go to index[], their values to value[] (both with room for end − begin +
+// 16: a kernel may write whole vectors past the last entry kept); returns
+// how many.
+using NonzeroEntriesFn = int64_t (*)(const float* x, int64_t begin, int64_t end, int32_t* index,
+                                     float* value);
 
 // Packs `width` rows of X (row r at x + r·ld, contiguous along k) over kc
 // values of k into one panel, dst[k·width + r] = x[r·ld + k]: the transposing

@@ -131,9 +131,10 @@ void nonzero_row_avx2(int64_t nnz, const float* value, const int32_t* index, con
 
 // Eight entries at a time: all zero (MNIST's borders) costs one test;
 // otherwise they are kept branch-free, every one written, a non-zero one kept.
-int64_t nonzero_entries_avx2(const float* x, int64_t n, int32_t* index, float* value) {
-    int64_t count = 0, k = 0;
-    for (; k + 8 <= n; k += 8) {
+int64_t nonzero_entries_avx2(const float* x, int64_t begin, int64_t end, int32_t* index,
+                             float* value) {
+    int64_t count = 0, k = begin;
+    for (; k + 8 <= end; k += 8) {
         const __m256 v = _mm256_loadu_ps(x + k);
         const int zero = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ));
         if (zero == 0xFF) continue;
@@ -143,7 +144,7 @@ int64_t nonzero_entries_avx2(const float* x, int64_t n, int32_t* index, float* v
             count += x[l] != 0.0f;
         }
     }
-    for (; k < n; ++k) {
+    for (; k < end; ++k) {
         index[count] = static_cast<int32_t>(k);
         value[count] = x[k];
         count += x[k] != 0.0f;

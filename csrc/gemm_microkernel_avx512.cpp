@@ -133,12 +133,14 @@ void nonzero_row_avx512(int64_t nnz, const float* value, const int32_t* index, c
 // front of a register, which is stored whole (the lanes past the count are
 // overwritten by the next store or left past the end: hence n + 16). Not
 // the compress-to-memory form, which is microcoded and slow on AMD Zen 4.
-int64_t nonzero_entries_avx512(const float* x, int64_t n, int32_t* index, float* value) {
+int64_t nonzero_entries_avx512(const float* x, int64_t begin, int64_t end, int32_t* index,
+                               float* value) {
     int64_t count = 0;
-    __m512i k16 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i k16 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(begin)),
+                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     const __m512i step = _mm512_set1_epi32(16);
-    for (int64_t k = 0; k < n; k += 16, k16 = _mm512_add_epi32(k16, step)) {
-        const __mmask16 in = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    for (int64_t k = begin; k < end; k += 16, k16 = _mm512_add_epi32(k16, step)) {
+        const __mmask16 in = end - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (end - k)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(in, x + k);
         const __mmask16 keep = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
         if (keep == 0) continue;  // (an image's border)

@@ -37,9 +37,10 @@ void nonzero_row_generic(int64_t nnz, const float* value, const int32_t* index, 
 }
 
 // Branch-free: every entry is written, only a non-zero one kept.
-int64_t nonzero_entries_generic(const float* x, int64_t n, int32_t* index, float* value) {
+int64_t nonzero_entries_generic(const float* x, int64_t begin, int64_t end, int32_t* index,
+                                float* value) {
     int64_t count = 0;
-    for (int64_t k = 0; k < n; ++k) {
+    for (int64_t k = begin; k < end; ++k) {
         index[count] = static_cast<int32_t>(k);
         value[count] = x[k];
         count += x[k] != 0.0f;

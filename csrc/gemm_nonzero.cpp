@@ -160,59 +160,84 @@ void nonzero_rows(const float* X, int64_t rows, int64_t cols, int64_t ld, Nonzer
         }
         first[r] = nnz;
         count[r] = static_cast<int32_t>(
-            compact(X + r * ld, cols, out.index.data() + nnz, out.value.data() + nnz));
+            compact(X + r * ld, 0, cols, out.index.data() + nnz, out.value.data() + nnz));
         nnz += count[r];
     }
     out.nnz = nnz;
 }
 
-void transpose(const NonzeroRows& a, NonzeroRows& out) {
-    out.rows = a.cols, out.cols = a.rows, out.nnz = a.nnz;
+// Columns [lo, hi) of a, transposed: out's row c holds column c's entries
+// for c in [lo, hi) (out.rows = hi; the rows before lo are left unset).
+void transpose_columns(const NonzeroRows& a, int64_t lo, int64_t hi, NonzeroRows& out) {
+    out.rows = hi, out.cols = a.rows;
     // Plain pointers, not the vectors: a store through out's int32 count could
     // otherwise be a's count, so GCC would reload a's row bounds after each.
-    int64_t* const first = scratch(out.first, a.cols);
-    int32_t* const count = scratch(out.count, a.cols);
-    int32_t* const index = scratch(out.index, a.nnz);
-    float* const value = scratch(out.value, a.nnz);
+    int64_t* const first = scratch(out.first, hi);
+    int32_t* const count = scratch(out.count, hi);
     const int64_t* const a_first = a.first.data();
     const int32_t* const a_count = a.count.data();
     const int32_t* const a_index = a.index.data();
     const float* const a_value = a.value.data();
+    // Each row's entries in [lo, hi): its index is increasing.
+    const bool all = lo == 0 && hi == a.cols;
+    const auto entries = [&](int64_t r, int64_t& e, int64_t& end) {
+        e = a_first[r], end = e + a_count[r];
+        if (all) return;
+        e = std::lower_bound(a_index + e, a_index + end, lo) - a_index;
+        end = std::lower_bound(a_index + e, a_index + end, hi) - a_index;
+    };
     // Count each column's entries, then place them: the entries stay packed
-    // (a.nnz of them, in L1 for a batch of MNIST), which costs far fewer cache
-    // misses than a slot of a.rows per column. While placing, first[c] is the
-    // next free slot of column c; it is put back at the end.
-    std::fill(count, count + a.cols, 0);
-    for (int64_t r = 0; r < a.rows; ++r)
-        for (int64_t e = a_first[r], end = e + a_count[r]; e < end; ++e) ++count[a_index[e]];
+    // (in L1 for a batch of MNIST), which costs far fewer cache misses than a
+    // slot of a.rows per column. While placing, first[c] is the next free
+    // slot of column c; it is put back at the end.
+    std::fill(count + lo, count + hi, 0);
+    int64_t nnz = 0;
+    for (int64_t r = 0, e, end; r < a.rows; ++r)
+        for (entries(r, e, end), nnz += end - e; e < end; ++e) ++count[a_index[e]];
+    int32_t* const index = scratch(out.index, nnz);
+    float* const value = scratch(out.value, nnz);
+    out.nnz = nnz;
     int64_t offset = 0;
-    for (int64_t c = 0; c < a.cols; ++c) first[c] = offset, offset += count[c];
-    for (int64_t r = 0; r < a.rows; ++r)
-        for (int64_t e = a_first[r], end = e + a_count[r]; e < end; ++e) {
+    for (int64_t c = lo; c < hi; ++c) first[c] = offset, offset += count[c];
+    for (int64_t r = 0, e, end; r < a.rows; ++r)
+        for (entries(r, e, end); e < end; ++e) {
             const int64_t p = first[a_index[e]]++;
             index[p] = static_cast<int32_t>(r);
             value[p] = a_value[e];
         }
-    for (int64_t c = 0; c < a.cols; ++c) first[c] -= count[c];
+    for (int64_t c = lo; c < hi; ++c) first[c] -= count[c];
 }
+
+void transpose(const NonzeroRows& a, NonzeroRows& out) { transpose_columns(a, 0, a.cols, out); }
+
+namespace {
+// Threads split the larger of B and C, which then stays in the caches of the
+// threads that own its parts (parallel.h, share_begin): a layer's weight B = W
+// (K > M: a small batch) by its rows k, in a pipeline along k that continues
+// each row's sums in order (parallel_pipeline); otherwise the rows of C (the
+// weight gradient xᵀ·dz, a large batch). The pipeline needs the whole sum in
+// one kc-slice.
+bool pipeline_along_k(const GemmPlan& plan, int64_t M, int64_t K) {
+    return K > M && K <= plan.blocks.kc;
+}
+
+// The pipeline's grain: k per thread worth its cost, for nnz entries in A.
+int64_t grain_along_k(int64_t nnz, int64_t K, int64_t N) {
+    const int64_t flops_per_k = 2 * N * std::max<int64_t>(1, nnz / K);
+    return std::max<int64_t>(1, kMinFlopsPerThread / flops_per_k);
+}
+}  // namespace
 
 void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const float* B,
                             int64_t ldb, int64_t N, float* C, int64_t ldc,
                             const GemmEpilogue& ep) {
     const int64_t M = a.rows, K = a.cols;
     if (M <= 0 || N <= 0) return;
-    // Threads split the larger of B and C, which then stays in the caches of
-    // the threads that own its parts (parallel.h, share_begin): a layer's
-    // weight B = W (K > M: a small batch) by its rows k, in a pipeline
-    // along k that continues each row's sums in order (parallel_pipeline);
-    // otherwise the rows of C (the weight gradient xᵀ·dz, a large batch).
-    // The pipeline needs the whole sum in one kc-slice.
-    if (K > M && K <= plan.blocks.kc) {
-        const int64_t flops_per_k = 2 * N * std::max<int64_t>(1, a.nnz / K);
-        const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_k);
-        parallel_pipeline(0, K, grain, M, [&](int64_t k_lo, int64_t k_hi, int64_t lo, int64_t hi) {
-            nonzero_k_share(plan, a, B, ldb, N, C, ldc, ep, k_lo, k_hi, lo, hi);
-        });
+    if (pipeline_along_k(plan, M, K)) {
+        parallel_pipeline(0, K, grain_along_k(a.nnz, K, N), M,
+                          [&](int64_t k_lo, int64_t k_hi, int64_t lo, int64_t hi) {
+                              nonzero_k_share(plan, a, B, ldb, N, C, ldc, ep, k_lo, k_hi, lo, hi);
+                          });
         return;
     }
     const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
@@ -222,9 +247,67 @@ void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const fl
     });
 }
 
+void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N,
+                             float* C, int64_t ldc) {
+    const GemmPlan& plan = gemm_plan();
+    const int64_t M = a.cols;
+    if (M <= 0 || N <= 0) return;
+    // Rows [lo, hi) of C need only a's columns [lo, hi): each chunk transposes
+    // those itself, so the transpose is split between the threads as the
+    // product is, and each thread's columns are in its own cache when it
+    // multiplies. The rows of C are split as gemm_nonzero splits them (C is
+    // a weight's gradient, whose rows the same thread owns in the forward
+    // and in the optimizer step).
+    const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
+    const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_row);
+    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
+        thread_local NonzeroRows columns;
+        transpose_columns(a, lo, hi, columns);
+        nonzero_block(plan, columns, B, ldb, N, C, ldc, GemmEpilogue{}, lo, hi);
+    });
+}
+
 void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,
                   int64_t ldc, const GemmEpilogue& epilogue) {
     gemm_nonzero_with_plan(gemm_plan(), a, B, ldb, N, C, ldc, epilogue);
+}
+
+void gemm_skipping_zeros(const float* X, int64_t M, int64_t K, int64_t ldx, const float* B,
+                         int64_t ldb, int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep,
+                         NonzeroRows& a) {
+    const GemmPlan& plan = gemm_plan();
+    if (M <= 0 || N <= 0 || !pipeline_along_k(plan, M, K)) {
+        nonzero_rows(X, M, K, ldx, a);
+        gemm_nonzero_with_plan(plan, a, B, ldb, N, C, ldc, ep);
+        return;
+    }
+    // In the pipeline each share finds the entries of its own k in each block
+    // of rows just before it multiplies them, so the threads share that work
+    // and none waits for the whole of it. Row r's entries start at r·stride:
+    // a share appends after those of the shares before it (which ran before
+    // it on these rows), and its kernel's writes past its last entry (up to
+    // 16) land where the next share's will go, or in the row's spare 16.
+    const int64_t stride = K + 16;
+    a.rows = M, a.cols = K;
+    int64_t* const first = scratch(a.first, M);
+    int32_t* const count = scratch(a.count, M);
+    int32_t* const index = scratch(a.index, M * stride);
+    float* const value = scratch(a.value, M * stride);
+    const NonzeroEntriesFn compact = plan.kernel->nonzero_entries;
+    const int64_t sample = std::min<int64_t>(M * K, 4096);
+    const int64_t nnz_estimate = (sample - count_zeros(X, M, K, ldx, sample)) * (M * K) / sample;
+    parallel_pipeline(0, K, grain_along_k(nnz_estimate, K, N), M,
+                      [&](int64_t k_lo, int64_t k_hi, int64_t lo, int64_t hi) {
+                          for (int64_t r = lo; r < hi; ++r) {
+                              if (k_lo == 0) first[r] = r * stride, count[r] = 0;
+                              const int64_t at = first[r] + count[r];
+                              count[r] += static_cast<int32_t>(
+                                  compact(X + r * ldx, k_lo, k_hi, index + at, value + at));
+                          }
+                          nonzero_k_share(plan, a, B, ldb, N, C, ldc, ep, k_lo, k_hi, lo, hi);
+                      });
+    a.nnz = 0;
+    for (int64_t r = 0; r < M; ++r) a.nnz += count[r];
 }
 
 void reference::gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N,

@@ -61,19 +61,23 @@ TEST(GemmNonzero, EntriesOfEveryKernelAreTheNonzeroOnes) {
     for (int64_t n : testing::kAwkwardSizes) {
         auto x = sparse_matrix(1, n, 0.6f, 7);
         if (n > 5) x[5] = NAN;  // kept: NaN ≠ 0
-        std::vector<int32_t> want_index;
-        std::vector<float> want_value;
-        for (int64_t k = 0; k < n; ++k)
-            if (x[k] != 0.0f) want_index.push_back(static_cast<int32_t>(k)), want_value.push_back(x[k]);
-        for (int i = 0; i < n_kernels; ++i) {
-            SCOPED_TRACE(std::string(list[i]->name) + " n=" + std::to_string(n));
-            std::vector<int32_t> index(n + 16, -1);
-            std::vector<float> value(n + 16);
-            const int64_t count = list[i]->nonzero_entries(x.data(), n, index.data(), value.data());
-            ASSERT_EQ(count, static_cast<int64_t>(want_index.size()));
-            index.resize(count), value.resize(count);
-            EXPECT_EQ(index, want_index);
-            EXPECT_TRUE(same_bits(value, want_value));
+        for (int64_t begin : {int64_t{0}, n / 3, n}) {  // x[begin:n): positions stay x's
+            std::vector<int32_t> want_index;
+            std::vector<float> want_value;
+            for (int64_t k = begin; k < n; ++k)
+                if (x[k] != 0.0f) want_index.push_back(static_cast<int32_t>(k)), want_value.push_back(x[k]);
+            for (int i = 0; i < n_kernels; ++i) {
+                SCOPED_TRACE(std::string(list[i]->name) + " n=" + std::to_string(n) +
+                             " begin=" + std::to_string(begin));
+                std::vector<int32_t> index(n + 16, -1);
+                std::vector<float> value(n + 16);
+                const int64_t count =
+                    list[i]->nonzero_entries(x.data(), begin, n, index.data(), value.data());
+                ASSERT_EQ(count, static_cast<int64_t>(want_index.size()));
+                index.resize(count), value.resize(count);
+                EXPECT_EQ(index, want_index);
+                EXPECT_TRUE(same_bits(value, want_value));
+            }
         }
     }
 }
@@ -166,6 +170,68 @@ TEST(GemmNonzero, IsTheDenseGemmBitForBit) {
                                                ep);
                         ASSERT_TRUE(same_bits(skipping, dense)) << first_difference(skipping, dense);
                     }
+}
+
+// The same entries, row by row, wherever each row is stored.
+void expect_same_entries(const NonzeroRows& a, const NonzeroRows& b) {
+    ASSERT_EQ(a.rows, b.rows);
+    ASSERT_EQ(a.cols, b.cols);
+    EXPECT_EQ(a.nnz, b.nnz);
+    for (int64_t r = 0; r < a.rows; ++r) {
+        ASSERT_EQ(a.count[r], b.count[r]) << "row " << r;
+        for (int64_t t = 0; t < a.count[r]; ++t) {
+            ASSERT_EQ(a.index[a.first[r] + t], b.index[b.first[r] + t]) << "row " << r;
+            ASSERT_EQ(std::memcmp(&a.value[a.first[r] + t], &b.value[b.first[r] + t], sizeof(float)), 0);
+        }
+    }
+}
+
+// gemm_skipping_zeros finds X's entries itself (inside the pipeline along k
+// when it runs: each share appends its k to each row) and gives gemm's bits;
+// gemm_nonzero_transposed, where each chunk transposes its own columns, gives
+// the transposed product's bits. At every thread count, on the shapes that
+// take the pipeline and those that do not, starting from buffers that held a
+// larger matrix's entries.
+TEST(GemmNonzero, SkippingZerosOfADenseXAndTheTransposedProductAreGemmBitForBit) {
+    for (const Shape& s : kShapes)
+        for (float zeros : kZeroFractions)
+            for (int threads : testing::kThreadCounts) {
+                SCOPED_TRACE("M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) +
+                             " K=" + std::to_string(s.K) + " zeros=" + std::to_string(zeros) +
+                             " threads=" + std::to_string(threads));
+                ThreadCountGuard guard(threads);
+                const int64_t ldx = s.K + 3;
+                const auto X = sparse_matrix(s.M, ldx, zeros, 51);
+                const auto B = testing::random_vector(s.K * s.N, 52);
+                const auto D = testing::random_vector(s.M * s.N, 53);
+                const auto bias = testing::random_vector(s.N, 54);
+                GemmEpilogue ep;
+                ep.bias = bias.data();
+                ep.activation = Activation::relu;
+                NonzeroRows a, want;
+                {  // a's buffers first hold another matrix's entries, as a layer's do
+                    const auto other = sparse_matrix(s.M + 2, s.K + 5, 0.1f, 55);
+                    nonzero_rows(other.data(), s.M + 2, s.K + 5, s.K + 5, a);
+                }
+                std::vector<float> dense(s.M * s.N, NAN), skipping(s.M * s.N, NAN);
+                gemm(false, false, s.M, s.N, s.K, 1.0f, X.data(), ldx, B.data(), s.N, 0.0f,
+                     dense.data(), s.N, ep);
+                // (a machine busy enough to make the team late would run the
+                // next calls on one thread: they are to use the team)
+                detail::team_health().serial_until_ns.store(0);
+                gemm_skipping_zeros(X.data(), s.M, s.K, ldx, B.data(), s.N, s.N, skipping.data(),
+                                    s.N, ep, a);
+                ASSERT_TRUE(same_bits(skipping, dense)) << first_difference(skipping, dense);
+                nonzero_rows(X.data(), s.M, s.K, ldx, want);
+                expect_same_entries(a, want);
+
+                std::vector<float> dW(s.K * s.N, NAN), dW_skipping(s.K * s.N, NAN);
+                gemm(true, false, s.K, s.N, s.M, 1.0f, X.data(), ldx, D.data(), s.N, 0.0f,
+                     dW.data(), s.N);
+                detail::team_health().serial_until_ns.store(0);
+                gemm_nonzero_transposed(a, D.data(), s.N, s.N, dW_skipping.data(), s.N);
+                ASSERT_TRUE(same_bits(dW_skipping, dW)) << first_difference(dW_skipping, dW);
+            }
 }
 
 TEST(GemmNonzero, MatchesTheDefinition) {

@@ -310,10 +310,11 @@ void map_backward(const float* x, const float* dy, float* dx, int64_t n, Derivat
 // bytes past an input within the page — as arrays allocated one after
 // another from the heap often do — the loads of each vector would wait for
 // the store of the one before. Softmax's backward over 4096×1024, 2 threads
-// of a Zen 4, with dx 16 bytes past y and 32 past dy within the page: 550–815
-// → 475–665 µs; with the arrays at the same offset, unchanged (one vector
-// ahead is enough for these offsets; two cost a few % there). A load still
-// precedes the store of the value it reads, so y may alias any input.
+// of a Zen 4, with dx 16 bytes past y and 32 past dy within the page: 590–830
+// → 490–685 µs (sigmoid's: 505–665 → 400–575 µs); with the arrays at the
+// same offset, unchanged (one vector ahead is enough for these offsets; two
+// cost a few % there). A load still precedes the store of the value it
+// reads, so y may alias any input.
 template <class F, bool kStreamed = false, class Op, class... In>
 void zip_map(float* y, int64_t n, Op op, const In*... in) {
     constexpr int W = F::width;

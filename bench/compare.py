@@ -18,15 +18,12 @@ drift, e.g. as denormal floats accumulate?).
 Why best-of: with 2 threads on 2 cores, anything else that runs on the
 machine stalls a parallel region, so timings wander by 20–40 %; the fastest
 repeat is the one least disturbed. Engines take turns within each repeat, so
-a slow spell hits all of them alike. Why many short repeats: on this kind of
-virtual machine the memory-bound rows also drift with the host, from second
-to second (softmax's backward at 4096×1024: per-second medians of 520 to
-930 µs within 8 s, both engines alike); with 5 repeats of 0.1 s per engine
-one engine could catch a fast spell the other missed, and the same row
-measured 0.91× to 1.18× from run to run. Repeats of 10 ms, 50 of them, keep
-the engines' samples side by side in time, and each repeat starts with the
-next engine in turn, so none always runs right after NumPy (whose
-temporaries evict the caches). Progress goes to stderr, the tables to stdout.
+a slow spell hits all of them alike, and each repeat starts with the next
+engine in turn: NumPy's BLAS threads keep spinning for tens of ms after a
+call, so the engine timed right after NumPy loses part of a core — with a
+fixed order, always the same one (PyTorch). (Repeats of 10 ms instead of
+0.1 s were tried: then that spin reached every repeat, and the GEMM rows of
+both other engines halved.) Progress goes to stderr, the tables to stdout.
 """
 
 import argparse
@@ -47,8 +44,8 @@ import fromzero as fz
 from threads import bench_threads, pin_threads
 
 ENGINE_TITLES = {"fromzero": "fromzero", "numpy": "NumPy", "torch": "PyTorch"}
-SECONDS_PER_REPEAT = 0.01  # each repeat loops a call at least this long
-DEFAULT_REPEATS = 50
+SECONDS_PER_REPEAT = 0.1  # each repeat loops a call at least this long
+DEFAULT_REPEATS = 5
 EPOCHS_PER_PROCESS = 2    # MLP epochs per fresh process; the best counts
 
 
@@ -257,7 +254,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=bench_threads(),
                         help="threads for every engine (default: FROMZERO_BENCH_THREADS or 2)")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEATS,
-                        help=f"repeats of {SECONDS_PER_REPEAT * 1000:.0f} ms per engine; the best counts "
+                        help=f"repeats of at least {SECONDS_PER_REPEAT:g} s per engine; the best counts "
                              f"(default {DEFAULT_REPEATS})")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--cases", metavar="REGEX",

@@ -18,8 +18,12 @@ drift, e.g. as denormal floats accumulate?).
 Why best-of: with 2 threads on 2 cores, anything else that runs on the
 machine stalls a parallel region, so timings wander by 20–40 %; the fastest
 repeat is the one least disturbed. Engines take turns within each repeat, so
-a slow spell hits all of them alike. Progress goes to stderr, the tables to
-stdout.
+a slow spell hits all of them alike, and each repeat starts with the next
+engine in turn: NumPy's BLAS threads keep spinning for tens of ms after a
+call, so the engine timed right after NumPy loses part of a core — with a
+fixed order, always the same one (PyTorch). (Repeats of 10 ms instead of
+0.1 s were tried: then that spin reached every repeat, and the GEMM rows of
+both other engines halved.) Progress goes to stderr, the tables to stdout.
 """
 
 import argparse
@@ -41,6 +45,7 @@ from threads import bench_threads, pin_threads
 
 ENGINE_TITLES = {"fromzero": "fromzero", "numpy": "NumPy", "torch": "PyTorch"}
 SECONDS_PER_REPEAT = 0.1  # each repeat loops a call at least this long
+DEFAULT_REPEATS = 5
 EPOCHS_PER_PROCESS = 2    # MLP epochs per fresh process; the best counts
 
 
@@ -61,13 +66,16 @@ def loops_per_repeat(call):
 
 
 def time_case(case, repeat):
-    """{engine: best seconds per call} over `repeat` rounds of every engine in turn."""
+    """{engine: best seconds per call} over `repeat` rounds of every engine in
+    turn, round r starting with engine r mod (number of engines)."""
     calls = {engine: case.prepare(engine) for engine in case.builders}
     loops = {engine: loops_per_repeat(call) for engine, call in calls.items()}
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(repeat):
-        for engine, call in calls.items():
-            best[engine] = min(best[engine], timed(call, loops[engine]) / loops[engine])
+    engines = list(calls)
+    best = dict.fromkeys(engines, float("inf"))
+    for r in range(repeat):
+        first = r % len(engines)
+        for engine in engines[first:] + engines[:first]:
+            best[engine] = min(best[engine], timed(calls[engine], loops[engine]) / loops[engine])
     return best
 
 
@@ -245,7 +253,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=bench_threads(),
                         help="threads for every engine (default: FROMZERO_BENCH_THREADS or 2)")
-    parser.add_argument("--repeat", type=int, default=5, help="repeats; the best counts (default 5)")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEATS,
+                        help=f"repeats of at least {SECONDS_PER_REPEAT:g} s per engine; the best counts "
+                             f"(default {DEFAULT_REPEATS})")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--cases", metavar="REGEX",
                         help="only the operations whose label matches (e.g. 'softmax|gelu'; "

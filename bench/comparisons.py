@@ -15,6 +15,19 @@ the L3 cache's sets decides how much stays cached between calls — and with
 arrays of its own, each engine drew its luck separately, a ±15% swing in the
 ratio. On the same memory, what differs is the kernels.
 
+Every shared array starts 64 bytes past a page boundary (``placed``), where
+both fromzero (``fz.utils.aligned_empty``) and PyTorch (``torch.empty``) put
+a large array of their own. Left where NumPy's allocator put them, the
+arrays' offsets within their pages depended on which cases ran before:
+glibc raises its threshold for serving a request by a fresh mmap each time a
+large mapped block is freed, so after the first 4096×1024 case the next ones
+came from the heap, one after another — dx 16 bytes past y and 32 past dy
+within the page for softmax's backward in a full run, all three at 16 bytes
+past a page with ``--cases softmax``. A load whose page offset matches an
+older store in flight waits for it (4K aliasing), so the same row timed
+0.91× one way and 1.13–1.29× the other, for reasons that were neither
+engine's.
+
 ``epoch_trainer`` does the same for one epoch of the textbook MLP.
 
 Both front ends import this module: the pytest-benchmark files and
@@ -86,16 +99,31 @@ def random_array(*shape, seed=0):
 _SHARED = weakref.WeakValueDictionary()
 
 
+PAGE_BYTES = 4096
+PLACE_OFFSET = 64  # bytes past a page boundary: where fz.utils.aligned_empty and torch.empty start a large array
+
+
+def placed(array):
+    """A copy of `array` whose data starts PLACE_OFFSET bytes past a page
+    boundary, whatever the allocator did before (see the module's docstring)."""
+    raw = np.empty(array.nbytes + PAGE_BYTES + PLACE_OFFSET, np.uint8)
+    start = -raw.ctypes.data % PAGE_BYTES + PLACE_OFFSET
+    copy = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
 def shared_arrays(key, *makers):
-    """(make() for make in makers), each array made once and handed to every
-    engine that asks with the same key while an engine still holds it — so the
-    engines of a case time their calls on the same memory (see the module's
-    docstring); it is freed once the last engine's call is."""
+    """(make() for make in makers), each array made once, placed (``placed``),
+    and handed to every engine that asks with the same key while an engine
+    still holds it — so the engines of a case time their calls on the same
+    memory (see the module's docstring); it is freed once the last engine's
+    call is."""
     arrays = []
     for i, make in enumerate(makers):
         array = _SHARED.get((key, i))
         if array is None:
-            array = _SHARED[(key, i)] = make()
+            array = _SHARED[(key, i)] = placed(make())
         arrays.append(array)
     return tuple(arrays)
 

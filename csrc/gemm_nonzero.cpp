@@ -258,8 +258,11 @@ void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, 
     // multiplies. The rows of C are split as gemm_nonzero splits them (C is
     // a weight's gradient, whose rows the same thread owns in the forward
     // and in the optimizer step).
+    // One chunk per thread: every chunk searches all of a's rows for its
+    // columns, so more chunks would repeat that search.
     const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
-    const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_row);
+    const int64_t threads = get_num_threads();
+    const int64_t grain = std::max({int64_t{1}, kMinFlopsPerThread / flops_per_row, (M + threads - 1) / threads});
     parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
         thread_local NonzeroRows columns;
         transpose_columns(a, lo, hi, columns);

@@ -617,6 +617,14 @@ def test_lambda_callback_in_fit():
     assert len(losses) == 3 and losses[2] < losses[0]
 
 
+def fit_two_batches(callbacks):
+    """One epoch of two batches of a tiny model, with these callbacks."""
+    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=callbacks)
+
+
 def test_batch_end_logs_are_built_only_when_a_callback_reads_them():
     plain = fz.callbacks.CallbackList([], add_history=True)
     assert not plain.uses_train_batch_end()
@@ -629,10 +637,7 @@ def test_batch_end_logs_are_built_only_when_a_callback_reads_them():
 
     assert fz.callbacks.CallbackList([hook]).uses_train_batch_end()
     assert fz.callbacks.CallbackList([OldName()]).uses_train_batch_end()
-    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
-    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[hook, OldName()])
+    fit_two_batches([hook, OldName()])
     assert len(seen) == 4 and all("loss" in logs for logs in seen)
 
 
@@ -648,8 +653,5 @@ def test_batch_begin_hooks_run_only_when_a_callback_has_one():
 
     assert fz.callbacks.CallbackList([hook]).uses_train_batch_begin()
     assert fz.callbacks.CallbackList([OldName()]).uses_train_batch_begin()
-    model = fz.Sequential([fz.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
-    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[hook, OldName()])
+    fit_two_batches([hook, OldName()])
     assert seen == [0, ("old", 0), 1, ("old", 1)]

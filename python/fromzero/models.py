@@ -114,10 +114,7 @@ class _Step:
         else:
             out = layer.forward(*_fill(self.args, values), training=training,
                                 **_fill(kwargs, values))
-        if self.single and not extra:
-            values[self.out_ids[0]] = out
-        else:
-            self._store(values, out, extra)
+        self._store(values, out, extra)
 
     def run_last_step(self, values, extra=None):
         """run, in inference, on the last time step of the inputs (all of

@@ -253,7 +253,7 @@ class Dense(KernelLayer):
         # GELU's backward needs z = x·W + b; without training, GELU runs in the GEMM's epilogue
         z2 = buffers.get("z", y2.shape) if training and self._saves_z else None
         h = None
-        if self.lora_rank is not None:
+        if self.lora_enabled:
             h = buffers.get("h", (x2.shape[0], self.lora_rank))
             ops.dense_lora_forward(x2, self.kernel, self.bias, self.lora_kernel_a,
                                    self.lora_kernel_b, self.lora_scale, self.activation,
@@ -283,7 +283,7 @@ class Dense(KernelLayer):
         buffers, train = context.buffers, self.trainable
         dx_out = buffers.get("dx", x2.shape) if self.input_grad_needed else None
         if h is not None:
-            if self.lora_rank is None or h.shape[1] != self.lora_rank:
+            if not self.lora_enabled or h.shape[1] != self.lora_rank:
                 raise ValueError(f"{self.name}: LoRA was enabled or merged between forward and "
                                  f"backward; run forward again")
             dx = ops.dense_lora_backward(
@@ -292,7 +292,7 @@ class Dense(KernelLayer):
                 dh_out=buffers.get("dh", h.shape), da_out=self.grads[-2] if train else None,
                 db_out=self.grads[-1] if train else None, dx_out=dx_out)
             return dx if dx is None or len(x_shape) == 2 else dx.reshape(x_shape)
-        if self.lora_rank is not None:
+        if self.lora_enabled:
             raise ValueError(f"{self.name}: LoRA was enabled between forward and backward; "
                              f"run forward again")
         dx = ops.dense_backward(

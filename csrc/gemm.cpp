@@ -316,16 +316,20 @@ void gemm_with_plan(const GemmPlan& given, bool trans_a, bool trans_b, int64_t M
     const int64_t unit = split_n ? uk.nr : uk.mr;
     const int64_t units = ((split_n ? N : M) + unit - 1) / unit;
     const int64_t flops_per_unit = 2 * K * unit * (split_n ? M : N);
-    int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_unit);
+    const int64_t work_grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_unit);
+    int64_t grain = work_grain;
     const int64_t threads = get_num_threads();
     if (units / (4 * threads) > kMaxReuseUnpacked)
         grain = std::max(grain, (units + 2 * threads - 1) / (2 * threads));
-    parallel_for(0, units, grain, [&](int64_t lo, int64_t hi) {
-        if (split_n)
-            gemm_block(plan, g, 0, M, lo * unit, std::min(N, hi * unit));
-        else
-            gemm_block(plan, g, lo * unit, std::min(M, hi * unit), 0, N);
-    });
+    parallel_for(
+        0, units, grain,
+        [&](int64_t lo, int64_t hi) {
+            if (split_n)
+                gemm_block(plan, g, 0, M, lo * unit, std::min(N, hi * unit));
+            else
+                gemm_block(plan, g, lo * unit, std::min(M, hi * unit), 0, N);
+        },
+        work_grain);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -270,12 +270,16 @@ void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, 
     // columns, so more chunks would repeat that search.
     const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
     const int64_t threads = get_num_threads();
-    const int64_t grain = std::max({int64_t{1}, kMinFlopsPerThread / flops_per_row, (M + threads - 1) / threads});
-    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
-        thread_local NonzeroRows columns;
-        transpose_columns(a, lo, hi, columns);
-        nonzero_block(plan, columns, B, ldb, N, C, ldc, GemmEpilogue{}, lo, hi);
-    });
+    const int64_t work_grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_row);
+    const int64_t grain = std::max(work_grain, (M + threads - 1) / threads);
+    parallel_for(
+        0, M, grain,
+        [&](int64_t lo, int64_t hi) {
+            thread_local NonzeroRows columns;
+            transpose_columns(a, lo, hi, columns);
+            nonzero_block(plan, columns, B, ldb, N, C, ldc, GemmEpilogue{}, lo, hi);
+        },
+        work_grain);
 }
 
 void gemm_nonzero(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N, float* C,

@@ -28,13 +28,18 @@
 //      makes it wait (team_was_late), means the team did not run in parallel.
 //      Then, for a while (16 ms; while it keeps happening, doubling up to
 //      1 s), kernels run on the calling thread alone, with no parallel
-//      region; afterwards a region tries the team again.
+//      region; afterwards a region tries the team again;
+//   3. every 50 ms, has two threads of a region toss a cache line to each
+//      other a few times: when the trip takes far longer than between two
+//      cores of one chip (a VM whose vCPUs the host runs far apart), a
+//      region with little work runs on the calling thread (far_team_runs_serially).
 // Each thread also runs its part with the flush-to-zero setting in force
 // (set_flush_denormal), and restores its own state on the way out.
 #pragma once
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -143,6 +148,10 @@ constexpr int64_t kFirstBackoffNs = 16'000'000;  // then 16 ms on one thread, do
 constexpr int64_t kMaxBackoffNs = 1'000'000'000;  // ... up to 1 s
 constexpr int64_t kPipelineBlocks = 8;  // parallel_pipeline's blocks of rows
 constexpr int64_t kSpinNs = 50'000;     // its waits spin this long before yielding
+constexpr int64_t kProbeIntervalNs = 50'000'000;  // the round trip is measured this often
+constexpr int kProbeTrips = 8;                    // the fastest of this many trips
+constexpr int64_t kFarRoundTripNs = 150;          // a longer round trip: a far team ...
+constexpr int64_t kFarGrains = 24;                // ... runs regions of fewer grains serially
 
 inline int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -170,6 +179,7 @@ public:
     explicit Shares(int team) : p_(team > kSmallTeam ? (large_.reset(new ChunkCounter[team]), large_.get()) : small_) {}
     ChunkCounter& operator[](int t) { return p_[t]; }
     ChunkCounter* data() { return p_; }
+    alignas(64) std::atomic<int64_t> ball{0};  // (probe_round_trip)
 
 private:
     ChunkCounter small_[kSmallTeam];
@@ -202,6 +212,8 @@ struct TeamHealth {
     std::atomic<int64_t> serial_until_ns{0};  // run on the calling thread alone until then
     std::atomic<int64_t> backoff_ns{kFirstBackoffNs};
     std::atomic<int64_t> late_regions{0};     // how often workers were late (for tests and info)
+    std::atomic<int64_t> round_trip_ns{0};    // a cache line between two threads and back, last measured
+    std::atomic<int64_t> next_probe_ns{0};    // a region measures it again from then on
 };
 
 inline TeamHealth& team_health() {
@@ -248,16 +260,73 @@ inline void record_region(bool late, int64_t end_ns) {
     }
 }
 
+// A far team. On the 2-vCPU KVM guest measured (AMD EPYC), a cache line goes
+// from one thread of the team to the other and back in ~55 ns most of the
+// time, but for episodes of seconds, when the host runs the two vCPUs far
+// apart, in ~330 ns. Every line that one thread writes and the other then
+// reads costs that much more, and a training step is full of them: a
+// kernel's output, split between the threads, read whole by the next kernel
+// or by the small kernels in between that run on the calling thread. In the
+// batch-128 MNIST MLP step (bench/far_step.cpp) the team took 271 µs near,
+// 512 µs far, and one thread 406 µs: every kernel lost to one thread when far —
+// the first layer's forward 183 µs against 134, its backward 154 against 149,
+// the batch gather 86 against 66, the small second layer 51 against 22.
+// So when the last round trip measured (probe_round_trip) is longer than
+// kFarRoundTripNs, a region with fewer than kFarGrains grains of work runs
+// on the calling thread; those of that step have at most 19. n/grain counts
+// the work only when the grain is more than one iteration: with grain 1,
+// each iteration is worth a thread already (a big GEMM's 32 panels of
+// 1024²): those keep the team.
+inline bool far_team_runs_serially(int64_t round_trip_ns, int64_t n, int64_t grain) {
+    return round_trip_ns > kFarRoundTripNs && grain > 1 && n < kFarGrains * grain;
+}
+
 // One call on the calling thread, no parallel region: a single chunk, one
-// thread asked for, already inside a region, or a while after workers were late.
-inline bool run_serially(int64_t chunks) {
+// thread asked for, already inside a region, a while after workers were
+// late, or little work for a far team. Otherwise `probe` says whether this
+// region is to measure the round trip (one region every kProbeIntervalNs,
+// taking the team even when it is far, so that the end of a far episode is seen).
+inline bool run_serially(int64_t n, int64_t grain, int64_t chunks, bool& probe) {
+    probe = false;
 #ifdef _OPENMP
-    return chunks <= 1 || get_num_threads() <= 1 || omp_in_parallel() ||
-           now_ns() < team_health().serial_until_ns.load(std::memory_order_relaxed);
+    if (chunks <= 1 || get_num_threads() <= 1 || omp_in_parallel()) return true;
+    TeamHealth& h = team_health();
+    const int64_t now = now_ns();
+    if (now < h.serial_until_ns.load(std::memory_order_relaxed)) return true;
+    int64_t due = h.next_probe_ns.load(std::memory_order_relaxed);
+    if (now >= due && h.next_probe_ns.compare_exchange_strong(due, now + kProbeIntervalNs,
+                                                              std::memory_order_relaxed)) {
+        probe = true;
+        return false;
+    }
+    return far_team_runs_serially(h.round_trip_ns.load(std::memory_order_relaxed), n, grain);
 #else
-    (void)chunks;
+    (void)n, (void)grain, (void)chunks;
     return true;
 #endif
+}
+
+// Threads 0 and 1 of a region, each done with its work, toss `ball` to each
+// other kProbeTrips times; thread 0 times each trip and keeps the fastest
+// (the first waits for thread 1 to arrive, and a trip during which either
+// thread lost its core to another program takes milliseconds).
+inline void probe_round_trip(std::atomic<int64_t>& ball, int me) {
+#ifdef _OPENMP
+    if (me > 1 || omp_get_num_threads() < 2) return;  // (the runtime may give fewer threads)
+#endif
+    int64_t fastest = INT64_MAX;
+    for (int64_t trip = 0; trip < kProbeTrips; ++trip) {
+        const int64_t start = now_ns();
+        if (me == 0) {
+            ball.store(2 * trip + 1, std::memory_order_release);
+            while (ball.load(std::memory_order_acquire) != 2 * trip + 2) pause(start);
+            fastest = std::min(fastest, now_ns() - start);
+        } else {
+            while (ball.load(std::memory_order_acquire) != 2 * trip + 1) pause(start);
+            ball.store(2 * trip + 2, std::memory_order_release);
+        }
+    }
+    if (me == 0) team_health().round_trip_ns.store(fastest, std::memory_order_relaxed);
 }
 
 // After a region: the longest a thread was there without working decides
@@ -288,16 +357,20 @@ inline int64_t late_regions() { return detail::team_health().late_regions.load()
 
 // Calls f(chunk_begin, chunk_end) over [begin, end) cut into chunks of at
 // least `grain` iterations, claimed by up to get_num_threads() threads. Small
-// ranges, every range when one thread is asked for, and every range for a
-// while after workers were late run as one call on the calling thread: no
-// parallel region at all.
+// ranges, every range when one thread is asked for, every range for a
+// while after workers were late, and small ones on a far team run as one
+// call on the calling thread: no parallel region at all. A kernel that
+// raises its grain above the work worth a thread, to cut fewer chunks,
+// passes that smaller grain as `work_grain`: it measures the region's work
+// for the far team (far_team_runs_serially).
 template <class F>
-void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f, int64_t work_grain = 0) {
     const int64_t n = end - begin;
     if (n <= 0) return;
     const int64_t threads = get_num_threads();
     const int64_t chunks = detail::chunk_count(n, grain);
-    if (detail::run_serially(chunks)) {
+    bool probe;
+    if (detail::run_serially(n, work_grain > 0 ? work_grain : grain, chunks, probe)) {
         DenormalScope denormals;
         f(begin, end);
         return;
@@ -329,6 +402,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
                   from.lo + length * (c + 1 - from.first) / pieces);
         }
         share[me].done_ns = detail::now_ns();
+        if (probe) detail::probe_round_trip(share.ball, me);
     }
     detail::record_team(share.data(), team, start_ns);
 #endif
@@ -361,7 +435,8 @@ void parallel_pipeline(int64_t begin, int64_t end, int64_t grain, int64_t rows, 
     const int64_t n = end - begin;
     if (n <= 0 || rows <= 0) return;
     const int64_t chunks = detail::chunk_count(n, grain);
-    if (detail::run_serially(chunks)) {
+    bool probe;
+    if (detail::run_serially(n, grain, chunks, probe)) {
         DenormalScope denormals;
         f(begin, end, int64_t{0}, rows);
         return;
@@ -409,6 +484,7 @@ void parallel_pipeline(int64_t begin, int64_t end, int64_t grain, int64_t rows, 
         for (int t = 0; t < team; ++t)
             if (start(t)) run(t, run);
         share[me].done_ns = detail::now_ns();
+        if (probe) detail::probe_round_trip(share.ball, me);
     }
     detail::record_team(share.data(), team, start_ns);
 #endif

@@ -116,7 +116,8 @@ void check_pipeline(int threads, int64_t n, int64_t rows, int64_t grain, int64_t
                  " rows=" + std::to_string(rows) + " grain=" + std::to_string(grain));
     ThreadCountGuard guard(threads);
     detail::team_health().serial_until_ns.store(0);
-    const int64_t team = detail::run_serially(detail::chunk_count(n, grain))
+    bool probe;
+    const int64_t team = detail::run_serially(n, grain, detail::chunk_count(n, grain), probe)
                              ? 1
                              : std::min<int64_t>(threads, detail::chunk_count(n, grain));
     std::vector<int64_t> fold(static_cast<size_t>(rows), 0), want(static_cast<size_t>(rows), 0);
@@ -252,6 +253,69 @@ TEST(ParallelFor, AThreadThatStallsMakesTheNextRegionsSerial) {
     EXPECT_EQ(calls, 1);
     detail::team_health().serial_until_ns.store(0);
     detail::team_health().backoff_ns.store(detail::kFirstBackoffNs);
+}
+
+// The round trips measured on the 2-vCPU KVM guest (~55 ns near, ~330 ns
+// far) and the regions of the batch-128 MNIST step: when far, those run on
+// one thread; big GEMMs and long elementwise passes keep the team.
+TEST(ParallelFor, AFarTeamRunsOnlyRegionsOfLittleWorkSerially) {
+    const int64_t near = 55, far = 330;
+    EXPECT_FALSE(detail::far_team_runs_serially(near, 784, 42));  // first layer's forward
+    EXPECT_FALSE(detail::far_team_runs_serially(0, 784, 42));     // not measured yet
+    EXPECT_FALSE(detail::far_team_runs_serially(detail::kFarRoundTripNs, 784, 42));
+    EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));
+    EXPECT_TRUE(detail::far_team_runs_serially(far, 128, 20));        // the batch gather
+    EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));        // its weight gradient
+    EXPECT_TRUE(detail::far_team_runs_serially(far, 101898, 16384));  // Adam over its weights
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 32, 1));         // 1024² GEMM: 32 panels
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 16, 1));         // 512²: 16 panels
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 128, 1));  // 4096²: 128 panels, work grain 1
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 1 << 22, 16384));  // 256 grains
+}
+
+// The first region once the probe is due measures the round trip on the team
+// (even when the last measure said far); the next ones go by that measure.
+TEST(ParallelFor, ARegionMeasuresTheRoundTripWhenDueAndAFarTeamTakesOnlyBigRegions) {
+    ThreadCountGuard guard(2);
+    detail::TeamHealth& h = detail::team_health();
+    h.serial_until_ns.store(0);
+    h.round_trip_ns.store(-1);
+    h.next_probe_ns.store(0);
+    std::atomic<int> team_size{1};
+    parallel_for(0, 1000, 1, [&](int64_t, int64_t) { team_size = omp_get_num_threads(); });
+    if (team_size == 2) {  // (the OpenMP runtime may give fewer threads than asked)
+        EXPECT_GE(h.round_trip_ns.load(), 0);
+        EXPECT_GT(h.next_probe_ns.load(), 0);
+    }
+    h.next_probe_ns.store(INT64_MAX);
+    h.serial_until_ns.store(0);
+    h.round_trip_ns.store(330);
+    std::atomic<bool> on_team{false};
+    int calls = 0;
+    parallel_for(0, 128, 20, [&](int64_t, int64_t) {
+        ++calls;
+        on_team = on_team || omp_in_parallel();
+    });
+    EXPECT_EQ(calls, 1);
+    EXPECT_FALSE(on_team);
+    // (each region below could find the worker late on a loaded machine, and
+    // the back-off would run the next one serially: cleared before each)
+    std::atomic<int> parallel_calls{0};
+    h.serial_until_ns.store(0);
+    parallel_for(0, 32, 1, [&](int64_t, int64_t) {
+        if (omp_in_parallel()) ++parallel_calls;
+    });
+    EXPECT_EQ(parallel_calls.load(), 8);  // kChunksPerThread per thread, on the team
+    parallel_calls = 0;  // a grain raised to cut fewer chunks: the work grain decides
+    h.serial_until_ns.store(0);
+    parallel_for(
+        0, 128, 32, [&](int64_t, int64_t) {
+            if (omp_in_parallel()) ++parallel_calls;
+        },
+        1);
+    EXPECT_EQ(parallel_calls.load(), 4);
+    h.round_trip_ns.store(0);
+    h.serial_until_ns.store(0);
 }
 #endif
 

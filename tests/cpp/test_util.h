@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -45,7 +46,14 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<flo
 // Runs the enclosing test body with the kernel thread count set, restoring it.
 class ThreadCountGuard {
 public:
-    explicit ThreadCountGuard(int n) : saved_(get_num_threads()) { set_num_threads(n); }
+    // Also takes the team as near, whatever the machine's vCPUs are doing
+    // (parallel.h, far_team_runs_serially), and stops measuring it: the
+    // kernels under test use the team on every machine.
+    explicit ThreadCountGuard(int n) : saved_(get_num_threads()) {
+        set_num_threads(n);
+        detail::team_health().next_probe_ns.store(INT64_MAX);
+        detail::team_health().round_trip_ns.store(0);
+    }
     ~ThreadCountGuard() { set_num_threads(saved_); }
 
 private:

@@ -250,9 +250,10 @@ void gemm_nonzero_with_plan(const GemmPlan& plan, const NonzeroRows& a, const fl
     }
     const int64_t flops_per_row = 2 * N * std::max<int64_t>(1, a.nnz / M);
     const int64_t grain = std::max<int64_t>(1, kMinFlopsPerThread / flops_per_row);
-    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
-        nonzero_block(plan, a, B, ldb, N, C, ldc, ep, lo, hi);
-    });
+    parallel_for(
+        0, M, grain,
+        [&](int64_t lo, int64_t hi) { nonzero_block(plan, a, B, ldb, N, C, ldc, ep, lo, hi); },
+        grain);
 }
 
 void gemm_nonzero_transposed(const NonzeroRows& a, const float* B, int64_t ldb, int64_t N,

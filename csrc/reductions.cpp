@@ -35,13 +35,19 @@ int32_t row_argmax(const float* row, int64_t cols) {
 }
 
 // src: (?, row_len), index: (n,), dst: (n, row_len). dst[i, :] = src[index[i], :].
-// Each row is one contiguous copy (a memmove for trivially copyable T).
+// Each row is one contiguous copy (a memmove for trivially copyable T). The
+// batch it fills is read by the first layer across its k-shares, so its rows
+// move between the threads: a far team runs a small gather serially (far_grain).
 template <class T>
 void gather(const T* src, int64_t row_len, const int64_t* index, int64_t n, T* dst) {
-    parallel_for(0, n, row_grain(row_len), [=](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i)
-            std::copy_n(src + index[i] * row_len, row_len, dst + i * row_len);
-    });
+    const int64_t grain = row_grain(row_len);
+    parallel_for(
+        0, n, grain,
+        [=](int64_t lo, int64_t hi) {
+            for (int64_t i = lo; i < hi; ++i)
+                std::copy_n(src + index[i] * row_len, row_len, dst + i * row_len);
+        },
+        grain);
 }
 
 }  // namespace

@@ -256,8 +256,9 @@ TEST(ParallelFor, AThreadThatStallsMakesTheNextRegionsSerial) {
 }
 
 // The round trips measured on the 2-vCPU KVM guest (~55 ns near, ~330 ns
-// far) and the regions of the batch-128 MNIST step: when far, those run on
-// one thread; big GEMMs and long elementwise passes keep the team.
+// far) and the regions of the batch-128 MNIST step that move lines between
+// the threads: when far, those run on one thread; big GEMMs, long passes
+// and regions that give no far grain keep the team.
 TEST(ParallelFor, AFarTeamRunsOnlyRegionsOfLittleWorkSerially) {
     const int64_t near = 55, far = 330;
     EXPECT_FALSE(detail::far_team_runs_serially(near, 784, 42));  // first layer's forward
@@ -266,7 +267,7 @@ TEST(ParallelFor, AFarTeamRunsOnlyRegionsOfLittleWorkSerially) {
     EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));
     EXPECT_TRUE(detail::far_team_runs_serially(far, 128, 20));        // the batch gather
     EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));        // its weight gradient
-    EXPECT_TRUE(detail::far_team_runs_serially(far, 101898, 16384));  // Adam over its weights
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 101898, 0));     // Adam: no far grain
     EXPECT_FALSE(detail::far_team_runs_serially(far, 32, 1));         // 1024² GEMM: 32 panels
     EXPECT_FALSE(detail::far_team_runs_serially(far, 16, 1));         // 512²: 16 panels
     EXPECT_FALSE(detail::far_team_runs_serially(far, 128, 1));  // 4096²: 128 panels, work grain 1
@@ -290,23 +291,34 @@ TEST(ParallelFor, ARegionMeasuresTheRoundTripWhenDueAndAFarTeamTakesOnlyBigRegio
     h.next_probe_ns.store(INT64_MAX);
     h.serial_until_ns.store(0);
     h.round_trip_ns.store(330);
+    // (any region below could find the worker late on a loaded machine, and
+    // the back-off would run the next one serially: cleared before each)
     std::atomic<bool> on_team{false};
     int calls = 0;
-    parallel_for(0, 128, 20, [&](int64_t, int64_t) {
-        ++calls;
-        on_team = on_team || omp_in_parallel();
-    });
+    parallel_for(
+        0, 128, 20,
+        [&](int64_t, int64_t) {
+            ++calls;
+            on_team = on_team || omp_in_parallel();
+        },
+        20);
     EXPECT_EQ(calls, 1);
     EXPECT_FALSE(on_team);
-    // (each region below could find the worker late on a loaded machine, and
-    // the back-off would run the next one serially: cleared before each)
-    std::atomic<int> parallel_calls{0};
+    std::atomic<int> parallel_calls{0};  // the same region without a far grain keeps the team
     h.serial_until_ns.store(0);
-    parallel_for(0, 32, 1, [&](int64_t, int64_t) {
+    parallel_for(0, 128, 20, [&](int64_t, int64_t) {
         if (omp_in_parallel()) ++parallel_calls;
     });
+    EXPECT_EQ(parallel_calls.load(), 7);  // ceil(128 / 20) chunks, on the team
+    parallel_calls = 0;
+    h.serial_until_ns.store(0);
+    parallel_for(
+        0, 32, 1, [&](int64_t, int64_t) {
+            if (omp_in_parallel()) ++parallel_calls;
+        },
+        1);
     EXPECT_EQ(parallel_calls.load(), 8);  // kChunksPerThread per thread, on the team
-    parallel_calls = 0;  // a grain raised to cut fewer chunks: the work grain decides
+    parallel_calls = 0;  // a grain raised to cut fewer chunks: the far grain decides
     h.serial_until_ns.store(0);
     parallel_for(
         0, 128, 32, [&](int64_t, int64_t) {

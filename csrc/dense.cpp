@@ -23,20 +23,24 @@ bool epilogue_can_apply(Activation act, const float* z = nullptr) {
 // dz = dy ⊙ f'(z) and db = Σ_rows dz in one pass over dy. Threads split the
 // columns, each adding its columns' rows in order, so db is the same for any
 // thread count; a slice of at least 16 floats keeps threads off each other's
-// cache lines.
+// cache lines. It sits between products, which a far team runs on the
+// calling thread: so does it then (far_grain).
 void activation_and_bias_grad(const float* z, const float* y, const float* dy, float* dz,
                               float* db, int64_t batch, int64_t out, Activation act, float alpha) {
     const int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(batch, 1));
-    parallel_for(0, out, grain, [=](int64_t lo, int64_t hi) {
-        if (db) std::fill(db + lo, db + hi, 0.0f);
-        for (int64_t i = 0; i < batch; ++i) {
-            const int64_t row = i * out + lo;
-            activation_backward(act, z ? z + row : nullptr, y + row, dy + row, dz + row, hi - lo,
-                                alpha);
-            if (db)
-                for (int64_t j = 0; j < hi - lo; ++j) db[lo + j] += dz[row + j];
-        }
-    });
+    parallel_for(
+        0, out, grain,
+        [=](int64_t lo, int64_t hi) {
+            if (db) std::fill(db + lo, db + hi, 0.0f);
+            for (int64_t i = 0; i < batch; ++i) {
+                const int64_t row = i * out + lo;
+                activation_backward(act, z ? z + row : nullptr, y + row, dy + row, dz + row,
+                                    hi - lo, alpha);
+                if (db)
+                    for (int64_t j = 0; j < hi - lo; ++j) db[lo + j] += dz[row + j];
+            }
+        },
+        grain);
 }
 
 std::atomic<float>& zero_skip_threshold_setting() {

@@ -69,7 +69,9 @@ inline int64_t fraction_of(int64_t n, int64_t x, int64_t total) {
 // when wd > 0 and array t is not exempt (ParamList::decays), and g_i the
 // gradient after the list's clipping (ParamList).
 // f writes p[i]. Each value is updated by one thread with the same
-// arithmetic, so the split does not change the result.
+// arithmetic, so the split does not change the result. The gradients come
+// from products that a far team runs on the calling thread, and the next
+// forward reads the weights there: so does the update then (far_grain).
 template <class MakeF>
 void for_each_param(const ParamList& list, float lr, float weight_decay, MakeF make_f) {
     const bool decay = weight_decay > 0.0f;
@@ -77,16 +79,20 @@ void for_each_param(const ParamList& list, float lr, float weight_decay, MakeF m
     const bool clip = list.grad_scale != nullptr || !(list.grad_clip == kInfinity);
     int64_t total = 0;
     for (int64_t t = 0; t < list.count; ++t) total += list.n[t];
-    parallel_for(0, total, kGrain, [=](int64_t lo, int64_t hi) {
-        for (int64_t t = 0; t < list.count; ++t) {
-            const int64_t a = fraction_of(list.n[t], lo, total), b = fraction_of(list.n[t], hi, total);
-            if (a >= b) continue;
-            const float scale = list.grad_scale ? list.grad_scale[t] : 1.0f;
-            const bool decay_t = decay && (list.decays == nullptr || list.decays[t] != 0);
-            update_chunk(list.p[t], list.g[t], a, b, decay_t, lr_wd, clip, scale,
-                         list.grad_clip, make_f(t));
-        }
-    });
+    parallel_for(
+        0, total, kGrain,
+        [=](int64_t lo, int64_t hi) {
+            for (int64_t t = 0; t < list.count; ++t) {
+                const int64_t a = fraction_of(list.n[t], lo, total);
+                const int64_t b = fraction_of(list.n[t], hi, total);
+                if (a >= b) continue;
+                const float scale = list.grad_scale ? list.grad_scale[t] : 1.0f;
+                const bool decay_t = decay && (list.decays == nullptr || list.decays[t] != 0);
+                update_chunk(list.p[t], list.g[t], a, b, decay_t, lr_wd, clip, scale,
+                             list.grad_clip, make_f(t));
+            }
+        },
+        kGrain);
 }
 
 // Sums of squares are formed per block of kNormBlock values. The blocks are

@@ -32,7 +32,9 @@
 //   3. every 50 ms, has two threads of a region toss a cache line to each
 //      other a few times: when the trip takes far longer than between two
 //      cores of one chip (a VM whose vCPUs the host runs far apart), a
-//      region with little work runs on the calling thread (far_team_runs_serially).
+//      region of a training step with little work (a product, the batch
+//      gather, the optimizer's update) runs on the calling thread
+//      (far_team_runs_serially).
 // Each thread also runs its part with the flush-to-zero setting in force
 // (set_flush_denormal), and restores its own state on the way out.
 #pragma once
@@ -272,16 +274,20 @@ inline void record_region(bool late, int64_t end_ns) {
 // the first layer's forward 183 µs against 134, its backward 154 against 149,
 // the batch gather 86 against 66, the small second layer 51 against 22.
 // So when the last round trip measured (probe_round_trip) is longer than
-// kFarRoundTripNs, a region that moves lines between the threads — a
-// product, whose threads all read the other operand, and the batch gather,
-// which fills the rows the first layer's pipeline reads across its k-shares
-// — runs on the calling thread if it has fewer than kFarGrains grains of
-// work; those of that step have at most 19. Such a region says so by giving
-// its grain of work as `far_grain` (parallel_for); the others (0) keep the
-// team: an elementwise or row-wise kernel, each thread reading and writing
-// its own share, ran at full speed on a far team and at half on one thread
-// (relu over 128×1024: 8.9 µs near, 12.5 µs serial; log-softmax 34 against
-// 63 µs). n/grain counts the work only when the grain is more than one
+// kFarRoundTripNs, the regions of a training step run on the calling
+// thread if they have fewer than kFarGrains grains of work (those of that
+// step have at most 19), so that what one writes the next reads from its
+// own cache: the products, whose threads all read the other operand, the
+// batch gather, which fills the rows the first layer's pipeline reads
+// across its k-shares, the activation gradient between products, and the
+// optimizer's update, which reads the products' gradients (left on the
+// team, it took 70–125 µs far against 29 serially, and the products after
+// it slowed down too). Such a region says so by giving its grain of work as
+// `far_grain` (parallel_for). The others (0) keep the team: a standalone
+// elementwise or row-wise kernel, each thread reading and writing its own
+// share, ran at full speed on a far team and at half on one thread (relu
+// over 128×1024: 8.9 µs near, 12.5 µs serial; log-softmax 34 against 63
+// µs). n/grain counts the work only when the grain is more than one
 // iteration: with grain 1, each iteration is worth a thread already (a big
 // GEMM's 32 panels of 1024²): those keep the team.
 inline bool far_team_runs_serially(int64_t round_trip_ns, int64_t n, int64_t far_grain) {

@@ -267,7 +267,8 @@ TEST(ParallelFor, AFarTeamRunsOnlyRegionsOfLittleWorkSerially) {
     EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));
     EXPECT_TRUE(detail::far_team_runs_serially(far, 128, 20));        // the batch gather
     EXPECT_TRUE(detail::far_team_runs_serially(far, 784, 42));        // its weight gradient
-    EXPECT_FALSE(detail::far_team_runs_serially(far, 101898, 0));     // Adam: no far grain
+    EXPECT_TRUE(detail::far_team_runs_serially(far, 101898, 16384));  // Adam over its weights
+    EXPECT_FALSE(detail::far_team_runs_serially(far, 131072, 0));  // relu 128×1024: no far grain
     EXPECT_FALSE(detail::far_team_runs_serially(far, 32, 1));         // 1024² GEMM: 32 panels
     EXPECT_FALSE(detail::far_team_runs_serially(far, 16, 1));         // 512²: 16 panels
     EXPECT_FALSE(detail::far_team_runs_serially(far, 128, 1));  // 4096²: 128 panels, work grain 1

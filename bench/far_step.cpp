@@ -24,10 +24,8 @@
 //   cmake -S . -B build/bench -DFROMZERO_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release
 //   cmake --build build/bench --target fromzero_far_step_bench
 //   build/bench/fromzero_far_step_bench /tmp/mnist_x.f32 /tmp/mnist_y.i32 [seconds] [batch]
-#include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +43,10 @@
 #include "parallel.h"
 #include "reductions.h"
 
+// ns per round trip of a cache line between two threads (bench/round_trip.c,
+// thread_spread.py's helper, linked in).
+extern "C" double round_trip_ns(int trips);
+
 namespace {
 
 using fz::detail::now_ns;
@@ -61,30 +63,6 @@ std::vector<char> read_file(const char* path) {
     if (std::fread(bytes.data(), 1, bytes.size(), f) != bytes.size()) std::exit(1);
     std::fclose(f);
     return bytes;
-}
-
-// bench/round_trip.c in C++: ns per round trip of a cache line between two threads.
-double round_trip_ns(int trips) {
-    alignas(64) static std::atomic<int> ball;
-    double ns = 0;
-    ball.store(0);
-#pragma omp parallel num_threads(2)
-    if (omp_get_num_threads() == 2) {
-        const int me = omp_get_thread_num();
-        int64_t start = 0;
-        for (int i = 0; i <= trips && !(me == 1 && i == trips); ++i) {
-            const int mine = 2 * i + me;
-            while (ball.load(std::memory_order_acquire) != mine) {
-            }
-            if (me == 0 && i == 1) start = now_ns();
-            if (me == 0 && i == trips) {
-                ns = static_cast<double>(now_ns() - start) / (trips - 1);
-                break;
-            }
-            ball.store(mine + 1, std::memory_order_release);
-        }
-    }
-    return ns;
 }
 
 double round_trip() {
